@@ -1,1 +1,10 @@
-//! placeholder
+//! kafka-persistence: event sourcing on Apache Kafka, in pure Rust.
+#![cfg_attr(not(test), warn(missing_docs))]
+
+pub use kafka_persistence_journal as journal;
+pub use kafka_persistence_snapshot as snapshot;
+#[cfg(feature = "testserver")]
+pub use kafka_persistence_testserver as testserver;
+pub use kafka_persistence_wire as wire;
+
+pub mod recovery;

@@ -1,0 +1,1 @@
+//! Recovery: the latest usable snapshot, then the events after it (under construction).
