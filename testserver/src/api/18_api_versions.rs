@@ -1,0 +1,52 @@
+//! ApiVersions (key 18), versions 0-3.
+//!
+//! Behaviour: advertises exactly the registry in `api/mod.rs` (what is implemented). A request
+//! at a version above 3 is answered with a v0 body carrying UNSUPPORTED_VERSION and our key-18
+//! range (KIP-511), so the client retries at a version we speak. The response header is
+//! always v0.
+//!
+//! Skipped: the client software name/version regex check (INVALID_REQUEST in Kafka),
+//! supported/finalized features.
+
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
+
+use super::{Ctx, SUPPORTED};
+use crate::log::code;
+
+fn entry(key: ApiKey, min: i16, max: i16) -> ApiVersion {
+    let mut v = ApiVersion::default();
+    v.api_key = key as i16;
+    v.min_version = min;
+    v.max_version = max;
+    v
+}
+
+/// The answer with `code` and no api list.
+pub(crate) fn error(code: i16) -> ApiVersionsResponse {
+    let mut r = ApiVersionsResponse::default();
+    r.error_code = code;
+    r
+}
+
+/// Handles ApiVersions; returns the version to encode the answer with.
+pub(crate) fn handle(
+    _ctx: &Ctx,
+    _req: ApiVersionsRequest,
+    version: i16,
+) -> (i16, ApiVersionsResponse) {
+    let mut r = ApiVersionsResponse::default();
+    let Some((min, max)) = super::supported_range(ApiKey::ApiVersions) else {
+        return (0, error(code::UNSUPPORTED_VERSION));
+    };
+    if version < min || version > max {
+        r.error_code = code::UNSUPPORTED_VERSION;
+        r.api_keys.push(entry(ApiKey::ApiVersions, min, max));
+        return (0, r);
+    }
+    r.api_keys = SUPPORTED
+        .iter()
+        .map(|&(k, min, max)| entry(k, min, max))
+        .collect();
+    (version, r)
+}

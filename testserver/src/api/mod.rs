@@ -1,0 +1,135 @@
+//! Request handlers, one file per api (`NN_name.rs`, NN = api key), and the registry that
+//! ApiVersions and the request decoder are built from.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::cluster::Cluster;
+
+#[path = "18_api_versions.rs"]
+mod api_versions;
+#[path = "19_create_topics.rs"]
+mod create_topics;
+#[path = "21_delete_records.rs"]
+mod delete_records;
+#[path = "20_delete_topics.rs"]
+mod delete_topics;
+#[path = "60_describe_cluster.rs"]
+mod describe_cluster;
+#[path = "32_describe_configs.rs"]
+mod describe_configs;
+#[path = "01_fetch.rs"]
+mod fetch;
+#[path = "22_init_producer_id.rs"]
+mod init_producer_id;
+#[path = "02_list_offsets.rs"]
+mod list_offsets;
+#[path = "03_metadata.rs"]
+mod metadata;
+#[path = "00_produce.rs"]
+mod produce;
+
+/// The apis this broker serves, with the version range it implements. ApiVersions
+/// advertises exactly this table and the decoder rejects everything outside it.
+pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 11),
+    (ApiKey::Fetch, 4, 16),
+    (ApiKey::ListOffsets, 1, 8),
+    (ApiKey::Metadata, 1, 12),
+    (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::InitProducerId, 0, 4),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::DescribeCluster, 0, 1),
+];
+
+/// The supported `(min, max)` versions of `key`, if served.
+pub(crate) fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|&(_, min, max)| (min, max))
+}
+
+/// What a handler knows about where it runs.
+#[derive(Debug)]
+pub(crate) struct Ctx {
+    pub(crate) cluster: Arc<Cluster>,
+    pub(crate) node_id: i32,
+}
+
+/// A string as the protocol's `StrBytes`.
+pub(crate) fn sb(s: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(s.into())
+}
+
+/// A topic name.
+pub(crate) fn tn(s: &str) -> TopicName {
+    TopicName(sb(s))
+}
+
+/// Handles one request; `None` means "send nothing" (acks=0). The version is the one the
+/// response must be encoded with.
+pub(crate) async fn handle(
+    ctx: &Ctx,
+    header: &RequestHeader,
+    request: RequestKind,
+) -> Option<(i16, ResponseKind)> {
+    let v = header.request_api_version;
+    let body = match request {
+        RequestKind::Produce(r) => return produce::handle(ctx, r, v).map(|b| (v, b.into())),
+        RequestKind::Fetch(r) => fetch::handle(ctx, r, v).await.into(),
+        RequestKind::ListOffsets(r) => list_offsets::handle(ctx, r, v).into(),
+        RequestKind::Metadata(r) => metadata::handle(ctx, r, v).into(),
+        RequestKind::ApiVersions(r) => {
+            let (version, body) = api_versions::handle(ctx, r, v);
+            return Some((version, body.into()));
+        }
+        RequestKind::CreateTopics(r) => create_topics::handle(ctx, r, v).into(),
+        RequestKind::DeleteTopics(r) => delete_topics::handle(ctx, r, v).into(),
+        RequestKind::DeleteRecords(r) => delete_records::handle(ctx, r, v).into(),
+        RequestKind::InitProducerId(r) => init_producer_id::handle(ctx, r, v).into(),
+        RequestKind::DescribeConfigs(r) => describe_configs::handle(ctx, r, v).into(),
+        RequestKind::DescribeCluster(r) => describe_cluster::handle(ctx, r, v).into(),
+        other => {
+            // The decoder only lets registered keys through; answer nothing and close.
+            tracing::warn!(request = ?std::mem::discriminant(&other), "no handler for request");
+            return None;
+        }
+    };
+    Some((v, body))
+}
+
+/// The response to a request that an injected error short-circuits: `code` for every
+/// topic/partition (or at top level), nothing applied. acks=0 produce still gets no answer.
+pub(crate) fn error_response(
+    header: &RequestHeader,
+    request: &RequestKind,
+    code: i16,
+) -> Option<(i16, ResponseKind)> {
+    let v = header.request_api_version;
+    let body: ResponseKind = match request {
+        RequestKind::Produce(r) => {
+            if r.acks == 0 {
+                return None;
+            }
+            produce::error(r, code).into()
+        }
+        RequestKind::Fetch(r) => fetch::error(r, code).into(),
+        RequestKind::ListOffsets(r) => list_offsets::error(r, code).into(),
+        RequestKind::Metadata(r) => metadata::error(r, code).into(),
+        RequestKind::ApiVersions(_) => api_versions::error(code).into(),
+        RequestKind::CreateTopics(r) => create_topics::error(r, code).into(),
+        RequestKind::DeleteTopics(r) => delete_topics::error(r, code).into(),
+        RequestKind::DeleteRecords(r) => delete_records::error(r, code).into(),
+        RequestKind::InitProducerId(_) => init_producer_id::error(code).into(),
+        RequestKind::DescribeConfigs(r) => describe_configs::error(r, code).into(),
+        RequestKind::DescribeCluster(_) => describe_cluster::error(code).into(),
+        _ => return None,
+    };
+    Some((v, body))
+}

@@ -1,0 +1,138 @@
+//! Broker-side framing: turn one request frame into a typed request, and a typed response
+//! into one length-prefixed frame.
+//!
+//! A frame here is the bytes *after* the 4-byte length prefix. The connection loop checks the
+//! prefix against [`MAX_FRAME_SIZE`] before it allocates anything; [`decode_request`] checks
+//! again, so a caller (the fuzz target) can hand it any bytes.
+//!
+//! Unknown api keys and versions outside the ranges this broker advertises are rejected
+//! without panicking. ApiVersions is the exception (KIP-511): a request at a version we do not
+//! know is still returned, with a default body, so the handler can answer UNSUPPORTED_VERSION
+//! with a v0 body that carries its own supported range.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::Encodable;
+
+use crate::api;
+
+/// The largest request frame the broker accepts (Kafka's `socket.request.max.bytes` default).
+pub const MAX_FRAME_SIZE: usize = 100 * 1024 * 1024;
+
+/// Smallest possible request header: api key, api version, correlation id, client id length.
+const MIN_HEADER_SIZE: usize = 10;
+
+/// Why a frame could not be decoded or a response not encoded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// The frame is shorter than a request header or longer than [`MAX_FRAME_SIZE`].
+    #[error("invalid frame size {0}")]
+    FrameSize(usize),
+    /// The api key is not one this broker serves.
+    #[error("unknown or unsupported api key {0}")]
+    UnknownApiKey(i16),
+    /// The api version is outside the range this broker advertises for the key.
+    #[error("unsupported version {version} of api key {api_key}")]
+    UnsupportedVersion {
+        /// The api key of the request.
+        api_key: i16,
+        /// The version the client asked for.
+        version: i16,
+    },
+    /// The header or body is malformed.
+    #[error("malformed {what}: {message}")]
+    Malformed {
+        /// Which part failed ("request header", "request body", "response").
+        what: &'static str,
+        /// The decoder's explanation.
+        message: String,
+    },
+}
+
+/// Decodes one request frame (without its length prefix) into its header and body.
+///
+/// Never panics, whatever the bytes. Rejects unknown api keys and versions this broker does
+/// not advertise, except ApiVersions (see the module docs).
+pub fn decode_request(frame: Bytes) -> Result<(RequestHeader, RequestKind), ProtocolError> {
+    if frame.len() < MIN_HEADER_SIZE || frame.len() > MAX_FRAME_SIZE {
+        return Err(ProtocolError::FrameSize(frame.len()));
+    }
+    let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let key = ApiKey::try_from(raw_key).map_err(|()| ProtocolError::UnknownApiKey(raw_key))?;
+    let Some((min, max)) = api::supported_range(key) else {
+        return Err(ProtocolError::UnknownApiKey(raw_key));
+    };
+    let is_api_versions = key == ApiKey::ApiVersions;
+    if (version < min || version > max) && !is_api_versions {
+        return Err(ProtocolError::UnsupportedVersion {
+            api_key: raw_key,
+            version,
+        });
+    }
+    let mut buf = frame;
+    // ApiVersions requests newer than any known version still use header v2 (KIP-511).
+    let header_version = if is_api_versions && version > ApiKey::ApiVersions.valid_versions().max {
+        2
+    } else {
+        key.request_header_version(version)
+    };
+    let header =
+        <RequestHeader as kafka_protocol::protocol::Decodable>::decode(&mut buf, header_version)
+            .map_err(|e| ProtocolError::Malformed {
+                what: "request header",
+                message: e.to_string(),
+            })?;
+    if is_api_versions && (version < min || version > max) {
+        // The body of an unknown version cannot be trusted; the handler only needs the header.
+        return Ok((
+            header,
+            RequestKind::ApiVersions(kafka_protocol::messages::ApiVersionsRequest::default()),
+        ));
+    }
+    let body =
+        RequestKind::decode(key, &mut buf, version).map_err(|e| ProtocolError::Malformed {
+            what: "request body",
+            message: format!("{e:#}"),
+        })?;
+    Ok((header, body))
+}
+
+/// Appends one length-prefixed response frame (header + body) to `out`.
+///
+/// The header version follows the api and version; ApiVersions always uses header v0.
+pub fn encode_response(
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &ResponseKind,
+    out: &mut BytesMut,
+) -> Result<(), ProtocolError> {
+    let start = out.len();
+    out.put_i32(0);
+    let header_version = if api == ApiKey::ApiVersions {
+        0
+    } else {
+        api.response_header_version(version)
+    };
+    let mut header = ResponseHeader::default();
+    header.correlation_id = correlation_id;
+    let res = header
+        .encode(out, header_version)
+        .and_then(|()| body.encode(out, version));
+    if let Err(e) = res {
+        out.truncate(start);
+        return Err(ProtocolError::Malformed {
+            what: "response",
+            message: format!("{e:#}"),
+        });
+    }
+    let len = out.len() - start - 4;
+    let Ok(len) = i32::try_from(len) else {
+        out.truncate(start);
+        return Err(ProtocolError::FrameSize(len));
+    };
+    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+    Ok(())
+}
