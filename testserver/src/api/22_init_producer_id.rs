@@ -5,7 +5,8 @@
 //! transactional id, the first call allocates an id, each later call bumps its epoch (a new id
 //! once the epoch would overflow), so older producer instances are fenced: their produce
 //! requests get INVALID_PRODUCER_EPOCH. A v3+ request naming an id/epoch that is not the
-//! current one for that transactional id is INVALID_PRODUCER_EPOCH (KIP-360).
+//! current one for that transactional id is INVALID_PRODUCER_EPOCH (KIP-360). An empty
+//! transactional id is INVALID_REQUEST, as in Kafka.
 //!
 //! Skipped: transactions themselves (see Produce), `transaction_timeout_ms`, the coordinator
 //! lookup (any node answers), v5+ (KIP-939 two-phase commit).
@@ -37,6 +38,7 @@ pub(crate) fn handle(
     let mut producers = lock(&c.producers);
     let (pid, epoch) = match req.transactional_id {
         None => (c.next_producer_id.fetch_add(1, Ordering::Relaxed), 0),
+        Some(tid) if tid.0.is_empty() => return error(code::INVALID_REQUEST),
         Some(tid) => {
             let tid = tid.0.to_string();
             let next = match producers.transactional.get(&tid).copied() {

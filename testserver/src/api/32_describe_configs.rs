@@ -3,7 +3,7 @@
 //! Behaviour: topic resources (type 2) list every topic config Kafka knows, with the value
 //! given at creation (source DYNAMIC_TOPIC_CONFIG) or the default (source DEFAULT_CONFIG),
 //! e.g. `max.message.bytes=1048588`, `cleanup.policy=delete`, `retention.ms=604800000`;
-//! `configuration_keys` filters them. Unknown topics are UNKNOWN_TOPIC_OR_PARTITION. Broker
+//! `configuration_keys` filters them (null or empty = all). Unknown topics are UNKNOWN_TOPIC_OR_PARTITION. Broker
 //! resources (type 4, name = node id) list a few static broker configs.
 //!
 //! Skipped: synonyms, documentation and config types (left empty/unknown), other resource
@@ -62,7 +62,7 @@ pub(crate) fn handle(
         let wanted = |k: &str| {
             res.configuration_keys
                 .as_ref()
-                .is_none_or(|keys| keys.iter().any(|x| &**x == k))
+                .is_none_or(|keys| keys.is_empty() || keys.iter().any(|x| &**x == k))
         };
         match res.resource_type {
             TOPIC => match c.topic(&res.resource_name) {
