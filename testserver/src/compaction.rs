@@ -139,15 +139,17 @@ pub(crate) fn compact_log(log: &mut PartitionLog, delete_retention_ms: i64, now:
 
 fn reencode(stored: &StoredBatch, dec: &DecodedBatch, keep: &[usize]) -> Option<StoredBatch> {
     let h = &dec.header;
-    let mut opts = EncodeOptions::default();
-    opts.base_offset = h.base_offset;
-    opts.partition_leader_epoch = h.partition_leader_epoch;
-    opts.producer_id = h.producer_id;
-    opts.producer_epoch = h.producer_epoch;
-    opts.base_sequence = h.base_sequence;
-    opts.compression = h.compression().ok()?;
-    opts.is_transactional = h.is_transactional();
-    opts.timestamp_type = h.timestamp_type();
+    let opts = EncodeOptions {
+        base_offset: h.base_offset,
+        partition_leader_epoch: h.partition_leader_epoch,
+        producer_id: h.producer_id,
+        producer_epoch: h.producer_epoch,
+        base_sequence: h.base_sequence,
+        compression: h.compression().ok()?,
+        is_transactional: h.is_transactional(),
+        timestamp_type: h.timestamp_type(),
+        ..EncodeOptions::default()
+    };
     let records: Vec<(i32, Record)> = keep
         .iter()
         .filter_map(|&j| dec.records.get(j))

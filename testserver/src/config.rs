@@ -173,6 +173,7 @@ pub(crate) fn collision_key(name: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -230,6 +230,7 @@ fn load_partition(dir: &Path, partition: i32) -> LoadedPartition {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -330,15 +330,19 @@ async fn delete_records_moves_log_start() {
     assert_eq!(r.topics[0].partitions[0].error_code, 0);
     assert_eq!(r.topics[0].partitions[0].low_watermark, 3);
     assert_eq!(list_offset(&mut raw, &topic, -2).await, (0, 3));
-    let mut a = FetchArgs::default();
-    a.offset = 1;
+    let a = FetchArgs {
+        offset: 1,
+        ..Default::default()
+    };
     assert_eq!(
         fetch(&mut raw, &topic, 0, a).await.error_code,
         1,
         "below log start"
     );
-    let mut a = FetchArgs::default();
-    a.offset = 3;
+    let a = FetchArgs {
+        offset: 3,
+        ..Default::default()
+    };
     let f = fetch(&mut raw, &topic, 0, a).await;
     assert_eq!(f.log_start_offset, 3);
     let offsets: Vec<i64> = decode_values(&f.records)

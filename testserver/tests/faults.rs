@@ -236,8 +236,10 @@ async fn fault_move_leader_bumps_epoch_and_redirects() {
         produce(&mut raw_old, 9, &topic, 0, one()).await.error_code,
         6
     );
-    let mut a = FetchArgs::default();
-    a.version = 12;
+    let a = FetchArgs {
+        version: 12,
+        ..Default::default()
+    };
     let f = fetch(&mut raw_old, &topic, 0, a).await;
     assert_eq!(f.error_code, 6);
     assert_eq!(f.current_leader.leader_id.0, new);
@@ -264,8 +266,10 @@ async fn fault_move_leader_wakes_a_long_poll_on_the_old_leader() {
     let mut raw = Raw::connect(&addrs[old as usize]).await;
     let t = topic.clone();
     let fetcher = tokio::spawn(async move {
-        let mut a = FetchArgs::default();
-        a.max_wait_ms = 20_000;
+        let a = FetchArgs {
+            max_wait_ms: 20_000,
+            ..Default::default()
+        };
         let start = Instant::now();
         let f = fetch(&mut raw, &t, 0, a).await;
         (f.error_code, start.elapsed())
@@ -372,8 +376,10 @@ async fn fault_restart_with_data_dir_keeps_topics_records_and_configs() {
         (1, 4, 2)
     );
     let mut raw = Raw::connect(&server.bootstrap_servers()).await;
-    let mut a = FetchArgs::default();
-    a.offset = 1;
+    let a = FetchArgs {
+        offset: 1,
+        ..Default::default()
+    };
     let f = fetch(&mut raw, &topic, 1, a).await;
     let values: Vec<String> = decode_values(&f.records)
         .into_iter()
@@ -463,8 +469,10 @@ async fn fault_compaction_keeps_the_newest_record_per_key() {
     let f2 = fetch(&mut raw, &topic, 0, FetchArgs::default()).await;
     assert_eq!(decode_values(&f2.records), got);
     // Fetching from a removed offset returns the next surviving batch.
-    let mut a = FetchArgs::default();
-    a.offset = 1;
+    let a = FetchArgs {
+        offset: 1,
+        ..Default::default()
+    };
     let f = fetch(&mut raw, &topic, 0, a).await;
     assert_eq!(decode_values(&f.records).first().unwrap().0, 3);
 }

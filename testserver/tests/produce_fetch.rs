@@ -35,9 +35,11 @@ async fn produce_assigns_offsets_and_fetch_returns_them() {
     .await;
     assert_eq!(r.base_offset, 12);
     for version in [4i16, 7, 11, 12] {
-        let mut a = FetchArgs::default();
-        a.version = version;
-        a.offset = 4;
+        let a = FetchArgs {
+            version,
+            offset: 4,
+            ..Default::default()
+        };
         let p = fetch(&mut raw, &topic, 0, a).await;
         assert_eq!(p.error_code, 0);
         assert_eq!(p.high_watermark, 14);
@@ -63,13 +65,17 @@ async fn fetch_at_high_watermark_is_empty_and_beyond_is_out_of_range() {
         batch(&records("a", 2), &EncodeOptions::default()),
     )
     .await;
-    let mut a = FetchArgs::default();
-    a.offset = 2;
+    let a = FetchArgs {
+        offset: 2,
+        ..Default::default()
+    };
     let p = fetch(&mut raw, &topic, 0, a).await;
     assert_eq!(p.error_code, 0);
     assert!(decode_values(&p.records).is_empty());
-    let mut a = FetchArgs::default();
-    a.offset = 3;
+    let a = FetchArgs {
+        offset: 3,
+        ..Default::default()
+    };
     let p = fetch(&mut raw, &topic, 0, a).await;
     assert_eq!(p.error_code, 1, "OFFSET_OUT_OF_RANGE");
 }
@@ -95,8 +101,10 @@ async fn fetch_long_poll_is_woken_by_produce() {
         .await
     });
     let start = Instant::now();
-    let mut a = FetchArgs::default();
-    a.max_wait_ms = 10_000;
+    let a = FetchArgs {
+        max_wait_ms: 10_000,
+        ..Default::default()
+    };
     let p = fetch(&mut raw, &topic, 0, a).await;
     let took = start.elapsed();
     assert_eq!(p.error_code, 0);
@@ -119,8 +127,10 @@ async fn fetch_long_poll_times_out_empty() {
     let topic = unique("lpt");
     assert_eq!(create_topic(&mut raw, &topic, 1, &[]).await, 0);
     let start = Instant::now();
-    let mut a = FetchArgs::default();
-    a.max_wait_ms = 300;
+    let a = FetchArgs {
+        max_wait_ms: 300,
+        ..Default::default()
+    };
     let p = fetch(&mut raw, &topic, 0, a).await;
     assert_eq!(p.error_code, 0);
     assert!(decode_values(&p.records).is_empty());
@@ -145,8 +155,10 @@ async fn fetch_returns_at_least_one_batch_above_max_bytes_and_truncates_after() 
         .await;
         assert_eq!(r.error_code, 0);
     }
-    let mut a = FetchArgs::default();
-    a.partition_max_bytes = 100;
+    let a = FetchArgs {
+        partition_max_bytes: 100,
+        ..Default::default()
+    };
     let p = fetch(&mut raw, &topic, 0, a).await;
     assert_eq!(p.error_code, 0);
     let bytes = p.records.clone().unwrap();
@@ -155,8 +167,10 @@ async fn fetch_returns_at_least_one_batch_above_max_bytes_and_truncates_after() 
         "exactly one batch: {}",
         bytes.len()
     );
-    let mut a = FetchArgs::default();
-    a.partition_max_bytes = 9000;
+    let a = FetchArgs {
+        partition_max_bytes: 9000,
+        ..Default::default()
+    };
     let p = fetch(&mut raw, &topic, 0, a).await;
     let n = decode_values(&p.records).len();
     assert_eq!(n, 2, "two whole batches fit in 9000 bytes");

@@ -82,7 +82,7 @@ impl Raw {
     }
 
     /// Sends one request; returns its correlation id.
-    pub async fn send<R: Encodable + HeaderVersion>(
+    pub async fn send<R: Encodable + HeaderVersion + Sync>(
         &mut self,
         key: ApiKey,
         version: i16,
@@ -126,7 +126,7 @@ impl Raw {
     }
 
     /// Sends a request and reads its response.
-    pub async fn call<R: Encodable + HeaderVersion, T: Decodable + HeaderVersion>(
+    pub async fn call<R: Encodable + HeaderVersion + Sync, T: Decodable + HeaderVersion>(
         &mut self,
         key: ApiKey,
         version: i16,
@@ -192,10 +192,12 @@ pub fn batch(records: &[Record], opts: &EncodeOptions) -> Bytes {
 
 /// An idempotent batch.
 pub fn idempotent_batch(records: &[Record], pid: i64, epoch: i16, seq: i32) -> Bytes {
-    let mut opts = EncodeOptions::default();
-    opts.producer_id = pid;
-    opts.producer_epoch = epoch;
-    opts.base_sequence = seq;
+    let opts = EncodeOptions {
+        producer_id: pid,
+        producer_epoch: epoch,
+        base_sequence: seq,
+        ..Default::default()
+    };
     batch(records, &opts)
 }
 
