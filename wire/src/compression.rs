@@ -315,6 +315,10 @@ mod lz4 {
     }
 
     pub(super) fn decompress(input: &[u8], max: usize) -> Result<Vec<u8>, CompressionError> {
+        // lz4_flex reads an empty stream as zero frames; a batch always has one frame.
+        if input.is_empty() {
+            return Err(super::malformed("lz4", "empty input"));
+        }
         read_capped("lz4", FrameDecoder::new(input), max, input.len() * 2)
     }
 }
