@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
 use crate::config::{collision_key, validate_topic_name, TopicConfig};
+use crate::groups::Groups;
 use crate::log::{code, PartitionLog, StoredBatch};
 use crate::storage::{self, PartitionFile};
 use crate::Fault;
@@ -143,6 +144,7 @@ pub(crate) struct Cluster {
     pub(crate) latency_us: AtomicU64,
     counts: Vec<AtomicU64>,
     pub(crate) conn_counter: AtomicU64,
+    pub(crate) groups: Groups,
 }
 
 fn new_uuid(name: &str) -> uuid::Uuid {
@@ -194,6 +196,7 @@ impl Cluster {
             latency_us: AtomicU64::new(0),
             counts: (0..128).map(|_| AtomicU64::new(0)).collect(),
             conn_counter: AtomicU64::new(0),
+            groups: Groups::default(),
         }
     }
 

@@ -35,6 +35,7 @@ mod api;
 mod cluster;
 mod compaction;
 mod config;
+mod groups;
 mod log;
 pub mod protocol;
 mod server;

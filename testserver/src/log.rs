@@ -23,7 +23,14 @@ pub(crate) mod code {
     pub(crate) const LEADER_NOT_AVAILABLE: i16 = 5;
     pub(crate) const NOT_LEADER_OR_FOLLOWER: i16 = 6;
     pub(crate) const MESSAGE_TOO_LARGE: i16 = 10;
+    pub(crate) const NOT_COORDINATOR: i16 = 16;
     pub(crate) const INVALID_TOPIC_EXCEPTION: i16 = 17;
+    pub(crate) const ILLEGAL_GENERATION: i16 = 22;
+    pub(crate) const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
+    pub(crate) const INVALID_GROUP_ID: i16 = 24;
+    pub(crate) const UNKNOWN_MEMBER_ID: i16 = 25;
+    pub(crate) const INVALID_SESSION_TIMEOUT: i16 = 26;
+    pub(crate) const REBALANCE_IN_PROGRESS: i16 = 27;
     pub(crate) const INVALID_REQUIRED_ACKS: i16 = 21;
     pub(crate) const UNSUPPORTED_VERSION: i16 = 35;
     pub(crate) const TOPIC_ALREADY_EXISTS: i16 = 36;

@@ -22,14 +22,28 @@ mod describe_cluster;
 mod describe_configs;
 #[path = "01_fetch.rs"]
 mod fetch;
+#[path = "10_find_coordinator.rs"]
+mod find_coordinator;
+#[path = "12_heartbeat.rs"]
+mod heartbeat;
 #[path = "22_init_producer_id.rs"]
 mod init_producer_id;
+#[path = "11_join_group.rs"]
+mod join_group;
+#[path = "13_leave_group.rs"]
+mod leave_group;
 #[path = "02_list_offsets.rs"]
 mod list_offsets;
 #[path = "03_metadata.rs"]
 mod metadata;
+#[path = "08_offset_commit.rs"]
+mod offset_commit;
+#[path = "09_offset_fetch.rs"]
+mod offset_fetch;
 #[path = "00_produce.rs"]
 mod produce;
+#[path = "14_sync_group.rs"]
+mod sync_group;
 
 /// The apis this broker serves, with the version range it implements. ApiVersions
 /// advertises exactly this table and the decoder rejects everything outside it.
@@ -38,6 +52,13 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Fetch, 4, 16),
     (ApiKey::ListOffsets, 1, 8),
     (ApiKey::Metadata, 1, 12),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 7),
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::JoinGroup, 0, 7),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 4),
+    (ApiKey::SyncGroup, 0, 5),
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
@@ -85,6 +106,20 @@ pub(crate) async fn handle(
         RequestKind::Fetch(r) => fetch::handle(ctx, r, v).await.into(),
         RequestKind::ListOffsets(r) => list_offsets::handle(ctx, r, v).into(),
         RequestKind::Metadata(r) => metadata::handle(ctx, r, v).into(),
+        RequestKind::OffsetCommit(r) => offset_commit::handle(ctx, r, v).into(),
+        RequestKind::OffsetFetch(r) => offset_fetch::handle(ctx, r, v).into(),
+        RequestKind::FindCoordinator(r) => find_coordinator::handle(ctx, r, v).into(),
+        RequestKind::JoinGroup(r) => {
+            let client_id = header
+                .client_id
+                .as_ref()
+                .map(|c| c.to_string())
+                .unwrap_or_default();
+            join_group::handle(ctx, client_id, r, v).await.into()
+        }
+        RequestKind::Heartbeat(r) => heartbeat::handle(ctx, r, v).into(),
+        RequestKind::LeaveGroup(r) => leave_group::handle(ctx, r, v).into(),
+        RequestKind::SyncGroup(r) => sync_group::handle(ctx, r, v).await.into(),
         RequestKind::ApiVersions(r) => {
             let (version, body) = api_versions::handle(ctx, r, v);
             return Some((version, body.into()));
@@ -122,6 +157,13 @@ pub(crate) fn error_response(
         RequestKind::Fetch(r) => fetch::error(r, code).into(),
         RequestKind::ListOffsets(r) => list_offsets::error(r, code).into(),
         RequestKind::Metadata(r) => metadata::error(r, code).into(),
+        RequestKind::OffsetCommit(r) => offset_commit::error(r, code).into(),
+        RequestKind::OffsetFetch(r) => offset_fetch::error(r, code, v).into(),
+        RequestKind::FindCoordinator(r) => find_coordinator::error(r, code).into(),
+        RequestKind::JoinGroup(_) => join_group::error(code).into(),
+        RequestKind::Heartbeat(_) => heartbeat::error(code).into(),
+        RequestKind::LeaveGroup(r) => leave_group::error(r, code).into(),
+        RequestKind::SyncGroup(_) => sync_group::error(code).into(),
         RequestKind::ApiVersions(_) => api_versions::error(code).into(),
         RequestKind::CreateTopics(r) => create_topics::error(r, code).into(),
         RequestKind::DeleteTopics(r) => delete_topics::error(r, code).into(),

@@ -1,0 +1,602 @@
+//! The classic consumer-group coordinator: membership, rebalances, committed offsets.
+//!
+//! State machine per group (Kafka's, without the initial rebalance delay):
+//! `Empty` → (join) `PreparingRebalance` → (every known member joined, or the rebalance
+//! timeout passed: stragglers are removed) `CompletingRebalance` → (leader's SyncGroup)
+//! `Stable` → (a join, a leave or an expired session) `PreparingRebalance` ...
+//!
+//! JoinGroup and SyncGroup wait (without holding the lock) on the group's `Notify` until
+//! their round is decided. Sessions expire lazily: every group call first removes members
+//! whose last heartbeat is older than their session timeout (members parked in a join are
+//! alive). The coordinator of every group is the lowest running node; group state is shared
+//! by the cluster, so it survives coordinator moves. Nothing is persisted to `data_dir`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+use crate::cluster::lock;
+use crate::log::code;
+
+/// Group states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum GroupState {
+    Empty,
+    PreparingRebalance,
+    CompletingRebalance,
+    Stable,
+}
+
+/// One member.
+#[derive(Debug, Clone)]
+pub(crate) struct Member {
+    pub(crate) id: String,
+    pub(crate) instance_id: Option<String>,
+    pub(crate) session_timeout: Duration,
+    pub(crate) rebalance_timeout: Duration,
+    pub(crate) protocols: Vec<(String, Bytes)>,
+    pub(crate) last_seen: Instant,
+    /// Joined in the current rebalance round.
+    pub(crate) joined: bool,
+    /// Parked in a JoinGroup right now (counts as alive).
+    pub(crate) waiting: bool,
+    pub(crate) assignment: Bytes,
+}
+
+/// One committed offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Committed {
+    pub(crate) offset: i64,
+    pub(crate) leader_epoch: i32,
+    pub(crate) metadata: Option<String>,
+}
+
+/// One group.
+#[derive(Debug)]
+pub(crate) struct Group {
+    pub(crate) state: GroupState,
+    pub(crate) generation: i32,
+    pub(crate) protocol_type: Option<String>,
+    pub(crate) protocol: Option<String>,
+    pub(crate) leader: Option<String>,
+    pub(crate) members: BTreeMap<String, Member>,
+    pub(crate) rebalance_deadline: Option<Instant>,
+    pub(crate) offsets: BTreeMap<(String, i32), Committed>,
+    pub(crate) changed: Arc<Notify>,
+}
+
+impl Group {
+    fn new() -> Group {
+        Group {
+            state: GroupState::Empty,
+            generation: 0,
+            protocol_type: None,
+            protocol: None,
+            leader: None,
+            members: BTreeMap::new(),
+            rebalance_deadline: None,
+            offsets: BTreeMap::new(),
+            changed: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Removes members whose session expired; starts a rebalance if any were removed.
+    fn expire(&mut self, now: Instant) {
+        let before = self.members.len();
+        self.members
+            .retain(|_, m| m.waiting || now.duration_since(m.last_seen) <= m.session_timeout);
+        if self.members.len() != before {
+            tracing::debug!(
+                removed = before - self.members.len(),
+                reason = "session timeout",
+                "group members expired"
+            );
+            self.start_rebalance(now);
+        }
+    }
+
+    /// Moves to PreparingRebalance (or Empty when no member is left).
+    fn start_rebalance(&mut self, now: Instant) {
+        if self.members.is_empty() {
+            if self.state != GroupState::Empty {
+                self.generation += 1;
+            }
+            self.state = GroupState::Empty;
+            self.leader = None;
+            self.protocol = None;
+            self.rebalance_deadline = None;
+        } else if self.state != GroupState::PreparingRebalance {
+            self.state = GroupState::PreparingRebalance;
+            for m in self.members.values_mut() {
+                m.joined = false;
+            }
+            let timeout = self
+                .members
+                .values()
+                .map(|m| m.rebalance_timeout)
+                .max()
+                .unwrap_or(Duration::from_secs(60));
+            self.rebalance_deadline = Some(now + timeout);
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// Completes the join round if every member joined, or if `force` (deadline passed):
+    /// members that did not join are removed.
+    fn maybe_complete_join(&mut self, force: bool) {
+        if self.state != GroupState::PreparingRebalance {
+            return;
+        }
+        if !force && !self.members.values().all(|m| m.joined) {
+            return;
+        }
+        self.members.retain(|_, m| m.joined);
+        if self.members.is_empty() {
+            self.start_rebalance(Instant::now());
+            return;
+        }
+        self.generation += 1;
+        self.protocol = self.select_protocol();
+        if self
+            .leader
+            .as_ref()
+            .is_none_or(|l| !self.members.contains_key(l))
+        {
+            self.leader = self.members.keys().next().cloned();
+        }
+        for m in self.members.values_mut() {
+            m.assignment = Bytes::new();
+        }
+        self.state = GroupState::CompletingRebalance;
+        self.rebalance_deadline = None;
+        self.changed.notify_waiters();
+    }
+
+    /// The first protocol, in the leader's (or first member's) preference order, that every
+    /// member supports.
+    fn select_protocol(&self) -> Option<String> {
+        let first = self
+            .leader
+            .as_ref()
+            .and_then(|l| self.members.get(l))
+            .or_else(|| self.members.values().next())?;
+        first
+            .protocols
+            .iter()
+            .map(|(n, _)| n)
+            .find(|n| {
+                self.members
+                    .values()
+                    .all(|m| m.protocols.iter().any(|(x, _)| x == *n))
+            })
+            .cloned()
+    }
+}
+
+/// Parameters of a JoinGroup.
+#[derive(Debug)]
+pub(crate) struct JoinArgs {
+    pub(crate) group_id: String,
+    pub(crate) member_id: String,
+    pub(crate) instance_id: Option<String>,
+    pub(crate) client_id: String,
+    pub(crate) session_timeout: Duration,
+    pub(crate) rebalance_timeout: Duration,
+    pub(crate) protocol_type: String,
+    pub(crate) protocols: Vec<(String, Bytes)>,
+}
+
+/// The outcome of a JoinGroup.
+#[derive(Debug, Default)]
+pub(crate) struct JoinResult {
+    pub(crate) error: i16,
+    pub(crate) generation: i32,
+    pub(crate) protocol_type: Option<String>,
+    pub(crate) protocol: Option<String>,
+    pub(crate) leader: String,
+    pub(crate) member_id: String,
+    /// (member id, instance id, metadata) for the leader only.
+    pub(crate) members: Vec<(String, Option<String>, Bytes)>,
+}
+
+/// The outcome of a SyncGroup.
+#[derive(Debug, Default)]
+pub(crate) struct SyncResult {
+    pub(crate) error: i16,
+    pub(crate) protocol_type: Option<String>,
+    pub(crate) protocol: Option<String>,
+    pub(crate) assignment: Bytes,
+}
+
+/// One topic's committed offsets: partition → commit (None = nothing committed).
+pub(crate) type TopicOffsets = (String, Vec<(i32, Option<Committed>)>);
+
+/// All groups.
+#[derive(Debug, Default)]
+pub(crate) struct Groups {
+    groups: Mutex<HashMap<String, Group>>,
+    member_counter: AtomicU64,
+}
+
+/// Upper bound on how long a join or sync parks, whatever the client asked.
+const MAX_PARK: Duration = Duration::from_secs(300);
+
+impl Groups {
+    /// JoinGroup: registers the member, then waits until the round is decided.
+    pub(crate) async fn join(&self, args: JoinArgs) -> JoinResult {
+        let fail = |error: i16, member_id: &str| JoinResult {
+            error,
+            generation: -1,
+            member_id: member_id.to_string(),
+            ..JoinResult::default()
+        };
+        if args.group_id.is_empty() {
+            return fail(code::INVALID_GROUP_ID, &args.member_id);
+        }
+        if args.session_timeout.is_zero() || args.protocols.is_empty() {
+            return fail(
+                if args.protocols.is_empty() {
+                    code::INCONSISTENT_GROUP_PROTOCOL
+                } else {
+                    code::INVALID_SESSION_TIMEOUT
+                },
+                &args.member_id,
+            );
+        }
+        let member_id;
+        {
+            let mut groups = lock(&self.groups);
+            let g = groups
+                .entry(args.group_id.clone())
+                .or_insert_with(Group::new);
+            let now = Instant::now();
+            g.expire(now);
+            if let Some(pt) = &g.protocol_type {
+                if !g.members.is_empty() && *pt != args.protocol_type {
+                    return fail(code::INCONSISTENT_GROUP_PROTOCOL, &args.member_id);
+                }
+            }
+            if !g.members.is_empty()
+                && !args.protocols.iter().any(|(n, _)| {
+                    g.members
+                        .values()
+                        .all(|m| m.protocols.iter().any(|(x, _)| x == n))
+                })
+            {
+                return fail(code::INCONSISTENT_GROUP_PROTOCOL, &args.member_id);
+            }
+            member_id = if args.member_id.is_empty() {
+                // A static member (KIP-345) keeps its slot under a new member id.
+                if let Some(inst) = &args.instance_id {
+                    let old: Vec<String> = g
+                        .members
+                        .values()
+                        .filter(|m| m.instance_id.as_ref() == Some(inst))
+                        .map(|m| m.id.clone())
+                        .collect();
+                    for o in old {
+                        g.members.remove(&o);
+                    }
+                }
+                let n = self.member_counter.fetch_add(1, Ordering::Relaxed);
+                format!(
+                    "{}-{n}",
+                    if args.client_id.is_empty() {
+                        "member"
+                    } else {
+                        &args.client_id
+                    }
+                )
+            } else if g.members.contains_key(&args.member_id) {
+                args.member_id.clone()
+            } else {
+                return fail(code::UNKNOWN_MEMBER_ID, &args.member_id);
+            };
+            g.members.insert(
+                member_id.clone(),
+                Member {
+                    id: member_id.clone(),
+                    instance_id: args.instance_id.clone(),
+                    session_timeout: args.session_timeout,
+                    rebalance_timeout: args.rebalance_timeout,
+                    protocols: args.protocols.clone(),
+                    last_seen: now,
+                    joined: true,
+                    waiting: true,
+                    assignment: Bytes::new(),
+                },
+            );
+            g.protocol_type = Some(args.protocol_type.clone());
+            // Any join outside a running round starts one (Kafka skips the rebalance when a
+            // follower rejoins a stable group with unchanged metadata; we do not).
+            if g.state != GroupState::PreparingRebalance {
+                g.start_rebalance(now);
+                if let Some(m) = g.members.get_mut(&member_id) {
+                    m.joined = true;
+                }
+            }
+            g.maybe_complete_join(false);
+        }
+        let deadline = Instant::now() + MAX_PARK;
+        loop {
+            let (notify, wait_until) = {
+                let mut groups = lock(&self.groups);
+                let Some(g) = groups.get_mut(&args.group_id) else {
+                    return fail(code::UNKNOWN_MEMBER_ID, &member_id);
+                };
+                let now = Instant::now();
+                if g.state == GroupState::PreparingRebalance
+                    && g.rebalance_deadline.is_some_and(|d| now >= d)
+                {
+                    g.maybe_complete_join(true);
+                }
+                if !g.members.contains_key(&member_id) {
+                    return fail(code::UNKNOWN_MEMBER_ID, &member_id);
+                }
+                if g.state == GroupState::CompletingRebalance || g.state == GroupState::Stable {
+                    let leader = g.leader.clone().unwrap_or_default();
+                    if let Some(m) = g.members.get_mut(&member_id) {
+                        m.waiting = false;
+                        m.last_seen = now;
+                    }
+                    let members = if leader == member_id {
+                        let proto = g.protocol.clone().unwrap_or_default();
+                        g.members
+                            .values()
+                            .map(|m| {
+                                let meta = m
+                                    .protocols
+                                    .iter()
+                                    .find(|(n, _)| *n == proto)
+                                    .map(|(_, b)| b.clone())
+                                    .unwrap_or_default();
+                                (m.id.clone(), m.instance_id.clone(), meta)
+                            })
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
+                    return JoinResult {
+                        error: code::NONE,
+                        generation: g.generation,
+                        protocol_type: g.protocol_type.clone(),
+                        protocol: g.protocol.clone(),
+                        leader,
+                        member_id,
+                        members,
+                    };
+                }
+                if now >= deadline {
+                    if let Some(m) = g.members.get_mut(&member_id) {
+                        m.waiting = false;
+                    }
+                    return fail(code::REBALANCE_IN_PROGRESS, &member_id);
+                }
+                let until = g.rebalance_deadline.unwrap_or(deadline).min(deadline);
+                (Arc::clone(&g.changed), until)
+            };
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            // Re-check after arming: the state may have changed between unlock and enable.
+            if self.round_decided(&args.group_id) {
+                continue;
+            }
+            let _ = tokio::time::timeout_at(wait_until.into(), notified).await;
+        }
+    }
+
+    fn round_decided(&self, group_id: &str) -> bool {
+        lock(&self.groups)
+            .get(group_id)
+            .is_none_or(|g| g.state != GroupState::PreparingRebalance)
+    }
+
+    /// SyncGroup: the leader's assignments are stored; everyone waits for them.
+    pub(crate) async fn sync(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        assignments: Vec<(String, Bytes)>,
+    ) -> SyncResult {
+        let fail = |error| SyncResult {
+            error,
+            ..SyncResult::default()
+        };
+        let deadline = Instant::now() + MAX_PARK;
+        let mut first = true;
+        loop {
+            let notify = {
+                let mut groups = lock(&self.groups);
+                let Some(g) = groups.get_mut(group_id) else {
+                    return fail(code::UNKNOWN_MEMBER_ID);
+                };
+                let now = Instant::now();
+                g.expire(now);
+                let Some(m) = g.members.get_mut(member_id) else {
+                    return fail(code::UNKNOWN_MEMBER_ID);
+                };
+                m.last_seen = now;
+                if generation != g.generation {
+                    return fail(code::ILLEGAL_GENERATION);
+                }
+                match g.state {
+                    GroupState::PreparingRebalance | GroupState::Empty => {
+                        return fail(code::REBALANCE_IN_PROGRESS)
+                    }
+                    GroupState::CompletingRebalance => {
+                        if first && g.leader.as_deref() == Some(member_id) {
+                            for (id, a) in &assignments {
+                                if let Some(m) = g.members.get_mut(id) {
+                                    m.assignment = a.clone();
+                                }
+                            }
+                            g.state = GroupState::Stable;
+                            g.changed.notify_waiters();
+                        }
+                    }
+                    GroupState::Stable => {}
+                }
+                first = false;
+                if g.state == GroupState::Stable {
+                    return SyncResult {
+                        error: code::NONE,
+                        protocol_type: g.protocol_type.clone(),
+                        protocol: g.protocol.clone(),
+                        assignment: g
+                            .members
+                            .get(member_id)
+                            .map(|m| m.assignment.clone())
+                            .unwrap_or_default(),
+                    };
+                }
+                if now >= deadline {
+                    return fail(code::REBALANCE_IN_PROGRESS);
+                }
+                Arc::clone(&g.changed)
+            };
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if lock(&self.groups)
+                .get(group_id)
+                .is_none_or(|g| g.state != GroupState::CompletingRebalance)
+            {
+                continue;
+            }
+            let _ = tokio::time::timeout_at(deadline.into(), notified).await;
+        }
+    }
+
+    /// Heartbeat.
+    pub(crate) fn heartbeat(&self, group_id: &str, generation: i32, member_id: &str) -> i16 {
+        let mut groups = lock(&self.groups);
+        let Some(g) = groups.get_mut(group_id) else {
+            return code::UNKNOWN_MEMBER_ID;
+        };
+        let now = Instant::now();
+        g.expire(now);
+        let Some(m) = g.members.get_mut(member_id) else {
+            return code::UNKNOWN_MEMBER_ID;
+        };
+        m.last_seen = now;
+        if g.state == GroupState::PreparingRebalance {
+            return code::REBALANCE_IN_PROGRESS;
+        }
+        if generation != g.generation {
+            return code::ILLEGAL_GENERATION;
+        }
+        code::NONE
+    }
+
+    /// LeaveGroup for each member; returns one error code per member.
+    pub(crate) fn leave(&self, group_id: &str, members: &[(String, Option<String>)]) -> Vec<i16> {
+        let mut groups = lock(&self.groups);
+        let Some(g) = groups.get_mut(group_id) else {
+            return members.iter().map(|_| code::UNKNOWN_MEMBER_ID).collect();
+        };
+        let mut out = Vec::with_capacity(members.len());
+        let mut removed = false;
+        for (id, inst) in members {
+            let key = if id.is_empty() {
+                inst.as_ref().and_then(|i| {
+                    g.members
+                        .values()
+                        .find(|m| m.instance_id.as_ref() == Some(i))
+                        .map(|m| m.id.clone())
+                })
+            } else {
+                Some(id.clone())
+            };
+            match key.and_then(|k| g.members.remove(&k)) {
+                Some(_) => {
+                    removed = true;
+                    out.push(code::NONE);
+                }
+                None => out.push(code::UNKNOWN_MEMBER_ID),
+            }
+        }
+        if removed {
+            g.start_rebalance(Instant::now());
+            g.maybe_complete_join(false);
+        }
+        out
+    }
+
+    /// OffsetCommit validation: simple commits (generation -1, no member) need an empty
+    /// group; members must be known and in the current generation.
+    pub(crate) fn commit(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        offsets: Vec<((String, i32), Committed)>,
+    ) -> i16 {
+        if group_id.is_empty() {
+            return code::INVALID_GROUP_ID;
+        }
+        let mut groups = lock(&self.groups);
+        let g = groups
+            .entry(group_id.to_string())
+            .or_insert_with(Group::new);
+        let now = Instant::now();
+        g.expire(now);
+        if generation < 0 && member_id.is_empty() {
+            if !g.members.is_empty() {
+                return code::UNKNOWN_MEMBER_ID;
+            }
+        } else {
+            let Some(m) = g.members.get_mut(member_id) else {
+                return code::UNKNOWN_MEMBER_ID;
+            };
+            m.last_seen = now;
+            if generation != g.generation {
+                return code::ILLEGAL_GENERATION;
+            }
+            if g.state == GroupState::PreparingRebalance {
+                return code::REBALANCE_IN_PROGRESS;
+            }
+        }
+        for (k, v) in offsets {
+            g.offsets.insert(k, v);
+        }
+        code::NONE
+    }
+
+    /// Committed offsets of a group: for `topics` (name → partitions) or all.
+    pub(crate) fn committed(
+        &self,
+        group_id: &str,
+        topics: Option<Vec<(String, Vec<i32>)>>,
+    ) -> Vec<TopicOffsets> {
+        let groups = lock(&self.groups);
+        let offsets = groups.get(group_id).map(|g| &g.offsets);
+        match topics {
+            Some(ts) => ts
+                .into_iter()
+                .map(|(t, ps)| {
+                    let parts = ps
+                        .into_iter()
+                        .map(|p| (p, offsets.and_then(|o| o.get(&(t.clone(), p)).cloned())))
+                        .collect();
+                    (t, parts)
+                })
+                .collect(),
+            None => {
+                let mut by_topic: BTreeMap<String, Vec<(i32, Option<Committed>)>> = BTreeMap::new();
+                for ((t, p), c) in offsets.into_iter().flatten() {
+                    by_topic
+                        .entry(t.clone())
+                        .or_default()
+                        .push((*p, Some(c.clone())));
+                }
+                by_topic.into_iter().collect()
+            }
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! Raw-protocol tests of the classic consumer-group apis.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::leave_group_request::MemberIdentity;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+use kafka_protocol::messages::*;
+
+async fn coordinator(raw: &mut Raw, group: &str) -> String {
+    let mut req = FindCoordinatorRequest::default();
+    req.key = sb(group);
+    let r: FindCoordinatorResponse = raw.call(ApiKey::FindCoordinator, 3, &req).await;
+    assert_eq!(r.error_code, 0);
+    format!("{}:{}", &*r.host, r.port)
+}
+
+async fn join(raw: &mut Raw, group: &str, member_id: &str) -> JoinGroupResponse {
+    let mut req = JoinGroupRequest::default();
+    req.group_id = GroupId(sb(group));
+    req.session_timeout_ms = 30_000;
+    req.rebalance_timeout_ms = 30_000;
+    req.member_id = sb(member_id);
+    req.protocol_type = sb("consumer");
+    let mut p = JoinGroupRequestProtocol::default();
+    p.name = sb("range");
+    p.metadata = Bytes::from_static(b"meta");
+    req.protocols.push(p);
+    let r: JoinGroupResponse = raw.call(ApiKey::JoinGroup, 7, &req).await;
+    if r.error_code == 79 {
+        // MEMBER_ID_REQUIRED (real Kafka): rejoin with the assigned id.
+        let id = r.member_id.to_string();
+        req.member_id = sb(&id);
+        return raw.call(ApiKey::JoinGroup, 7, &req).await;
+    }
+    r
+}
+
+async fn sync(
+    raw: &mut Raw,
+    group: &str,
+    generation: i32,
+    member: &str,
+    assign: &[(&str, &str)],
+) -> SyncGroupResponse {
+    let mut req = SyncGroupRequest::default();
+    req.group_id = GroupId(sb(group));
+    req.generation_id = generation;
+    req.member_id = sb(member);
+    req.protocol_type = Some(sb("consumer"));
+    req.protocol_name = Some(sb("range"));
+    for (m, a) in assign {
+        let mut x = SyncGroupRequestAssignment::default();
+        x.member_id = sb(m);
+        x.assignment = Bytes::from(a.to_string());
+        req.assignments.push(x);
+    }
+    raw.call(ApiKey::SyncGroup, 5, &req).await
+}
+
+async fn heartbeat(raw: &mut Raw, group: &str, generation: i32, member: &str) -> i16 {
+    let mut req = HeartbeatRequest::default();
+    req.group_id = GroupId(sb(group));
+    req.generation_id = generation;
+    req.member_id = sb(member);
+    let r: HeartbeatResponse = raw.call(ApiKey::Heartbeat, 4, &req).await;
+    r.error_code
+}
+
+async fn commit(
+    raw: &mut Raw,
+    group: &str,
+    generation: i32,
+    member: &str,
+    topic: &str,
+    offset: i64,
+) -> i16 {
+    let mut p = OffsetCommitRequestPartition::default();
+    p.partition_index = 0;
+    p.committed_offset = offset;
+    p.committed_metadata = Some(sb("m"));
+    let mut t = OffsetCommitRequestTopic::default();
+    t.name = tn(topic);
+    t.partitions.push(p);
+    let mut req = OffsetCommitRequest::default();
+    req.group_id = GroupId(sb(group));
+    req.generation_id_or_member_epoch = generation;
+    req.member_id = sb(member);
+    req.topics.push(t);
+    let r: OffsetCommitResponse = raw.call(ApiKey::OffsetCommit, 8, &req).await;
+    r.topics[0].partitions[0].error_code
+}
+
+async fn committed(raw: &mut Raw, group: &str, topic: &str) -> i64 {
+    let mut t = OffsetFetchRequestTopic::default();
+    t.name = tn(topic);
+    t.partition_indexes.push(0);
+    let mut req = OffsetFetchRequest::default();
+    req.group_id = GroupId(sb(group));
+    req.topics = Some(vec![t]);
+    let r: OffsetFetchResponse = raw.call(ApiKey::OffsetFetch, 7, &req).await;
+    assert_eq!(r.error_code, 0);
+    r.topics[0].partitions[0].committed_offset
+}
+
+#[tokio::test]
+async fn group_join_sync_heartbeat_commit_and_rebalance() {
+    let b = broker().await;
+    let mut boot = Raw::connect(&b.addr()).await;
+    let topic = unique("gt");
+    assert_eq!(create_topic(&mut boot, &topic, 1, &[]).await, 0);
+    let group = unique("group");
+    let coord = coordinator(&mut boot, &group).await;
+    let mut a = Raw::connect(&coord).await;
+    let ja = join(&mut a, &group, "").await;
+    assert_eq!(ja.error_code, 0);
+    let id_a = ja.member_id.to_string();
+    assert_eq!(&*ja.leader, id_a.as_str(), "a lone member leads");
+    assert_eq!(ja.members.len(), 1);
+    let gen1 = ja.generation_id;
+    let sa = sync(&mut a, &group, gen1, &id_a, &[(&id_a, "all")]).await;
+    assert_eq!((sa.error_code, &sa.assignment[..]), (0, &b"all"[..]));
+    assert_eq!(heartbeat(&mut a, &group, gen1, &id_a).await, 0);
+    assert_eq!(commit(&mut a, &group, gen1, &id_a, &topic, 42).await, 0);
+    assert_eq!(committed(&mut a, &group, &topic).await, 42);
+
+    // B joins: its join parks until A rejoins.
+    let coord_b = coord.clone();
+    let group_b = group.clone();
+    let jb = tokio::spawn(async move {
+        let mut bconn = Raw::connect(&coord_b).await;
+        let r = join(&mut bconn, &group_b, "").await;
+        (bconn, r)
+    });
+    let mut hb = 0;
+    for _ in 0..100 {
+        hb = heartbeat(&mut a, &group, gen1, &id_a).await;
+        if hb == 27 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(hb, 27, "REBALANCE_IN_PROGRESS tells A to rejoin");
+    let ja2 = join(&mut a, &group, &id_a).await;
+    let (bconn, jb) = jb.await.unwrap();
+    assert_eq!((ja2.error_code, jb.error_code), (0, 0));
+    assert_eq!(ja2.generation_id, jb.generation_id);
+    assert!(ja2.generation_id > gen1);
+    let gen2 = ja2.generation_id;
+    let id_b = jb.member_id.to_string();
+    let (leader, mut lconn, follower, mut fconn) = if *ja2.leader == *id_a {
+        assert_eq!(ja2.members.len(), 2);
+        (id_a.clone(), a, id_b.clone(), bconn)
+    } else {
+        assert_eq!(jb.members.len(), 2);
+        (id_b.clone(), bconn, id_a.clone(), a)
+    };
+    let f_group = group.clone();
+    let f_id = follower.clone();
+    let fsync = tokio::spawn(async move {
+        let r = sync(&mut fconn, &f_group, gen2, &f_id, &[]).await;
+        (fconn, r)
+    });
+    let ls = sync(
+        &mut lconn,
+        &group,
+        gen2,
+        &leader,
+        &[(&leader, "L"), (&follower, "F")],
+    )
+    .await;
+    assert_eq!((ls.error_code, &ls.assignment[..]), (0, &b"L"[..]));
+    let (mut fconn, fs) = fsync.await.unwrap();
+    assert_eq!((fs.error_code, &fs.assignment[..]), (0, &b"F"[..]));
+    assert_eq!(
+        commit(&mut lconn, &group, gen1, &leader, &topic, 50).await,
+        22,
+        "stale generation"
+    );
+    assert_eq!(
+        commit(&mut lconn, &group, gen2, &leader, &topic, 50).await,
+        0
+    );
+    assert_eq!(committed(&mut fconn, &group, &topic).await, 50);
+
+    // The leader leaves: the follower is told to rejoin.
+    let mut req = LeaveGroupRequest::default();
+    req.group_id = GroupId(sb(&group));
+    let mut m = MemberIdentity::default();
+    m.member_id = sb(&leader);
+    req.members.push(m);
+    let r: LeaveGroupResponse = lconn.call(ApiKey::LeaveGroup, 4, &req).await;
+    assert_eq!((r.error_code, r.members[0].error_code), (0, 0));
+    assert_eq!(heartbeat(&mut fconn, &group, gen2, &follower).await, 27);
+    let jf = join(&mut fconn, &group, &follower).await;
+    assert_eq!((jf.error_code, jf.members.len()), (0, 1));
+    assert_eq!(&*jf.leader, follower.as_str());
+}
+
+#[tokio::test]
+async fn group_unknown_member_and_simple_commits() {
+    let b = broker().await;
+    let mut boot = Raw::connect(&b.addr()).await;
+    let topic = unique("gs");
+    assert_eq!(create_topic(&mut boot, &topic, 1, &[]).await, 0);
+    let group = unique("simple");
+    let coord = coordinator(&mut boot, &group).await;
+    let mut c = Raw::connect(&coord).await;
+    assert_eq!(
+        committed(&mut c, &group, &topic).await,
+        -1,
+        "nothing committed yet"
+    );
+    assert_eq!(
+        commit(&mut c, &group, -1, "", &topic, 7).await,
+        0,
+        "simple commit"
+    );
+    assert_eq!(committed(&mut c, &group, &topic).await, 7);
+    assert_eq!(
+        heartbeat(&mut c, &group, 1, "nobody").await,
+        25,
+        "UNKNOWN_MEMBER_ID"
+    );
+}
