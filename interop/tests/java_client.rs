@@ -1,0 +1,97 @@
+//! Apache Kafka's Java client (kafka-clients 4.x) against our testserver: AdminClient
+//! CreateTopics and ListOffsets, an idempotent producer with keys and headers, a consumer by
+//! assign + seek, and a classic consumer group that commits.
+//!
+//! Needs javac and the kafka-clients jars: run `.ci/test-all`, or see interop/README.md.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{assert_lines, java_classpath, run_peer, unique, PeerBroker, TestResult};
+
+const PEER_TIMEOUT: Duration = Duration::from_secs(180);
+
+fn headers(i: usize) -> String {
+    let mut h = format!("[trace=t{i};dup=a;dup=b");
+    if i % 2 == 1 {
+        h.push_str(";empty=(null)");
+    }
+    h.push(']');
+    h
+}
+
+async fn run_java(
+    bootstrap: &str,
+    topic: &str,
+    mode: &str,
+) -> Result<common::PeerOutput, Box<dyn std::error::Error + Send + Sync>> {
+    let cp = java_classpath().await?;
+    let mut java = Command::new("java");
+    java.arg("-Xmx256m")
+        .arg("-Dorg.slf4j.simpleLogger.defaultLogLevel=warn")
+        .arg("-cp")
+        .arg(cp)
+        .arg("InteropClient")
+        .arg(bootstrap)
+        .arg(topic)
+        .arg(mode);
+    let out = run_peer(java, None, PEER_TIMEOUT).await?;
+    out.ensure_success("java InteropClient")?;
+    Ok(out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs peers: run .ci/test-all"]
+async fn java_client_produces_idempotently_and_consumes_by_assign_and_seek() -> TestResult {
+    let broker = PeerBroker::start().await?;
+    let topic = unique("java-assign");
+    let out = run_java(&broker.bootstrap, &topic, "assign").await?;
+
+    let mut want = vec![format!("CREATED {topic} partitions=1")];
+    want.extend((0..6).map(|i| format!("SENT key-{i} p=0 o={i}")));
+    want.push("OFFSETS earliest=0 latest=6".to_string());
+    // The consumer seeks to offset 1: it must not see record 0.
+    want.extend((1..6).map(|i| format!("RECORD p=0 o={i} k=key-{i} v=value-{i} h={}", headers(i))));
+    want.push("DONE".to_string());
+    let got = out.tagged_lines(&["CREATED", "SENT", "OFFSETS", "RECORD", "TIMEOUT", "DONE"]);
+    assert_lines("java assign", &got, &want, &out)?;
+    broker.expect_high_watermark(&topic, 0, 6).await?;
+    broker.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs peers: run .ci/test-all"]
+async fn java_client_consumer_group_subscribes_and_commits() -> TestResult {
+    let broker = PeerBroker::start().await?;
+    let topic = unique("java-group");
+    let out = run_java(&broker.bootstrap, &topic, "group").await?;
+
+    // The Java client's murmur2 partitioner puts key-1 and key-2 on partition 0, key-0 and
+    // key-3 on partition 1 (checked against Apache Kafka).
+    let placement = [(0usize, 1, 0), (1, 0, 0), (2, 0, 1), (3, 1, 1)]; // (key, partition, offset)
+    let mut want = vec![format!("CREATED {topic} partitions=2")];
+    want.extend(
+        placement
+            .iter()
+            .map(|(k, p, o)| format!("SENT key-{k} p={p} o={o}")),
+    );
+    let mut by_position = placement.to_vec();
+    by_position.sort_by_key(|(_, p, o)| (*p, *o));
+    want.extend(
+        by_position
+            .iter()
+            .map(|(k, p, o)| format!("RECORD p={p} o={o} k=key-{k} v=value-{k} h={}", headers(*k))),
+    );
+    want.push("COMMITTED p=0 o=2".to_string());
+    want.push("COMMITTED p=1 o=2".to_string());
+    want.push("DONE".to_string());
+    let got = out.tagged_lines(&["CREATED", "SENT", "RECORD", "COMMITTED", "TIMEOUT", "DONE"]);
+    assert_lines("java group", &got, &want, &out)?;
+    broker.expect_high_watermark(&topic, 0, 2).await?;
+    broker.expect_high_watermark(&topic, 1, 2).await?;
+    broker.shutdown().await;
+    Ok(())
+}
