@@ -1,0 +1,436 @@
+//! `kafka-persistence bench`: the journal benchmarks P1-P4 of SPEC.md, in the shape of Akka's
+//! `JournalPerfSpec`, against the embedded testserver (default) or a broker (`--bootstrap`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use kafka_persistence::journal::{AtomicWrite, Journal, JournalConfig, PersistentRepr};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Arguments of `bench`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct BenchArgs {
+    /// A Kafka broker to run against ("host:port[,host:port]"); default: an embedded testserver.
+    #[arg(long)]
+    bootstrap: Option<String>,
+    /// Print one JSON object with the results on stdout (progress still goes to stderr).
+    #[arg(long)]
+    json: bool,
+    /// Iterations of P1, P2 and P3.
+    #[arg(long, default_value_t = 10)]
+    iterations: usize,
+    /// Events per iteration of P1, P2 and P3.
+    #[arg(long, default_value_t = 10_000)]
+    events: u64,
+    /// Persistence ids of P4 (each writes `--p4-events` events).
+    #[arg(long, default_value_t = 10_000)]
+    p4_ids: usize,
+    /// Events per id in P4.
+    #[arg(long, default_value_t = 10)]
+    p4_events: u64,
+    /// Atomic writes per `write` call in P1 (the batch a journal receives).
+    #[arg(long, default_value_t = 100)]
+    p1_batch: usize,
+    /// Payload size in bytes.
+    #[arg(long, default_value_t = 100)]
+    payload: usize,
+    /// Hide the progress bars.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// What P1-P4 measured.
+#[derive(Debug, serde::Serialize)]
+struct Report {
+    broker: String,
+    p1_events_per_s: f64,
+    p1_iteration_events_per_s: Vec<f64>,
+    p2_p50_us: f64,
+    p2_p99_us: f64,
+    p2_events_per_s: f64,
+    p3_recovery_ms: f64,
+    p3_recovery_ms_all: Vec<f64>,
+    p4_ok: bool,
+    p4_ids: usize,
+    p4_events_per_s: f64,
+    p4_seconds: f64,
+}
+
+pub(crate) async fn run(args: BenchArgs) -> Result<(), BoxError> {
+    if args.iterations == 0 || args.events == 0 {
+        return Err("--iterations and --events must be at least 1".into());
+    }
+    if args.p1_batch == 0 {
+        return Err("--p1-batch must be at least 1".into());
+    }
+    #[cfg(feature = "testserver")]
+    let mut _server = None;
+    let (bootstrap, broker) = match &args.bootstrap {
+        Some(b) => (b.clone(), b.clone()),
+        None => {
+            #[cfg(feature = "testserver")]
+            {
+                let server = kafka_persistence::testserver::TestServer::start().await?;
+                let b = server.bootstrap_servers();
+                _server = Some(server);
+                (b, "embedded testserver".to_string())
+            }
+            #[cfg(not(feature = "testserver"))]
+            return Err("built without the testserver feature: pass --bootstrap".into());
+        }
+    };
+    let journal = Arc::new(
+        Journal::connect(JournalConfig::new(&bootstrap).with_timeout(Duration::from_secs(60))).await?,
+    );
+    let progress = Progress::new(args.quiet);
+    let run_id = run_id();
+    let payload = Bytes::from(vec![b'x'; args.payload]);
+
+    let p1 = p1_pipelined(&journal, &progress, &args, &run_id, &payload).await?;
+    let p2 = p2_one_at_a_time(&journal, &progress, &args, &run_id, &payload).await?;
+    let p3 = p3_recovery(&journal, &progress, &args, &run_id, &payload).await?;
+    let p4 = p4_many_ids(&journal, &progress, &args, &run_id, &payload).await?;
+
+    let report = Report {
+        broker,
+        p1_events_per_s: median(&p1),
+        p1_iteration_events_per_s: p1,
+        p2_p50_us: p2.p50_us,
+        p2_p99_us: p2.p99_us,
+        p2_events_per_s: p2.events_per_s,
+        p3_recovery_ms: median(&p3),
+        p3_recovery_ms_all: p3,
+        p4_ok: p4.ok,
+        p4_ids: args.p4_ids,
+        p4_events_per_s: p4.events_per_s,
+        p4_seconds: p4.seconds,
+    };
+    progress.clear();
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print_table(&report, &args);
+    }
+    if !report.p4_ok {
+        return Err("P4: some persistence ids did not replay intact".into());
+    }
+    Ok(())
+}
+
+/// P1: one id, `iterations` x `events` events written without awaiting each (pipelined).
+async fn p1_pipelined(
+    journal: &Arc<Journal>,
+    progress: &Progress,
+    args: &BenchArgs,
+    run_id: &str,
+    payload: &Bytes,
+) -> Result<Vec<f64>, BoxError> {
+    let pid = format!("bench-p1-{run_id}");
+    let bar = progress.bar("P1 pipelined writes", args.iterations as u64 * args.events);
+    let mut rates = Vec::with_capacity(args.iterations);
+    let mut next = 1u64;
+    for _ in 0..args.iterations {
+        let start = Instant::now();
+        let mut batches = Vec::new();
+        let end = next + args.events;
+        while next < end {
+            let n = (end - next).min(args.p1_batch as u64);
+            let writes = (next..next + n)
+                .map(|seq| AtomicWrite::new(vec![PersistentRepr::new(pid.clone(), seq, payload.clone())]))
+                .collect::<Vec<_>>();
+            batches.push(writes);
+            next += n;
+        }
+        // Every call is issued before the previous one is acknowledged (up to 64 in flight);
+        // `buffered` polls them in issue order, so the journal sees them in sequence order.
+        let mut results = futures::stream::iter(batches.into_iter().map(|w| {
+            let journal = Arc::clone(journal);
+            async move { journal.write(w).await }
+        }))
+        .buffered(64);
+        while let Some(result) = results.next().await {
+            let inner = result?;
+            for r in &inner {
+                if let Err(e) = r {
+                    return Err(format!("P1: a write was refused: {e}").into());
+                }
+            }
+            bar.inc(inner.len() as u64);
+        }
+        rates.push(args.events as f64 / start.elapsed().as_secs_f64());
+    }
+    bar.finish();
+    Ok(rates)
+}
+
+struct Latency {
+    p50_us: f64,
+    p99_us: f64,
+    events_per_s: f64,
+}
+
+/// P2: `iterations` x `events` events, each write awaited before the next.
+async fn p2_one_at_a_time(
+    journal: &Arc<Journal>,
+    progress: &Progress,
+    args: &BenchArgs,
+    run_id: &str,
+    payload: &Bytes,
+) -> Result<Latency, BoxError> {
+    let pid = format!("bench-p2-{run_id}");
+    let total = args.iterations as u64 * args.events;
+    let bar = progress.bar("P2 one-at-a-time writes", total);
+    // The first write creates the topic: keep it out of the latency figures.
+    journal
+        .write(vec![AtomicWrite::new(vec![PersistentRepr::new(pid.clone(), 1, payload.clone())])])
+        .await?
+        .into_iter()
+        .collect::<Result<Vec<()>, _>>()?;
+    let mut samples = Vec::with_capacity(total as usize);
+    let start = Instant::now();
+    for seq in 2..total + 2 {
+        let t = Instant::now();
+        let results = journal
+            .write(vec![AtomicWrite::new(vec![PersistentRepr::new(pid.clone(), seq, payload.clone())])])
+            .await?;
+        samples.push(t.elapsed());
+        if let Some(Err(e)) = results.into_iter().next() {
+            return Err(format!("P2: write {seq} was refused: {e}").into());
+        }
+        if seq % 256 == 0 {
+            bar.set_position(seq - 1);
+        }
+    }
+    let elapsed = start.elapsed();
+    bar.finish();
+    samples.sort_unstable();
+    Ok(Latency {
+        p50_us: percentile(&samples, 0.50),
+        p99_us: percentile(&samples, 0.99),
+        events_per_s: total as f64 / elapsed.as_secs_f64(),
+    })
+}
+
+/// P3: replay `events` events of one id, `iterations` times; milliseconds per replay.
+async fn p3_recovery(
+    journal: &Arc<Journal>,
+    progress: &Progress,
+    args: &BenchArgs,
+    run_id: &str,
+    payload: &Bytes,
+) -> Result<Vec<f64>, BoxError> {
+    let pid = format!("bench-p3-{run_id}");
+    let setup = progress.bar("P3 setup", args.events);
+    let mut seq = 1u64;
+    while seq <= args.events {
+        let n = (args.events + 1 - seq).min(1000);
+        let writes = (seq..seq + n)
+            .map(|s| AtomicWrite::new(vec![PersistentRepr::new(pid.clone(), s, payload.clone())]))
+            .collect();
+        for r in journal.write(writes).await? {
+            r?;
+        }
+        seq += n;
+        setup.set_position(seq - 1);
+    }
+    setup.finish();
+    let bar = progress.bar("P3 recovery", args.iterations as u64);
+    let mut times = Vec::with_capacity(args.iterations);
+    for _ in 0..args.iterations {
+        let start = Instant::now();
+        let events: Vec<PersistentRepr> = journal.replay(&pid, 1, u64::MAX, u64::MAX).try_collect().await?;
+        let ms = start.elapsed().as_secs_f64() * 1000.0;
+        let intact = events.len() as u64 == args.events
+            && events.iter().zip(1u64..).all(|(e, s)| e.sequence_nr == s);
+        if !intact {
+            return Err(format!("P3: replay returned {} events, expected 1..={}", events.len(), args.events).into());
+        }
+        times.push(ms);
+        bar.inc(1);
+    }
+    bar.finish();
+    Ok(times)
+}
+
+struct ManyIds {
+    ok: bool,
+    events_per_s: f64,
+    seconds: f64,
+}
+
+/// P4: `p4_ids` ids x `p4_events` events, all ids concurrently, then every id replayed.
+async fn p4_many_ids(
+    journal: &Arc<Journal>,
+    progress: &Progress,
+    args: &BenchArgs,
+    run_id: &str,
+    payload: &Bytes,
+) -> Result<ManyIds, BoxError> {
+    let total = args.p4_ids as u64 * args.p4_events;
+    let bar = progress.bar("P4 many ids", total);
+    let start = Instant::now();
+    let writers = (0..args.p4_ids).map(|i| {
+        let journal = Arc::clone(journal);
+        let pid = format!("bench-p4-{run_id}-{i}");
+        let payload = payload.clone();
+        let bar = bar.clone();
+        let events = args.p4_events;
+        async move {
+            for seq in 1..=events {
+                let results = journal
+                    .write(vec![AtomicWrite::new(vec![PersistentRepr::new(pid.clone(), seq, payload.clone())])])
+                    .await?;
+                if let Some(Err(e)) = results.into_iter().next() {
+                    return Err::<(), BoxError>(format!("P4: {pid} write {seq} refused: {e}").into());
+                }
+                bar.inc(1);
+            }
+            Ok(())
+        }
+    });
+    futures::stream::iter(writers)
+        .buffer_unordered(1000)
+        .try_collect::<Vec<()>>()
+        .await?;
+    let seconds = start.elapsed().as_secs_f64();
+    bar.finish();
+    let check = progress.bar("P4 verify", args.p4_ids as u64);
+    let checks = (0..args.p4_ids).map(|i| {
+        let journal = Arc::clone(journal);
+        let pid = format!("bench-p4-{run_id}-{i}");
+        let events = args.p4_events;
+        let check = check.clone();
+        async move {
+            let replayed: Vec<PersistentRepr> = journal.replay(&pid, 1, u64::MAX, u64::MAX).try_collect().await?;
+            check.inc(1);
+            let intact = replayed.len() as u64 == events
+                && replayed.iter().zip(1u64..).all(|(e, s)| e.sequence_nr == s && e.persistence_id == pid);
+            Ok::<bool, BoxError>(intact && journal.highest_sequence_nr(&pid).await? == events)
+        }
+    });
+    let ok = futures::stream::iter(checks)
+        .buffer_unordered(256)
+        .try_collect::<Vec<bool>>()
+        .await?
+        .into_iter()
+        .all(|ok| ok);
+    check.finish();
+    Ok(ManyIds {
+        ok,
+        events_per_s: total as f64 / seconds,
+        seconds,
+    })
+}
+
+fn print_table(r: &Report, args: &BenchArgs) {
+    println!("kafka-persistence bench on {} ({} B payloads)", r.broker, args.payload);
+    println!("{:<44} {:>16}", "benchmark", "result");
+    println!("{}", "-".repeat(61));
+    println!(
+        "{:<44} {:>10.0} ev/s",
+        format!("P1 pipelined, {}x{} events (median)", args.iterations, args.events),
+        r.p1_events_per_s
+    );
+    println!("{:<44} {:>10.1} us", "P2 one-at-a-time write latency p50", r.p2_p50_us);
+    println!("{:<44} {:>10.1} us", "P2 one-at-a-time write latency p99", r.p2_p99_us);
+    println!("{:<44} {:>10.0} ev/s", "P2 one-at-a-time throughput", r.p2_events_per_s);
+    println!(
+        "{:<44} {:>10.2} ms",
+        format!("P3 recovery of {} events (median)", args.events),
+        r.p3_recovery_ms
+    );
+    println!(
+        "{:<44} {:>10.0} ev/s",
+        format!("P4 {} ids x {} events", args.p4_ids, args.p4_events),
+        r.p4_events_per_s
+    );
+    println!(
+        "{:<44} {:>13}",
+        "P4 every id intact",
+        if r.p4_ok { "yes" } else { "NO" }
+    );
+}
+
+fn median(xs: &[f64]) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Nearest-rank percentile of sorted samples, in microseconds.
+fn percentile(sorted: &[Duration], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1].as_secs_f64() * 1e6
+}
+
+fn run_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{:x}-{}", nanos, std::process::id())
+}
+
+struct Progress {
+    multi: MultiProgress,
+    quiet: bool,
+}
+
+impl Progress {
+    fn new(quiet: bool) -> Self {
+        let multi = MultiProgress::with_draw_target(if quiet {
+            ProgressDrawTarget::hidden()
+        } else {
+            ProgressDrawTarget::stderr()
+        });
+        Progress { multi, quiet }
+    }
+
+    fn bar(&self, name: &str, len: u64) -> ProgressBar {
+        let bar = self.multi.add(ProgressBar::new(len));
+        if !self.quiet {
+            let style = ProgressStyle::with_template("{prefix:<26} [{bar:30}] {pos:>7}/{len:7} {per_sec:>12} {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
+            bar.set_style(style);
+        }
+        bar.set_prefix(name.to_string());
+        bar
+    }
+
+    fn clear(&self) {
+        let _ = self.multi.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentile_is_nearest_rank() {
+        let samples: Vec<Duration> = (1..=100).map(Duration::from_micros).collect();
+        assert_eq!(percentile(&samples, 0.50), 50.0);
+        assert_eq!(percentile(&samples, 0.99), 99.0);
+        assert_eq!(percentile(&samples[..1], 0.99), 1.0);
+        assert_eq!(percentile(&[], 0.5), 0.0);
+    }
+
+    #[test]
+    fn median_of_even_and_odd() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(median(&[]), 0.0);
+    }
+}
