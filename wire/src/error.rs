@@ -1,1 +1,534 @@
-//! (under construction)
+//! Errors, and the one table that classifies every Kafka error code.
+//!
+//! [`lookup`] is the single source of truth for "is this code retriable", "does it mean our
+//! metadata is stale" and "is the outcome of a produce ambiguous (the records may have been
+//! written)". The producer, the fetcher, the admin calls and the metadata cache all ask it;
+//! nobody keeps a private list of codes. The classification follows the Java client
+//! (`RetriableException`, `InvalidMetadataException`) and franz-go (`kerr`), with two
+//! deliberate choices: CORRUPT_MESSAGE is not retried (resending the same bytes cannot help),
+//! and BROKER_NOT_AVAILABLE is retried with a metadata refresh.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::protocol::ProtocolError;
+use crate::record::RecordError;
+
+/// How the client treats one Kafka error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorInfo {
+    /// The code on the wire.
+    pub code: i16,
+    /// Kafka's name for it, e.g. `NOT_LEADER_OR_FOLLOWER`.
+    pub name: &'static str,
+    /// Retrying the same request may succeed.
+    pub retriable: bool,
+    /// The error means our metadata (leaders, topics) is stale: refresh before retrying.
+    pub refresh_metadata: bool,
+    /// For a produce: the records may have been written although the request failed.
+    pub ambiguous: bool,
+}
+
+const fn info(
+    code: i16,
+    name: &'static str,
+    retriable: bool,
+    refresh_metadata: bool,
+    ambiguous: bool,
+) -> ErrorInfo {
+    ErrorInfo {
+        code,
+        name,
+        retriable,
+        refresh_metadata,
+        ambiguous,
+    }
+}
+
+/// Codes -1 ..= 133, indexed by `code + 1`.
+static TABLE: [ErrorInfo; 135] = [
+    info(-1, "UNKNOWN_SERVER_ERROR", false, false, false),
+    info(0, "NONE", false, false, false),
+    info(1, "OFFSET_OUT_OF_RANGE", false, false, false),
+    info(2, "CORRUPT_MESSAGE", false, false, false),
+    info(3, "UNKNOWN_TOPIC_OR_PARTITION", true, true, false),
+    info(4, "INVALID_FETCH_SIZE", false, false, false),
+    info(5, "LEADER_NOT_AVAILABLE", true, true, false),
+    info(6, "NOT_LEADER_OR_FOLLOWER", true, true, false),
+    info(7, "REQUEST_TIMED_OUT", true, false, true),
+    info(8, "BROKER_NOT_AVAILABLE", true, true, false),
+    info(9, "REPLICA_NOT_AVAILABLE", true, true, false),
+    info(10, "MESSAGE_TOO_LARGE", false, false, false),
+    info(11, "STALE_CONTROLLER_EPOCH", false, false, false),
+    info(12, "OFFSET_METADATA_TOO_LARGE", false, false, false),
+    info(13, "NETWORK_EXCEPTION", true, true, false),
+    info(14, "COORDINATOR_LOAD_IN_PROGRESS", true, false, false),
+    info(15, "COORDINATOR_NOT_AVAILABLE", true, false, false),
+    info(16, "NOT_COORDINATOR", true, false, false),
+    info(17, "INVALID_TOPIC_EXCEPTION", false, false, false),
+    info(18, "RECORD_LIST_TOO_LARGE", false, false, false),
+    info(19, "NOT_ENOUGH_REPLICAS", true, false, false),
+    info(20, "NOT_ENOUGH_REPLICAS_AFTER_APPEND", true, false, true),
+    info(21, "INVALID_REQUIRED_ACKS", false, false, false),
+    info(22, "ILLEGAL_GENERATION", false, false, false),
+    info(23, "INCONSISTENT_GROUP_PROTOCOL", false, false, false),
+    info(24, "INVALID_GROUP_ID", false, false, false),
+    info(25, "UNKNOWN_MEMBER_ID", false, false, false),
+    info(26, "INVALID_SESSION_TIMEOUT", false, false, false),
+    info(27, "REBALANCE_IN_PROGRESS", false, false, false),
+    info(28, "INVALID_COMMIT_OFFSET_SIZE", false, false, false),
+    info(29, "TOPIC_AUTHORIZATION_FAILED", false, false, false),
+    info(30, "GROUP_AUTHORIZATION_FAILED", false, false, false),
+    info(31, "CLUSTER_AUTHORIZATION_FAILED", false, false, false),
+    info(32, "INVALID_TIMESTAMP", false, false, false),
+    info(33, "UNSUPPORTED_SASL_MECHANISM", false, false, false),
+    info(34, "ILLEGAL_SASL_STATE", false, false, false),
+    info(35, "UNSUPPORTED_VERSION", false, false, false),
+    info(36, "TOPIC_ALREADY_EXISTS", false, false, false),
+    info(37, "INVALID_PARTITIONS", false, false, false),
+    info(38, "INVALID_REPLICATION_FACTOR", false, false, false),
+    info(39, "INVALID_REPLICA_ASSIGNMENT", false, false, false),
+    info(40, "INVALID_CONFIG", false, false, false),
+    info(41, "NOT_CONTROLLER", true, true, false),
+    info(42, "INVALID_REQUEST", false, false, false),
+    info(43, "UNSUPPORTED_FOR_MESSAGE_FORMAT", false, false, false),
+    info(44, "POLICY_VIOLATION", false, false, false),
+    info(45, "OUT_OF_ORDER_SEQUENCE_NUMBER", false, false, false),
+    info(46, "DUPLICATE_SEQUENCE_NUMBER", false, false, false),
+    info(47, "INVALID_PRODUCER_EPOCH", false, false, false),
+    info(48, "INVALID_TXN_STATE", false, false, false),
+    info(49, "INVALID_PRODUCER_ID_MAPPING", false, false, false),
+    info(50, "INVALID_TRANSACTION_TIMEOUT", false, false, false),
+    info(51, "CONCURRENT_TRANSACTIONS", false, false, false),
+    info(52, "TRANSACTION_COORDINATOR_FENCED", false, false, false),
+    info(
+        53,
+        "TRANSACTIONAL_ID_AUTHORIZATION_FAILED",
+        false,
+        false,
+        false,
+    ),
+    info(54, "SECURITY_DISABLED", false, false, false),
+    info(55, "OPERATION_NOT_ATTEMPTED", false, false, false),
+    info(56, "KAFKA_STORAGE_ERROR", true, false, false),
+    info(57, "LOG_DIR_NOT_FOUND", false, false, false),
+    info(58, "SASL_AUTHENTICATION_FAILED", false, false, false),
+    info(59, "UNKNOWN_PRODUCER_ID", false, false, false),
+    info(60, "REASSIGNMENT_IN_PROGRESS", false, false, false),
+    info(61, "DELEGATION_TOKEN_AUTH_DISABLED", false, false, false),
+    info(62, "DELEGATION_TOKEN_NOT_FOUND", false, false, false),
+    info(63, "DELEGATION_TOKEN_OWNER_MISMATCH", false, false, false),
+    info(
+        64,
+        "DELEGATION_TOKEN_REQUEST_NOT_ALLOWED",
+        false,
+        false,
+        false,
+    ),
+    info(
+        65,
+        "DELEGATION_TOKEN_AUTHORIZATION_FAILED",
+        false,
+        false,
+        false,
+    ),
+    info(66, "DELEGATION_TOKEN_EXPIRED", false, false, false),
+    info(67, "INVALID_PRINCIPAL_TYPE", false, false, false),
+    info(68, "NON_EMPTY_GROUP", false, false, false),
+    info(69, "GROUP_ID_NOT_FOUND", false, false, false),
+    info(70, "FETCH_SESSION_ID_NOT_FOUND", true, false, false),
+    info(71, "INVALID_FETCH_SESSION_EPOCH", true, false, false),
+    info(72, "LISTENER_NOT_FOUND", true, true, false),
+    info(73, "TOPIC_DELETION_DISABLED", false, false, false),
+    info(74, "FENCED_LEADER_EPOCH", true, true, false),
+    info(75, "UNKNOWN_LEADER_EPOCH", true, true, false),
+    info(76, "UNSUPPORTED_COMPRESSION_TYPE", false, false, false),
+    info(77, "STALE_BROKER_EPOCH", false, false, false),
+    info(78, "OFFSET_NOT_AVAILABLE", true, false, false),
+    info(79, "MEMBER_ID_REQUIRED", false, false, false),
+    info(80, "PREFERRED_LEADER_NOT_AVAILABLE", true, false, false),
+    info(81, "GROUP_MAX_SIZE_REACHED", false, false, false),
+    info(82, "FENCED_INSTANCE_ID", false, false, false),
+    info(83, "ELIGIBLE_LEADERS_NOT_AVAILABLE", true, false, false),
+    info(84, "ELECTION_NOT_NEEDED", true, false, false),
+    info(85, "NO_REASSIGNMENT_IN_PROGRESS", false, false, false),
+    info(86, "GROUP_SUBSCRIBED_TO_TOPIC", false, false, false),
+    info(87, "INVALID_RECORD", false, false, false),
+    info(88, "UNSTABLE_OFFSET_COMMIT", true, false, false),
+    info(89, "THROTTLING_QUOTA_EXCEEDED", true, false, false),
+    info(90, "PRODUCER_FENCED", false, false, false),
+    info(91, "RESOURCE_NOT_FOUND", false, false, false),
+    info(92, "DUPLICATE_RESOURCE", false, false, false),
+    info(93, "UNACCEPTABLE_CREDENTIAL", false, false, false),
+    info(94, "INCONSISTENT_VOTER_SET", false, false, false),
+    info(95, "INVALID_UPDATE_VERSION", false, false, false),
+    info(96, "FEATURE_UPDATE_FAILED", false, false, false),
+    info(97, "PRINCIPAL_DESERIALIZATION_FAILURE", false, false, false),
+    info(98, "SNAPSHOT_NOT_FOUND", false, false, false),
+    info(99, "POSITION_OUT_OF_RANGE", false, false, false),
+    info(100, "UNKNOWN_TOPIC_ID", true, true, false),
+    info(101, "DUPLICATE_BROKER_REGISTRATION", false, false, false),
+    info(102, "BROKER_ID_NOT_REGISTERED", false, false, false),
+    info(103, "INCONSISTENT_TOPIC_ID", true, true, false),
+    info(104, "INCONSISTENT_CLUSTER_ID", false, false, false),
+    info(105, "TRANSACTIONAL_ID_NOT_FOUND", false, false, false),
+    info(106, "FETCH_SESSION_TOPIC_ID_ERROR", true, false, false),
+    info(107, "INELIGIBLE_REPLICA", false, false, false),
+    info(108, "NEW_LEADER_ELECTED", false, false, false),
+    info(109, "OFFSET_MOVED_TO_TIERED_STORAGE", false, false, false),
+    info(110, "FENCED_MEMBER_EPOCH", false, false, false),
+    info(111, "UNRELEASED_INSTANCE_ID", false, false, false),
+    info(112, "UNSUPPORTED_ASSIGNOR", false, false, false),
+    info(113, "STALE_MEMBER_EPOCH", false, false, false),
+    info(114, "MISMATCHED_ENDPOINT_TYPE", false, false, false),
+    info(115, "UNSUPPORTED_ENDPOINT_TYPE", false, false, false),
+    info(116, "UNKNOWN_CONTROLLER_ID", false, false, false),
+    info(117, "UNKNOWN_SUBSCRIPTION_ID", false, false, false),
+    info(118, "TELEMETRY_TOO_LARGE", false, false, false),
+    info(119, "INVALID_REGISTRATION", false, false, false),
+    info(120, "TRANSACTION_ABORTABLE", false, false, false),
+    info(121, "INVALID_RECORD_STATE", false, false, false),
+    info(122, "SHARE_SESSION_NOT_FOUND", true, false, false),
+    info(123, "INVALID_SHARE_SESSION_EPOCH", true, false, false),
+    info(124, "FENCED_STATE_EPOCH", false, false, false),
+    info(125, "INVALID_VOTER_KEY", false, false, false),
+    info(126, "DUPLICATE_VOTER", false, false, false),
+    info(127, "VOTER_NOT_FOUND", false, false, false),
+    info(128, "INVALID_REGULAR_EXPRESSION", false, false, false),
+    info(129, "REBOOTSTRAP_REQUIRED", false, false, false),
+    info(130, "STREAMS_INVALID_TOPOLOGY", false, false, false),
+    info(131, "STREAMS_INVALID_TOPOLOGY_EPOCH", false, false, false),
+    info(132, "STREAMS_TOPOLOGY_FENCED", false, false, false),
+    info(133, "SHARE_SESSION_LIMIT_REACHED", true, false, false),
+];
+
+static UNKNOWN: ErrorInfo = info(i16::MIN, "UNKNOWN_ERROR_CODE", false, false, false);
+
+/// The classification of `code`. Unknown codes are neither retriable nor ambiguous, and
+/// carry the name `UNKNOWN_ERROR_CODE`.
+pub fn lookup(code: i16) -> &'static ErrorInfo {
+    usize::try_from(i32::from(code) + 1)
+        .ok()
+        .and_then(|i| TABLE.get(i))
+        .unwrap_or(&UNKNOWN)
+}
+
+/// Well-known error codes, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ErrorCode(pub i16);
+
+#[allow(missing_docs)]
+impl ErrorCode {
+    pub const NONE: i16 = 0;
+    pub const OFFSET_OUT_OF_RANGE: i16 = 1;
+    pub const CORRUPT_MESSAGE: i16 = 2;
+    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    pub const LEADER_NOT_AVAILABLE: i16 = 5;
+    pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+    pub const REQUEST_TIMED_OUT: i16 = 7;
+    pub const MESSAGE_TOO_LARGE: i16 = 10;
+    pub const NETWORK_EXCEPTION: i16 = 13;
+    pub const NOT_ENOUGH_REPLICAS: i16 = 19;
+    pub const NOT_ENOUGH_REPLICAS_AFTER_APPEND: i16 = 20;
+    pub const RECORD_LIST_TOO_LARGE: i16 = 18;
+    pub const UNSUPPORTED_VERSION: i16 = 35;
+    pub const TOPIC_ALREADY_EXISTS: i16 = 36;
+    pub const NOT_CONTROLLER: i16 = 41;
+    pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+    pub const DUPLICATE_SEQUENCE_NUMBER: i16 = 46;
+    pub const INVALID_PRODUCER_EPOCH: i16 = 47;
+    pub const INVALID_PRODUCER_ID_MAPPING: i16 = 49;
+    pub const UNKNOWN_PRODUCER_ID: i16 = 59;
+    pub const FENCED_LEADER_EPOCH: i16 = 74;
+    pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
+    pub const THROTTLING_QUOTA_EXCEEDED: i16 = 89;
+
+    /// This code's classification.
+    pub fn info(self) -> &'static ErrorInfo {
+        lookup(self.0)
+    }
+}
+
+/// Everything that can go wrong in the client.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A socket error talking to `broker` (connect, read or write).
+    #[error("i/o error with broker {broker}: {source}")]
+    Io {
+        /// `host:port` of the broker.
+        broker: String,
+        /// The underlying error (shared: one socket error fails every request in flight).
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    /// A request, or a whole call with its retries, ran out of time.
+    #[error("timed out after {after:?}: {what}")]
+    Timeout {
+        /// What timed out ("Produce request to 127.0.0.1:9092", "delivery", ...).
+        what: String,
+        /// The time limit that was exceeded.
+        after: Duration,
+    },
+    /// The broker answered with an error code.
+    #[error("broker error {name} ({code}){}{}{}", topic.as_ref().map(|t| format!(" topic {t}")).unwrap_or_default(), partition.map(|p| format!(" partition {p}")).unwrap_or_default(), message.as_ref().map(|m| format!(": {m}")).unwrap_or_default())]
+    Broker {
+        /// The Kafka error code.
+        code: i16,
+        /// Kafka's name for it.
+        name: &'static str,
+        /// The topic the error is about, if any.
+        topic: Option<String>,
+        /// The partition the error is about, if any.
+        partition: Option<i32>,
+        /// The broker's error message, if it sent one.
+        message: Option<String>,
+    },
+    /// A fetch asked for an offset outside `log_start_offset..=high_watermark`.
+    #[error("offset {offset} out of range for {topic}/{partition} (log start {log_start_offset}, high watermark {high_watermark})")]
+    OffsetOutOfRange {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// The offset asked for.
+        offset: i64,
+        /// The first offset the partition still has (-1 if unknown).
+        log_start_offset: i64,
+        /// The partition's high watermark (-1 if unknown).
+        high_watermark: i64,
+    },
+    /// A record batch is larger than the broker or topic accepts (`max.message.bytes`).
+    #[error("record batch of {size} bytes too large for {topic}/{partition}")]
+    MessageTooLarge {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// Encoded size of the batch in bytes.
+        size: usize,
+    },
+    /// The topic does not exist (or the partition is outside it).
+    #[error("unknown topic or partition: {topic}")]
+    UnknownTopic {
+        /// The topic.
+        topic: String,
+    },
+    /// A broker does not support a version of an api we need.
+    #[error("broker {broker} does not support {api} at version >= {min_version}")]
+    UnsupportedApi {
+        /// `host:port` of the broker.
+        broker: String,
+        /// Name of the api.
+        api: &'static str,
+        /// Lowest version this client can use.
+        min_version: i16,
+    },
+    /// The broker sent something that does not parse or does not make sense.
+    #[error("protocol error: {0}")]
+    Protocol(#[from] ProtocolError),
+    /// Invalid configuration or argument.
+    #[error("configuration error: {0}")]
+    Config(String),
+    /// Encoding or decoding a record batch failed.
+    #[error("record batch error: {0}")]
+    Record(#[from] RecordError),
+    /// The idempotent producer lost its sequence state for a partition (KIP-360 case where
+    /// the broker may have lost data); the affected sends fail.
+    #[error("producer state lost for {topic}/{partition}: {reason}")]
+    ProducerState {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// Which error led here.
+        reason: String,
+    },
+    /// The client or producer has been shut down.
+    #[error("client closed")]
+    Closed,
+}
+
+impl Error {
+    /// The Kafka error code this error corresponds to, if any.
+    pub fn code(&self) -> Option<i16> {
+        match self {
+            Error::Broker { code, .. } => Some(*code),
+            Error::OffsetOutOfRange { .. } => Some(ErrorCode::OFFSET_OUT_OF_RANGE),
+            Error::MessageTooLarge { .. } => Some(ErrorCode::MESSAGE_TOO_LARGE),
+            Error::UnknownTopic { .. } => Some(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION),
+            Error::UnsupportedApi { .. } => Some(ErrorCode::UNSUPPORTED_VERSION),
+            _ => None,
+        }
+    }
+
+    /// Whether trying again may succeed (network errors, timeouts, retriable broker codes).
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            Error::Io { .. } | Error::Timeout { .. } => true,
+            Error::Broker { code, .. } => lookup(*code).retriable,
+            _ => false,
+        }
+    }
+
+    /// Whether the error means the metadata (leaders, topics) is stale.
+    pub fn needs_metadata_refresh(&self) -> bool {
+        match self {
+            Error::Io { .. } => true,
+            Error::Broker { code, .. } => lookup(*code).refresh_metadata,
+            _ => false,
+        }
+    }
+
+    /// A broker error for `code` with context.
+    pub fn broker(
+        code: i16,
+        topic: Option<&str>,
+        partition: Option<i32>,
+        message: Option<String>,
+    ) -> Error {
+        Error::Broker {
+            code,
+            name: lookup(code).name,
+            topic: topic.map(str::to_owned),
+            partition,
+            message,
+        }
+    }
+
+    pub(crate) fn io(broker: &str, e: std::io::Error) -> Error {
+        Error::Io {
+            broker: broker.to_owned(),
+            source: Arc::new(e),
+        }
+    }
+
+    /// A copy for fanning one failure out to several waiters. Record errors (which only
+    /// arise before sending, per caller) are rendered as text.
+    pub(crate) fn duplicate(&self) -> Error {
+        match self {
+            Error::Io { broker, source } => Error::Io {
+                broker: broker.clone(),
+                source: Arc::clone(source),
+            },
+            Error::Timeout { what, after } => Error::Timeout {
+                what: what.clone(),
+                after: *after,
+            },
+            Error::Broker {
+                code,
+                name,
+                topic,
+                partition,
+                message,
+            } => Error::Broker {
+                code: *code,
+                name,
+                topic: topic.clone(),
+                partition: *partition,
+                message: message.clone(),
+            },
+            Error::OffsetOutOfRange {
+                topic,
+                partition,
+                offset,
+                log_start_offset,
+                high_watermark,
+            } => Error::OffsetOutOfRange {
+                topic: topic.clone(),
+                partition: *partition,
+                offset: *offset,
+                log_start_offset: *log_start_offset,
+                high_watermark: *high_watermark,
+            },
+            Error::MessageTooLarge {
+                topic,
+                partition,
+                size,
+            } => Error::MessageTooLarge {
+                topic: topic.clone(),
+                partition: *partition,
+                size: *size,
+            },
+            Error::UnknownTopic { topic } => Error::UnknownTopic {
+                topic: topic.clone(),
+            },
+            Error::UnsupportedApi {
+                broker,
+                api,
+                min_version,
+            } => Error::UnsupportedApi {
+                broker: broker.clone(),
+                api,
+                min_version: *min_version,
+            },
+            Error::Protocol(p) => Error::Protocol(p.clone()),
+            Error::Config(s) => Error::Config(s.clone()),
+            Error::Record(r) => Error::Config(format!("record batch error: {r}")),
+            Error::ProducerState {
+                topic,
+                partition,
+                reason,
+            } => Error::ProducerState {
+                topic: topic.clone(),
+                partition: *partition,
+                reason: reason.clone(),
+            },
+            Error::Closed => Error::Closed,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_indexed_by_code() {
+        for code in -1..=133i16 {
+            assert_eq!(lookup(code).code, code);
+        }
+        assert_eq!(lookup(134).name, "UNKNOWN_ERROR_CODE");
+        assert_eq!(lookup(i16::MIN).name, "UNKNOWN_ERROR_CODE");
+        assert_eq!(lookup(i16::MAX).name, "UNKNOWN_ERROR_CODE");
+    }
+
+    #[test]
+    fn classification_matches_reference() {
+        let stale = [3, 5, 6, 13, 74, 75, 100];
+        for c in stale {
+            let i = lookup(c);
+            assert!(i.retriable && i.refresh_metadata, "{}", i.name);
+        }
+        assert_eq!(lookup(6).name, "NOT_LEADER_OR_FOLLOWER");
+        assert!(lookup(7).ambiguous && lookup(7).retriable && !lookup(7).refresh_metadata);
+        assert!(lookup(20).ambiguous && lookup(20).retriable);
+        assert!(!lookup(19).ambiguous && lookup(19).retriable);
+        assert!(!lookup(2).retriable, "CORRUPT_MESSAGE is not retried");
+        assert!(!lookup(10).retriable);
+        assert!(!lookup(46).retriable);
+        assert!(lookup(56).retriable && !lookup(56).refresh_metadata);
+        assert!(lookup(89).retriable);
+        assert!(lookup(41).refresh_metadata);
+        assert_eq!(lookup(36).name, "TOPIC_ALREADY_EXISTS");
+        assert_eq!(lookup(35).name, "UNSUPPORTED_VERSION");
+        assert_eq!(lookup(45).name, "OUT_OF_ORDER_SEQUENCE_NUMBER");
+        assert_eq!(lookup(59).name, "UNKNOWN_PRODUCER_ID");
+        let ambiguous: Vec<i16> = (-1..=133).filter(|c| lookup(*c).ambiguous).collect();
+        assert_eq!(ambiguous, vec![7, 20]);
+    }
+
+    #[test]
+    fn error_helpers() {
+        let e = Error::broker(6, Some("t"), Some(0), None);
+        assert_eq!(e.code(), Some(6));
+        assert!(e.is_retriable() && e.needs_metadata_refresh());
+        assert!(e.to_string().contains("NOT_LEADER_OR_FOLLOWER"));
+        let e = Error::broker(10, Some("t"), Some(0), None);
+        assert!(!e.is_retriable());
+        let io = Error::io("b:1", std::io::Error::other("x"));
+        assert!(io.is_retriable());
+        assert!(io.duplicate().needs_metadata_refresh());
+        assert_eq!(Error::Closed.code(), None);
+    }
+}

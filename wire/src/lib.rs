@@ -1,16 +1,35 @@
-//! `kafka-persistence-wire`: a pure-Rust async Kafka client.
+#![doc = include_str!("../README.md")]
 //!
 //! Layout (one concern per module):
 //! - [`record`]: the record batch v2 codec (ours, with `crc32c`), and [`compression`].
 //! - [`protocol`]: framing and hostile-input guards around the `kafka-protocol` schemas.
-//! - [`error`]: the one table that classifies every Kafka error code.
-//! - [`conn`]: one multiplexed connection per broker, ApiVersions negotiation.
+//! - [`error`]: the one table that classifies every Kafka error code, and [`Error`].
+//! - `conn`: one multiplexed connection per broker, ApiVersions negotiation.
 //! - [`metadata`]: the metadata cache.
 //! - [`producer`], [`fetch`], [`admin`]: the client's three faces.
-//! - [`client`]: [`Client`] ties them together.
+//! - [`client`]: [`Client`] ties them together; [`config`] holds the builders.
+//! - [`partitioner`]: the Java client's murmur2 partitioner.
 #![cfg_attr(not(test), warn(missing_docs))]
 
+pub mod admin;
+pub mod client;
 pub mod compression;
-pub mod record;
-pub mod protocol;
+pub mod config;
+mod conn;
 pub mod error;
+pub mod fetch;
+pub mod metadata;
+pub mod partitioner;
+pub mod producer;
+pub mod protocol;
+pub mod record;
+
+pub use admin::{NewTopic, OffsetSpec};
+pub use client::Client;
+pub use config::{Acks, ClientConfig, ProducerConfig};
+pub use error::{Error, ErrorCode, ErrorInfo};
+pub use fetch::{FetchRequest, FetchResponse, IsolationLevel};
+pub use metadata::{PartitionMetadata, TopicMetadata};
+pub use partitioner::murmur2_partition;
+pub use producer::{Producer, RecordMetadata};
+pub use record::{Compression, ConsumedRecord, Header, Record};

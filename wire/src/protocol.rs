@@ -29,7 +29,7 @@ const MIN_REQUEST_HEADER: usize = 10;
 const MIN_RESPONSE_HEADER: usize = 4;
 
 /// Why a frame could not be encoded or decoded.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProtocolError {
     /// A frame length read off the wire is negative or exceeds the configured maximum.

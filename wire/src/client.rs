@@ -1,0 +1,420 @@
+//! [`Client`]: the connection pool, the metadata cache, and the retry loop shared by the
+//! admin calls, the fetcher and the producer.
+//!
+//! Connections: per broker address, one connection for ordinary requests (produce, metadata,
+//! admin) and one for fetches, so a long-poll fetch never delays a produce behind it
+//! (head-of-line blocking; Kafka answers one connection's requests in order).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use tracing::{debug, warn};
+
+use crate::config::{ClientConfig, ProducerConfig};
+use crate::conn::{ConnConfig, Connection};
+use crate::error::Error;
+use crate::metadata::{MetadataCache, TopicMetadata, TopicState};
+use crate::producer::Producer;
+
+/// Which of a broker's connections to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum ConnKind {
+    /// Produce, metadata, admin.
+    Main,
+    /// Fetch (long polls).
+    Fetch,
+}
+
+/// A Kafka client: cheap to clone (all clones share connections and metadata).
+#[derive(Clone, Debug)]
+pub struct Client {
+    pub(crate) inner: Arc<ClientInner>,
+}
+
+pub(crate) struct ClientInner {
+    pub(crate) config: ClientConfig,
+    pub(crate) conn_config: ConnConfig,
+    bootstrap: Vec<String>,
+    conns: Mutex<HashMap<(String, ConnKind), Arc<Connection>>>,
+    connecting: Mutex<HashMap<(String, ConnKind), Arc<tokio::sync::Mutex<()>>>>,
+    pub(crate) metadata: Mutex<MetadataCache>,
+    rng: AtomicU64,
+}
+
+impl std::fmt::Debug for ClientInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientInner")
+            .field("bootstrap", &self.bootstrap)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Exponential backoff with jitter x0.8-1.2 (xorshift; no `rand` needed).
+#[derive(Debug, Clone)]
+pub(crate) struct Backoff {
+    min: Duration,
+    max: Duration,
+    attempt: u32,
+    state: u64,
+}
+
+impl Backoff {
+    pub(crate) fn new(min: Duration, max: Duration, seed: u64) -> Backoff {
+        Backoff {
+            min,
+            max,
+            attempt: 0,
+            state: seed | 1,
+        }
+    }
+
+    fn next_random(&mut self) -> u64 {
+        let mut x = self.state;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.state = x;
+        x
+    }
+
+    /// The next delay: `min * 2^attempt`, capped at `max`, times a jitter in 0.8..=1.2.
+    pub(crate) fn next_delay(&mut self) -> Duration {
+        let exp = self.attempt.min(20);
+        self.attempt = self.attempt.saturating_add(1);
+        let base = self.min.saturating_mul(1u32 << exp).min(self.max);
+        let jitter = 0.8 + (self.next_random() % 401) as f64 / 1000.0;
+        base.mul_f64(jitter)
+    }
+}
+
+fn time_seed() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0x9e37_79b9)
+}
+
+impl Client {
+    /// Connects to the cluster: validates the configuration and loads the broker list from the
+    /// first bootstrap server that answers.
+    pub async fn connect(config: ClientConfig) -> Result<Client, Error> {
+        let bootstrap = config.validate()?;
+        let conn_config = ConnConfig {
+            client_id: config.client_id.clone(),
+            max_frame_size: config.max_frame_size,
+            connect_timeout: config.connect_timeout,
+            request_timeout: config.request_timeout,
+        };
+        let client = Client {
+            inner: Arc::new(ClientInner {
+                config,
+                conn_config,
+                bootstrap,
+                conns: Mutex::new(HashMap::new()),
+                connecting: Mutex::new(HashMap::new()),
+                metadata: Mutex::new(MetadataCache::default()),
+                rng: AtomicU64::new(time_seed()),
+            }),
+        };
+        let inner = Arc::clone(&client.inner);
+        client
+            .with_retries("bootstrap metadata", &[], move || {
+                let inner = Arc::clone(&inner);
+                async move { inner.fetch_metadata(Some(&[])).await.map(|_| ()) }
+            })
+            .await?;
+        Ok(client)
+    }
+
+    /// The configuration this client was created with.
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    /// A producer sharing this client's connections and metadata.
+    pub fn producer(&self, config: ProducerConfig) -> Producer {
+        Producer::new(self.clone(), config)
+    }
+
+    /// Runs `op` until it succeeds, fails with a non-retriable error, or the delivery timeout
+    /// passes. Before retrying an error that means stale metadata, refreshes `topics`.
+    pub(crate) async fn with_retries<T, F, Fut>(
+        &self,
+        what: &str,
+        topics: &[String],
+        mut op: F,
+    ) -> Result<T, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        let timeout = self.inner.config.delivery_timeout;
+        let deadline = Instant::now() + timeout;
+        let mut backoff = self.inner.backoff();
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let result = match tokio::time::timeout(remaining, op()).await {
+                Ok(r) => r,
+                Err(_) => {
+                    return Err(Error::Timeout {
+                        what: what.to_owned(),
+                        after: timeout,
+                    })
+                }
+            };
+            let err = match result {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            if !err.is_retriable() {
+                return Err(err);
+            }
+            let delay = backoff.next_delay();
+            if Instant::now() + delay >= deadline {
+                warn!(operation = what, error = %err, "giving up: delivery timeout reached");
+                return Err(err);
+            }
+            debug!(operation = what, error = %err, delay_ms = delay.as_millis() as u64, "retrying");
+            if err.needs_metadata_refresh() {
+                if let Err(e) = self.inner.refresh(topics, &err.to_string()).await {
+                    debug!(operation = what, error = %e, "metadata refresh failed");
+                }
+            }
+            tokio::time::sleep(delay).await;
+        }
+    }
+}
+
+impl ClientInner {
+    pub(crate) fn backoff(&self) -> Backoff {
+        let seed = self.rng.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
+        Backoff::new(
+            self.config.retry_backoff_min,
+            self.config.retry_backoff_max,
+            seed,
+        )
+    }
+
+    /// A live connection to `addr` of the given kind (connecting if needed).
+    pub(crate) async fn conn(&self, addr: &str, kind: ConnKind) -> Result<Arc<Connection>, Error> {
+        let key = (addr.to_owned(), kind);
+        if let Some(c) = lock(&self.conns).get(&key) {
+            if !c.is_failed() {
+                return Ok(Arc::clone(c));
+            }
+        }
+        let gate = Arc::clone(lock(&self.connecting).entry(key.clone()).or_default());
+        let _g = gate.lock().await;
+        if let Some(c) = lock(&self.conns).get(&key) {
+            if !c.is_failed() {
+                return Ok(Arc::clone(c));
+            }
+        }
+        let c = Connection::connect(addr, &self.conn_config).await?;
+        lock(&self.conns).insert(key, Arc::clone(&c));
+        Ok(c)
+    }
+
+    /// A cached live connection, without connecting (producer fast path).
+    pub(crate) fn cached_conn(&self, addr: &str, kind: ConnKind) -> Option<Arc<Connection>> {
+        lock(&self.conns)
+            .get(&(addr.to_owned(), kind))
+            .filter(|c| !c.is_failed())
+            .map(Arc::clone)
+    }
+
+    /// Address of node `id`.
+    pub(crate) fn broker_addr(&self, id: i32) -> Option<String> {
+        lock(&self.metadata).brokers.get(&id).cloned()
+    }
+
+    /// A connection to node `id`.
+    pub(crate) async fn broker_conn(
+        &self,
+        id: i32,
+        kind: ConnKind,
+    ) -> Result<Arc<Connection>, Error> {
+        match self.broker_addr(id) {
+            Some(a) => self.conn(&a, kind).await,
+            None => {
+                self.refresh(&[], "unknown broker id").await?;
+                let a = self.broker_addr(id).ok_or_else(|| {
+                    Error::broker(8, None, None, Some(format!("broker {id} not in metadata")))
+                })?;
+                self.conn(&a, kind).await
+            }
+        }
+    }
+
+    /// A connection to any broker (known brokers first, then the bootstrap list).
+    pub(crate) async fn any_conn(&self) -> Result<Arc<Connection>, Error> {
+        let mut addrs: Vec<String> = lock(&self.metadata).brokers.values().cloned().collect();
+        addrs.sort();
+        for b in &self.bootstrap {
+            if !addrs.contains(b) {
+                addrs.push(b.clone());
+            }
+        }
+        // Prefer an address we already have a connection to.
+        for a in &addrs {
+            if let Some(c) = self.cached_conn(a, ConnKind::Main) {
+                return Ok(c);
+            }
+        }
+        let mut last = None;
+        for a in &addrs {
+            match self.conn(a, ConnKind::Main).await {
+                Ok(c) => return Ok(c),
+                Err(e) => {
+                    debug!(broker = %a, error = %e, "broker unreachable, trying the next");
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::Config("no brokers".to_owned())))
+    }
+
+    /// Sends one Metadata request for `topics` (`None` = all topics) and merges the answer.
+    pub(crate) async fn fetch_metadata(
+        &self,
+        topics: Option<&[String]>,
+    ) -> Result<MetadataResponse, Error> {
+        let conn = self.any_conn().await?;
+        let req = MetadataRequest::default()
+            .with_allow_auto_topic_creation(false)
+            .with_topics(topics.map(|ts| {
+                ts.iter()
+                    .map(|t| {
+                        MetadataRequestTopic::default()
+                            .with_name(Some(TopicName(StrBytes::from_string(t.clone()))))
+                    })
+                    .collect()
+            }));
+        let (_, resp): (i16, MetadataResponse) = conn
+            .request(ApiKey::Metadata, &req, self.config.request_timeout)
+            .await?;
+        lock(&self.metadata).apply(&resp, topics);
+        Ok(resp)
+    }
+
+    /// Refreshes the metadata of `topics` (the broker list if empty), rate limited per topic.
+    pub(crate) async fn refresh(&self, topics: &[String], reason: &str) -> Result<(), Error> {
+        let wait = {
+            let md = lock(&self.metadata);
+            let min = self.config.metadata_min_refresh;
+            let last = if topics.is_empty() {
+                md.brokers_refreshed_at
+            } else {
+                topics
+                    .iter()
+                    .map(|t| md.refreshed_at.get(t).copied())
+                    .min()
+                    .flatten()
+            };
+            last.map(|l| min.saturating_sub(l.elapsed()))
+                .unwrap_or_default()
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        debug!(topics = ?topics, reason, "refreshing metadata");
+        self.fetch_metadata(Some(topics)).await.map(|_| ())
+    }
+
+    /// Cached metadata of `topic`, refreshing once if it is not cached.
+    pub(crate) async fn topic(&self, topic: &str) -> Result<Option<TopicMetadata>, Error> {
+        let ttl = self.config.metadata_min_refresh;
+        let cached = lock(&self.metadata).state(topic, ttl).cloned();
+        let state = match cached {
+            Some(s) => s,
+            None => {
+                self.refresh(&[topic.to_owned()], "topic not cached")
+                    .await?;
+                match lock(&self.metadata).topics.get(topic).cloned() {
+                    Some(s) => s,
+                    None => TopicState::Missing,
+                }
+            }
+        };
+        Ok(match state {
+            TopicState::Known(t) => Some(t),
+            TopicState::Missing => None,
+        })
+    }
+
+    /// The leader's node id for a partition: errors are retriable where they should be
+    /// (leaderless partition) and final where the topic does not exist.
+    pub(crate) async fn leader(&self, topic: &str, partition: i32) -> Result<i32, Error> {
+        let ttl = self.config.metadata_min_refresh;
+        let cached = lock(&self.metadata).leader(topic, partition, ttl);
+        let r = match cached {
+            Err(false) => {
+                self.refresh(&[topic.to_owned()], "topic not cached")
+                    .await?;
+                lock(&self.metadata).leader(topic, partition, Duration::MAX)
+            }
+            other => other,
+        };
+        match r {
+            Ok(Some(l)) => Ok(l),
+            Ok(None) => Err(Error::broker(5, Some(topic), Some(partition), None)),
+            Err(_) => Err(Error::UnknownTopic {
+                topic: topic.to_owned(),
+            }),
+        }
+    }
+
+    /// A connection to the leader of a partition.
+    pub(crate) async fn leader_conn(
+        &self,
+        topic: &str,
+        partition: i32,
+        kind: ConnKind,
+    ) -> Result<Arc<Connection>, Error> {
+        let leader = self.leader(topic, partition).await?;
+        self.broker_conn(leader, kind).await
+    }
+
+    /// Forgets the cached state of a topic (next use refreshes it).
+    pub(crate) fn invalidate(&self, topic: &str) {
+        lock(&self.metadata).invalidate(topic);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_and_caps() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(5), 42);
+        let d: Vec<Duration> = (0..10).map(|_| b.next_delay()).collect();
+        assert!(
+            d[0] >= Duration::from_millis(80) && d[0] <= Duration::from_millis(120),
+            "{:?}",
+            d[0]
+        );
+        assert!(d[1] >= Duration::from_millis(160) && d[1] <= Duration::from_millis(240));
+        assert!(d[2] >= Duration::from_millis(320) && d[2] <= Duration::from_millis(480));
+        for x in &d[6..] {
+            assert!(
+                *x >= Duration::from_secs(4) && *x <= Duration::from_secs(6),
+                "{x:?}"
+            );
+        }
+        // Jitter really varies.
+        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(1), 7);
+        let xs: Vec<Duration> = (0..20).map(|_| b.next_delay()).collect();
+        assert!(xs.iter().any(|x| *x != xs[0]));
+    }
+}

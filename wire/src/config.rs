@@ -1,0 +1,387 @@
+//! Client and producer configuration: builders, plus `serde::Deserialize` with Kafka-style
+//! property names (`bootstrap.servers`, `request.timeout.ms`, ...) for file-based setup.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::Error;
+use crate::protocol::DEFAULT_MAX_FRAME_SIZE;
+use crate::record::Compression;
+
+/// Configuration of a [`Client`](crate::Client).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientConfig {
+    /// `host:port[,host:port]` of one or more brokers to bootstrap from.
+    #[serde(rename = "bootstrap.servers")]
+    pub(crate) bootstrap_servers: String,
+    /// `client.id` sent in every request header.
+    #[serde(rename = "client.id")]
+    pub(crate) client_id: String,
+    /// Time limit for one request (`request.timeout.ms`, default 30 s).
+    #[serde(rename = "request.timeout.ms", with = "millis")]
+    pub(crate) request_timeout: Duration,
+    /// Time limit for one call with all its retries (`delivery.timeout.ms`, default 120 s).
+    #[serde(rename = "delivery.timeout.ms", with = "millis")]
+    pub(crate) delivery_timeout: Duration,
+    /// First retry backoff (`retry.backoff.ms`, default 100 ms).
+    #[serde(rename = "retry.backoff.ms", with = "millis")]
+    pub(crate) retry_backoff_min: Duration,
+    /// Largest retry backoff (`retry.backoff.max.ms`, default 5 s).
+    #[serde(rename = "retry.backoff.max.ms", with = "millis")]
+    pub(crate) retry_backoff_max: Duration,
+    /// Time limit for establishing a TCP connection (`socket.connection.setup.timeout.ms`,
+    /// default 10 s).
+    #[serde(rename = "socket.connection.setup.timeout.ms", with = "millis")]
+    pub(crate) connect_timeout: Duration,
+    /// Minimum time between two metadata refreshes caused by errors
+    /// (`metadata.min.refresh.interval.ms`, default 50 ms).
+    #[serde(rename = "metadata.min.refresh.interval.ms", with = "millis")]
+    pub(crate) metadata_min_refresh: Duration,
+    /// Largest response frame accepted (`max.frame.bytes`, default 100 MiB).
+    #[serde(rename = "max.frame.bytes")]
+    pub(crate) max_frame_size: usize,
+    /// Properties this client does not interpret (kept for callers and diagnostics).
+    #[serde(skip)]
+    pub(crate) extra: BTreeMap<String, String>,
+    /// First invalid property given to [`ClientConfig::with_property`], reported at connect.
+    #[serde(skip)]
+    pub(crate) invalid: Option<String>,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            bootstrap_servers: String::new(),
+            client_id: "kafka-persistence".to_owned(),
+            request_timeout: Duration::from_secs(30),
+            delivery_timeout: Duration::from_secs(120),
+            retry_backoff_min: Duration::from_millis(100),
+            retry_backoff_max: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(10),
+            metadata_min_refresh: Duration::from_millis(50),
+            max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            extra: BTreeMap::new(),
+            invalid: None,
+        }
+    }
+}
+
+impl ClientConfig {
+    /// A configuration for `bootstrap_servers` (`"host:port[,host:port]"`), defaults otherwise.
+    pub fn new(bootstrap_servers: impl Into<String>) -> Self {
+        ClientConfig {
+            bootstrap_servers: bootstrap_servers.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Sets `client.id`.
+    pub fn with_client_id(mut self, id: impl Into<String>) -> Self {
+        self.client_id = id.into();
+        self
+    }
+
+    /// Sets the time limit of one request (default 30 s).
+    pub fn with_request_timeout(mut self, d: Duration) -> Self {
+        self.request_timeout = d;
+        self
+    }
+
+    /// Sets the time limit of one call including all its retries (default 120 s).
+    pub fn with_delivery_timeout(mut self, d: Duration) -> Self {
+        self.delivery_timeout = d;
+        self
+    }
+
+    /// Sets the exponential retry backoff bounds (default 100 ms .. 5 s; jitter x0.8-1.2).
+    pub fn with_retry_backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.retry_backoff_min = min;
+        self.retry_backoff_max = max;
+        self
+    }
+
+    /// Sets the time limit for establishing one TCP connection (default 10 s).
+    pub fn with_connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
+    }
+
+    /// Sets the largest response frame accepted (default 100 MiB).
+    pub fn with_max_frame_size(mut self, bytes: usize) -> Self {
+        self.max_frame_size = bytes;
+        self
+    }
+
+    /// Sets a Kafka-style property. Known keys (`bootstrap.servers`, `client.id`,
+    /// `request.timeout.ms`, `delivery.timeout.ms`, `retry.backoff.ms`,
+    /// `retry.backoff.max.ms`, `socket.connection.setup.timeout.ms`,
+    /// `metadata.min.refresh.interval.ms`, `max.frame.bytes`) are applied; an unparsable value
+    /// makes [`Client::connect`](crate::Client::connect) fail with [`Error::Config`]. Other
+    /// keys are kept but not interpreted.
+    pub fn with_property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        let key = key.into();
+        let value = value.into();
+        let ms = |v: &str| v.trim().parse::<u64>().ok().map(Duration::from_millis);
+        let ok = match key.as_str() {
+            "bootstrap.servers" => {
+                self.bootstrap_servers = value.clone();
+                true
+            }
+            "client.id" => {
+                self.client_id = value.clone();
+                true
+            }
+            "request.timeout.ms" => ms(&value).map(|d| self.request_timeout = d).is_some(),
+            "delivery.timeout.ms" => ms(&value).map(|d| self.delivery_timeout = d).is_some(),
+            "retry.backoff.ms" => ms(&value).map(|d| self.retry_backoff_min = d).is_some(),
+            "retry.backoff.max.ms" => ms(&value).map(|d| self.retry_backoff_max = d).is_some(),
+            "socket.connection.setup.timeout.ms" => {
+                ms(&value).map(|d| self.connect_timeout = d).is_some()
+            }
+            "metadata.min.refresh.interval.ms" => {
+                ms(&value).map(|d| self.metadata_min_refresh = d).is_some()
+            }
+            "max.frame.bytes" => value
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .map(|n| self.max_frame_size = n)
+                .is_some(),
+            _ => {
+                self.extra.insert(key.clone(), value.clone());
+                true
+            }
+        };
+        if !ok && self.invalid.is_none() {
+            self.invalid = Some(format!("invalid value {value:?} for property {key}"));
+        }
+        self
+    }
+
+    /// The bootstrap servers string.
+    pub fn bootstrap_servers(&self) -> &str {
+        &self.bootstrap_servers
+    }
+
+    /// The per-request timeout.
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
+    /// The per-call delivery timeout.
+    pub fn delivery_timeout(&self) -> Duration {
+        self.delivery_timeout
+    }
+
+    /// Properties set with [`ClientConfig::with_property`] that the client does not interpret.
+    pub fn extra_properties(&self) -> &BTreeMap<String, String> {
+        &self.extra
+    }
+
+    /// Checks the configuration; returns the parsed bootstrap addresses.
+    pub(crate) fn validate(&self) -> Result<Vec<String>, Error> {
+        if let Some(msg) = &self.invalid {
+            return Err(Error::Config(msg.clone()));
+        }
+        let addrs: Vec<String> = self
+            .bootstrap_servers
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if addrs.is_empty() {
+            return Err(Error::Config("bootstrap.servers is empty".to_owned()));
+        }
+        for a in &addrs {
+            match a.rsplit_once(':') {
+                Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
+                _ => {
+                    return Err(Error::Config(format!(
+                        "bootstrap server {a:?} is not host:port"
+                    )))
+                }
+            }
+        }
+        if self.request_timeout.is_zero() || self.delivery_timeout.is_zero() {
+            return Err(Error::Config(
+                "timeouts must be greater than zero".to_owned(),
+            ));
+        }
+        if self.retry_backoff_min > self.retry_backoff_max {
+            return Err(Error::Config(
+                "retry.backoff.ms exceeds retry.backoff.max.ms".to_owned(),
+            ));
+        }
+        if self.max_frame_size < 64 {
+            return Err(Error::Config(
+                "max.frame.bytes must be at least 64".to_owned(),
+            ));
+        }
+        Ok(addrs)
+    }
+}
+
+/// How many replicas must acknowledge a produce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Acks {
+    /// `acks=0`: no acknowledgement (the broker sends no response; offsets are unknown, -1).
+    None,
+    /// `acks=1`: the leader has written the records.
+    Leader,
+    /// `acks=all` (-1): all in-sync replicas have the records.
+    All,
+}
+
+impl Acks {
+    /// The value of the `acks` field on the wire.
+    pub fn as_i16(self) -> i16 {
+        match self {
+            Acks::None => 0,
+            Acks::Leader => 1,
+            Acks::All => -1,
+        }
+    }
+}
+
+/// Configuration of a [`Producer`](crate::Producer).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProducerConfig {
+    /// `acks` (default all).
+    #[serde(rename = "acks")]
+    pub(crate) acks: Acks,
+    /// `enable.idempotence` (default true; requires acks=all).
+    #[serde(rename = "enable.idempotence")]
+    pub(crate) idempotent: bool,
+    /// `linger.ms` (default 0).
+    #[serde(rename = "linger.ms", with = "millis")]
+    pub(crate) linger: Duration,
+    /// `batch.size` in bytes: sends are coalesced into a batch up to this size (default 1 MiB).
+    #[serde(rename = "batch.size")]
+    pub(crate) batch_size: usize,
+    /// `max.in.flight.requests.per.partition` (default 5, at most 5 when idempotent).
+    #[serde(rename = "max.in.flight")]
+    pub(crate) max_in_flight: usize,
+    /// `compression.type` (default none).
+    #[serde(skip)]
+    pub(crate) compression: Compression,
+    /// `buffer.memory`: bytes of records buffered or in flight before `send` waits
+    /// (default 64 MiB).
+    #[serde(rename = "buffer.memory")]
+    pub(crate) buffer_memory: usize,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        ProducerConfig {
+            acks: Acks::All,
+            idempotent: true,
+            linger: Duration::ZERO,
+            batch_size: 1024 * 1024,
+            max_in_flight: 5,
+            compression: Compression::None,
+            buffer_memory: 64 * 1024 * 1024,
+        }
+    }
+}
+
+impl ProducerConfig {
+    /// Sets `acks`. Idempotence needs `Acks::All`; other values turn idempotence off.
+    pub fn with_acks(mut self, acks: Acks) -> Self {
+        self.acks = acks;
+        if acks != Acks::All {
+            self.idempotent = false;
+        }
+        self
+    }
+
+    /// Turns the idempotent producer on (default) or off.
+    pub fn with_idempotence(mut self, on: bool) -> Self {
+        self.idempotent = on;
+        self
+    }
+
+    /// Sets how long a batch waits for more sends to the same partition (default 0).
+    pub fn with_linger(mut self, d: Duration) -> Self {
+        self.linger = d;
+        self
+    }
+
+    /// Sets the size in bytes at which a batch is sent without waiting for the linger time.
+    pub fn with_batch_size(mut self, bytes: usize) -> Self {
+        self.batch_size = bytes.max(1);
+        self
+    }
+
+    /// Sets the compression codec of produced batches.
+    pub fn with_compression(mut self, c: Compression) -> Self {
+        self.compression = c;
+        self
+    }
+
+    /// Sets how many batches per partition may be in flight (1..=5; default 5).
+    pub fn with_max_in_flight(mut self, n: usize) -> Self {
+        self.max_in_flight = n.clamp(1, 5);
+        self
+    }
+
+    /// Sets the bytes of records that may be buffered or in flight before `send` waits.
+    pub fn with_buffer_memory(mut self, bytes: usize) -> Self {
+        self.buffer_memory = bytes.max(1);
+        self
+    }
+
+    /// Whether this configuration produces idempotently.
+    pub fn is_idempotent(&self) -> bool {
+        self.idempotent && self.acks == Acks::All
+    }
+}
+
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builder_and_properties() {
+        let c = ClientConfig::new("a:1, b:2")
+            .with_property("request.timeout.ms", "1500")
+            .with_property("custom", "x");
+        assert_eq!(c.request_timeout, Duration::from_millis(1500));
+        assert_eq!(
+            c.extra_properties().get("custom").map(String::as_str),
+            Some("x")
+        );
+        assert_eq!(
+            c.validate().unwrap(),
+            vec!["a:1".to_owned(), "b:2".to_owned()]
+        );
+        let bad = ClientConfig::new("a:1").with_property("request.timeout.ms", "soon");
+        assert!(matches!(bad.validate(), Err(Error::Config(_))));
+        assert!(ClientConfig::new("").validate().is_err());
+        assert!(ClientConfig::new("nohost").validate().is_err());
+        assert!(ClientConfig::new("h:99999").validate().is_err());
+    }
+
+    #[test]
+    fn acks_turn_off_idempotence() {
+        let p = ProducerConfig::default();
+        assert!(p.is_idempotent());
+        assert!(!p.clone().with_acks(Acks::Leader).is_idempotent());
+        assert_eq!(p.with_max_in_flight(9).max_in_flight, 5);
+    }
+}
