@@ -1,0 +1,77 @@
+//! Test broker helper: `KP_EXTERNAL_BOOTSTRAP` (e.g. Apache Kafka from CI) or an in-process
+//! `TestServer`. Tests that need fault injection are named `fault_*` and use `test_server`.
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use kafka_persistence_testserver::TestServer;
+use kafka_persistence_wire::{Client, ClientConfig};
+
+/// A broker to test against; keeps an in-process server alive while held.
+pub struct Broker {
+    pub bootstrap: String,
+    pub server: Option<TestServer>,
+}
+
+/// The external broker if `KP_EXTERNAL_BOOTSTRAP` is set, else a fresh `TestServer`.
+pub async fn broker() -> Broker {
+    match std::env::var("KP_EXTERNAL_BOOTSTRAP") {
+        Ok(b) if !b.trim().is_empty() => Broker {
+            bootstrap: b,
+            server: None,
+        },
+        _ => test_server(1).await,
+    }
+}
+
+/// Always an in-process server (for `fault_` tests).
+pub async fn test_server(nodes: usize) -> Broker {
+    let server = TestServer::builder()
+        .nodes(nodes)
+        .start()
+        .await
+        .expect("start test server");
+    Broker {
+        bootstrap: server.bootstrap_servers(),
+        server: Some(server),
+    }
+}
+
+impl Broker {
+    pub fn config(&self) -> ClientConfig {
+        ClientConfig::new(&self.bootstrap)
+            .with_request_timeout(Duration::from_secs(10))
+            .with_delivery_timeout(Duration::from_secs(30))
+            .with_retry_backoff(Duration::from_millis(10), Duration::from_millis(500))
+    }
+
+    pub async fn client(&self) -> Client {
+        Client::connect(self.config()).await.expect("connect")
+    }
+
+    pub fn server(&self) -> &TestServer {
+        self.server.as_ref().expect("in-process test server")
+    }
+}
+
+/// A topic name unique across tests and runs.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "wire-{prefix}-{}-{nanos}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
