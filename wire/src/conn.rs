@@ -575,13 +575,17 @@ async fn timeout_task(
 }
 
 /// ApiVersions exchange on the raw socket, before the connection is shared.
-async fn negotiate(
+async fn negotiate<R, W>(
     addr: &str,
     client_id: Option<&str>,
     max_frame: usize,
-    rd: &mut OwnedReadHalf,
-    wr: &mut OwnedWriteHalf,
-) -> Result<Versions, Error> {
+    rd: &mut R,
+    wr: &mut W,
+) -> Result<Versions, Error>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
     let mut version = API_VERSIONS_MAX;
     let mut tried_v0 = false;
     for correlation_id in 0..4 {
@@ -611,8 +615,20 @@ async fn negotiate(
             None => return Err(Error::Protocol(ProtocolError::ShortFrame(frame.len()))),
         };
         if code == ErrorCode::UNSUPPORTED_VERSION {
-            let (_, resp) =
-                protocol::decode_response::<ApiVersionsResponse>(ApiKey::ApiVersions, 0, frame)?;
+            // Kafka answers with a v0 body (KIP-511); tolerate a body at the version we sent.
+            let resp = protocol::decode_response::<ApiVersionsResponse>(
+                ApiKey::ApiVersions,
+                0,
+                frame.clone(),
+            )
+            .or_else(|_| {
+                protocol::decode_response::<ApiVersionsResponse>(
+                    ApiKey::ApiVersions,
+                    version,
+                    frame,
+                )
+            })
+            .map(|(_, r)| r)?;
             let advertised = resp
                 .api_keys
                 .iter()
@@ -684,6 +700,85 @@ async fn negotiate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use kafka_protocol::messages::api_versions_response::ApiVersion;
+    use kafka_protocol::messages::ResponseKind;
+
+    fn av(key: i16, min: i16, max: i16) -> ApiVersion {
+        ApiVersion::default()
+            .with_api_key(key)
+            .with_min_version(min)
+            .with_max_version(max)
+    }
+
+    /// A scripted broker: answers each ApiVersions request with `answers[i]` (version, body).
+    async fn scripted(
+        answers: Vec<(i16, ApiVersionsResponse)>,
+    ) -> (Result<Versions, Error>, Vec<i16>) {
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let (mut srd, mut swr) = tokio::io::split(server);
+        let broker = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for (v, body) in answers {
+                let Ok(len) = srd.read_i32().await else { break };
+                let mut frame = vec![0u8; len as usize];
+                if srd.read_exact(&mut frame).await.is_err() {
+                    break;
+                }
+                let (header, _) = protocol::decode_request(Bytes::from(frame)).unwrap();
+                seen.push(header.request_api_version);
+                let mut out = BytesMut::new();
+                protocol::encode_response(
+                    ApiKey::ApiVersions,
+                    v,
+                    header.correlation_id,
+                    &ResponseKind::ApiVersions(body),
+                    &mut out,
+                )
+                .unwrap();
+                swr.write_all(&out).await.unwrap();
+            }
+            seen
+        });
+        let (mut crd, mut cwr) = tokio::io::split(client);
+        let r = negotiate("scripted", Some("t"), 1 << 20, &mut crd, &mut cwr).await;
+        drop((crd, cwr));
+        let seen = broker.await.unwrap_or_default();
+        (r, seen)
+    }
+
+    #[tokio::test]
+    async fn unsupported_version_retries_at_advertised_lower_version() {
+        let reject = ApiVersionsResponse::default()
+            .with_error_code(35)
+            .with_api_keys(vec![av(18, 0, 2)]);
+        let ok = ApiVersionsResponse::default().with_api_keys(vec![
+            av(0, 3, 9),
+            av(1, 4, 11),
+            av(18, 0, 2),
+        ]);
+        let (r, seen) = scripted(vec![(0, reject), (2, ok)]).await;
+        let v = r.unwrap();
+        assert_eq!(seen, vec![3, 2]);
+        assert_eq!(v.get(ApiKey::Produce), Some(9));
+        assert_eq!(v.get(ApiKey::Fetch), Some(11));
+    }
+
+    #[tokio::test]
+    async fn hostile_broker_cannot_loop_negotiation() {
+        // Advertises the same version we just used: refused, no retry loop.
+        let reject = ApiVersionsResponse::default()
+            .with_error_code(35)
+            .with_api_keys(vec![av(18, 0, 3)]);
+        let (r, seen) = scripted(vec![(0, reject.clone()), (0, reject)]).await;
+        assert!(matches!(r, Err(Error::Broker { code: 35, .. })), "{r:?}");
+        assert_eq!(seen, vec![3]);
+        // No key list at all: one retry at v0 (pre-KIP-511 brokers), then give up.
+        let empty = ApiVersionsResponse::default().with_error_code(35);
+        let (r, seen) = scripted(vec![(0, empty.clone()), (0, empty)]).await;
+        assert!(r.is_err());
+        assert_eq!(seen, vec![3, 0]);
+    }
 
     #[test]
     fn negotiation_picks_highest_common_version() {
