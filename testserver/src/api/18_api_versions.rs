@@ -29,6 +29,28 @@ pub(crate) fn error(code: i16) -> ApiVersionsResponse {
     r
 }
 
+/// The v0 UNSUPPORTED_VERSION answer carrying our own key-18 range (KIP-511).
+pub(crate) fn unsupported() -> ApiVersionsResponse {
+    let mut r = error(code::UNSUPPORTED_VERSION);
+    if let Some((min, max)) = super::supported_range(ApiKey::ApiVersions) {
+        r.api_keys.push(entry(ApiKey::ApiVersions, min, max));
+    }
+    r
+}
+
+/// An injected UNSUPPORTED_VERSION: a v0 body advertising ApiVersions up to `version - 1`
+/// (nothing for v0), as an older broker would.
+pub(crate) fn unsupported_below(version: i16) -> ApiVersionsResponse {
+    let mut r = error(code::UNSUPPORTED_VERSION);
+    if let Some((min, max)) = super::supported_range(ApiKey::ApiVersions) {
+        let max = max.min(version - 1);
+        if max >= min {
+            r.api_keys.push(entry(ApiKey::ApiVersions, min, max));
+        }
+    }
+    r
+}
+
 /// Handles ApiVersions; returns the version to encode the answer with.
 pub(crate) fn handle(
     _ctx: &Ctx,
@@ -37,12 +59,10 @@ pub(crate) fn handle(
 ) -> (i16, ApiVersionsResponse) {
     let mut r = ApiVersionsResponse::default();
     let Some((min, max)) = super::supported_range(ApiKey::ApiVersions) else {
-        return (0, error(code::UNSUPPORTED_VERSION));
+        return (0, unsupported());
     };
     if version < min || version > max {
-        r.error_code = code::UNSUPPORTED_VERSION;
-        r.api_keys.push(entry(ApiKey::ApiVersions, min, max));
-        return (0, r);
+        return (0, unsupported());
     }
     r.api_keys = SUPPORTED
         .iter()

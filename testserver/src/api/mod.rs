@@ -164,7 +164,14 @@ pub(crate) fn error_response(
         RequestKind::Heartbeat(_) => heartbeat::error(code).into(),
         RequestKind::LeaveGroup(r) => leave_group::error(r, code).into(),
         RequestKind::SyncGroup(_) => sync_group::error(code).into(),
-        RequestKind::ApiVersions(_) => api_versions::error(code).into(),
+        RequestKind::ApiVersions(_) => {
+            // KIP-511: an UNSUPPORTED_VERSION answer is always a v0 body. Injected, it
+            // emulates a broker whose highest ApiVersions version is below the requested one.
+            if code == crate::log::code::UNSUPPORTED_VERSION {
+                return Some((0, api_versions::unsupported_below(v).into()));
+            }
+            api_versions::error(code).into()
+        }
         RequestKind::CreateTopics(r) => create_topics::error(r, code).into(),
         RequestKind::DeleteTopics(r) => delete_topics::error(r, code).into(),
         RequestKind::DeleteRecords(r) => delete_records::error(r, code).into(),
