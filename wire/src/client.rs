@@ -37,12 +37,15 @@ pub struct Client {
     pub(crate) inner: Arc<ClientInner>,
 }
 
+/// Serialises connection attempts to one address.
+type ConnectGate = Arc<tokio::sync::Mutex<()>>;
+
 pub(crate) struct ClientInner {
     pub(crate) config: ClientConfig,
     pub(crate) conn_config: ConnConfig,
     bootstrap: Vec<String>,
     conns: Mutex<HashMap<(String, ConnKind), Arc<Connection>>>,
-    connecting: Mutex<HashMap<(String, ConnKind), Arc<tokio::sync::Mutex<()>>>>,
+    connecting: Mutex<HashMap<(String, ConnKind), ConnectGate>>,
     pub(crate) metadata: Mutex<MetadataCache>,
     rng: AtomicU64,
 }
@@ -392,6 +395,7 @@ impl ClientInner {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -364,8 +364,8 @@ impl Connection {
         timeout: Duration,
     ) -> Result<(i16, Resp), Error>
     where
-        Req: Encodable + HeaderVersion,
-        Resp: Decodable + HeaderVersion,
+        Req: Encodable + HeaderVersion + Sync,
+        Resp: Decodable + HeaderVersion + Send,
     {
         let version = self.version(api)?;
         let resp = self.request_at(api, version, body, timeout).await?;
@@ -381,8 +381,8 @@ impl Connection {
         timeout: Duration,
     ) -> Result<Resp, Error>
     where
-        Req: Encodable + HeaderVersion,
-        Resp: Decodable + HeaderVersion,
+        Req: Encodable + HeaderVersion + Sync,
+        Resp: Decodable + HeaderVersion + Send,
     {
         let (cid, frame) = self.encode(api, version, body)?;
         let resp = self.send_frame(api, cid, frame, timeout).await?;
@@ -698,6 +698,7 @@ where
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -299,6 +299,7 @@ impl Client {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::record::{encode_batch, EncodeOptions, Record};

@@ -212,6 +212,7 @@ impl MetadataCache {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use kafka_protocol::messages::metadata_response::{

@@ -46,6 +46,7 @@ pub fn murmur2_partition(key: &[u8], num_partitions: i32) -> i32 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

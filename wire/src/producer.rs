@@ -96,6 +96,9 @@ impl std::fmt::Debug for Inner {
 
 type Waiter = (oneshot::Sender<Result<i64, Error>>, i32);
 
+/// One batch in a request: topic, partition, batch id, encoded batch.
+type Item = (Arc<str>, i32, u64, Bytes);
+
 struct OpenBatch {
     records: Vec<Record>,
     waiters: Vec<Waiter>,
@@ -530,7 +533,7 @@ impl Inner {
             if candidates.is_empty() {
                 return;
             }
-            let mut requests: Vec<(Route, Vec<(Arc<str>, i32, u64, Bytes)>)> = Vec::new();
+            let mut requests: Vec<(Route, Vec<Item>)> = Vec::new();
             let mut to_recover: Vec<(Arc<str>, i32)> = Vec::new();
             for (topic, partition) in candidates {
                 let Some(p) = partition_mut(st, &topic, partition) else {
@@ -606,12 +609,7 @@ impl Inner {
     }
 
     /// Encodes and submits one ProduceRequest. Failures to submit are handled inline.
-    fn send_request(
-        self: &Arc<Self>,
-        st: &mut State,
-        route: Route,
-        items: Vec<(Arc<str>, i32, u64, Bytes)>,
-    ) {
+    fn send_request(self: &Arc<Self>, st: &mut State, route: Route, items: Vec<Item>) {
         let conn = &route.conn;
         let prepared = conn.version(ApiKey::Produce).and_then(|version| {
             let mut topic_data: Vec<TopicProduceData> = Vec::new();
@@ -815,7 +813,7 @@ impl Inner {
                 }
                 if retriable || (sequence_error && idx > 0) {
                     // Resend the identical bytes later (never re-sequenced).
-                    debug!(topic, partition, seq = p.queue[idx].seq, error = %e, ambiguous = code.map_or(true, |c| lookup(c).ambiguous), "produce failed; will retry");
+                    debug!(topic, partition, seq = p.queue[idx].seq, error = %e, ambiguous = code.is_none_or(|c| lookup(c).ambiguous), "produce failed; will retry");
                     p.need_refresh |= e.needs_metadata_refresh();
                     if e.needs_metadata_refresh() {
                         p.route = None;
@@ -1041,6 +1039,7 @@ impl Inner {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -255,6 +255,7 @@ pub fn encode_response(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use kafka_protocol::messages::{

@@ -1,4 +1,5 @@
 //! Admin calls against a broker (in-process, or `KP_EXTERNAL_BOOTSTRAP`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -41,7 +42,10 @@ async fn delete_topic_then_metadata_says_none() {
         .create_topics(vec![NewTopic::new(&topic, 1, 1)])
         .await
         .unwrap();
-    client.delete_topics(&[topic.clone()]).await.unwrap();
+    client
+        .delete_topics(std::slice::from_ref(&topic))
+        .await
+        .unwrap();
     // Deletion may take a moment to propagate on a real cluster.
     let mut gone = false;
     for _ in 0..100 {

@@ -1,4 +1,5 @@
 //! Producing and fetching against a broker (in-process, or `KP_EXTERNAL_BOOTSTRAP`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
