@@ -1,0 +1,178 @@
+//! [`JournalConfig`]: a builder, and `serde::Deserialize` for file-based configuration.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::event_topic::{DefaultEventTopicMapper, EventTopicMapper};
+
+/// Configuration of a [`crate::Journal`].
+///
+/// ```
+/// use std::time::Duration;
+/// use kafka_persistence_journal::JournalConfig;
+/// let config = JournalConfig::new("127.0.0.1:9092")
+///     .with_topic_prefix("journal-")
+///     .with_retention_ms(-1)
+///     .with_timeout(Duration::from_secs(5));
+/// assert_eq!(config.timeout(), Duration::from_secs(5));
+/// let from_json: JournalConfig = serde_json::from_str(
+///     r#"{"bootstrap_servers": "k1:9092", "timeout_ms": 2000}"#).unwrap();
+/// assert_eq!(from_json.timeout(), Duration::from_secs(2));
+/// ```
+#[derive(Clone, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct JournalConfig {
+    /// `host:port[,host:port]` of the Kafka brokers.
+    pub bootstrap_servers: String,
+    /// Prefix of every journal topic (default `journal-`).
+    pub topic_prefix: String,
+    /// `retention.ms` of created journal topics (default -1: keep forever).
+    pub retention_ms: i64,
+    /// Replication factor of created topics (default 1; use 3 in production).
+    pub replication_factor: i16,
+    /// `max.message.bytes` set on created journal topics; `None` keeps the broker default
+    /// (then it is read once per topic with DescribeConfigs).
+    pub max_message_bytes: Option<i32>,
+    /// Bound of every journal call in milliseconds (default 10,000).
+    pub timeout_ms: u64,
+    /// Partitions of event topics the journal creates (default 1).
+    pub event_topic_partitions: i32,
+    /// Serializer id written into published `Event`s (`EventDataFormat.serializerId`);
+    /// `None` leaves the field out.
+    pub event_serializer_id: Option<i32>,
+    /// Raw Kafka-style client properties, passed to the client.
+    pub client_properties: BTreeMap<String, String>,
+    /// Maps each event to user topics (not configurable from a file).
+    #[serde(skip)]
+    pub(crate) event_topic_mapper: MapperHandle,
+}
+
+/// A shared handle on an [`EventTopicMapper`], with a `Debug` that names it only.
+#[derive(Clone)]
+pub(crate) struct MapperHandle(pub(crate) Arc<dyn EventTopicMapper>);
+
+impl Default for MapperHandle {
+    fn default() -> Self {
+        MapperHandle(Arc::new(DefaultEventTopicMapper))
+    }
+}
+
+impl fmt::Debug for MapperHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("EventTopicMapper")
+    }
+}
+
+impl fmt::Debug for JournalConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JournalConfig")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("topic_prefix", &self.topic_prefix)
+            .field("retention_ms", &self.retention_ms)
+            .field("replication_factor", &self.replication_factor)
+            .field("max_message_bytes", &self.max_message_bytes)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("event_topic_partitions", &self.event_topic_partitions)
+            .field("event_serializer_id", &self.event_serializer_id)
+            .field("client_properties", &self.client_properties)
+            .field("event_topic_mapper", &self.event_topic_mapper)
+            .finish()
+    }
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        JournalConfig {
+            bootstrap_servers: "127.0.0.1:9092".into(),
+            topic_prefix: "journal-".into(),
+            retention_ms: -1,
+            replication_factor: 1,
+            max_message_bytes: None,
+            timeout_ms: 10_000,
+            event_topic_partitions: 1,
+            event_serializer_id: None,
+            client_properties: BTreeMap::new(),
+            event_topic_mapper: MapperHandle::default(),
+        }
+    }
+}
+
+impl JournalConfig {
+    /// Defaults with the given bootstrap servers.
+    pub fn new(bootstrap_servers: impl Into<String>) -> Self {
+        JournalConfig {
+            bootstrap_servers: bootstrap_servers.into(),
+            ..JournalConfig::default()
+        }
+    }
+
+    /// Sets the journal topic prefix.
+    pub fn with_topic_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.topic_prefix = prefix.into();
+        self
+    }
+
+    /// Sets `retention.ms` of created journal topics (-1 = forever).
+    pub fn with_retention_ms(mut self, retention_ms: i64) -> Self {
+        self.retention_ms = retention_ms;
+        self
+    }
+
+    /// Sets the replication factor of created topics.
+    pub fn with_replication_factor(mut self, replication_factor: i16) -> Self {
+        self.replication_factor = replication_factor;
+        self
+    }
+
+    /// Sets `max.message.bytes` of created journal topics.
+    pub fn with_max_message_bytes(mut self, bytes: i32) -> Self {
+        self.max_message_bytes = Some(bytes);
+        self
+    }
+
+    /// Bounds every journal call (connect, write, replay step, highest, delete).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout_ms = u64::try_from(timeout.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        self
+    }
+
+    /// Sets the partition count of event topics the journal creates.
+    pub fn with_event_topic_partitions(mut self, partitions: i32) -> Self {
+        self.event_topic_partitions = partitions;
+        self
+    }
+
+    /// Sets the serializer id written into published events.
+    pub fn with_event_serializer_id(mut self, id: i32) -> Self {
+        self.event_serializer_id = Some(id);
+        self
+    }
+
+    /// Adds a raw Kafka-style client property.
+    pub fn with_property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.client_properties.insert(key.into(), value.into());
+        self
+    }
+
+    /// Routes every written event to the topics `mapper` names (default: `events`).
+    pub fn with_event_topic_mapper(mut self, mapper: impl EventTopicMapper + 'static) -> Self {
+        self.event_topic_mapper = MapperHandle(Arc::new(mapper));
+        self
+    }
+
+    /// The bound of every journal call.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms.max(1))
+    }
+
+    pub(crate) fn mapper(&self) -> Arc<dyn EventTopicMapper> {
+        Arc::clone(&self.event_topic_mapper.0)
+    }
+}
