@@ -1,0 +1,113 @@
+//! [`SnapshotConfig`]: a builder, and `serde::Deserialize` for file-based configuration.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Configuration of a [`crate::SnapshotStore`].
+///
+/// ```
+/// use std::time::Duration;
+/// use kafka_persistence_snapshot::SnapshotConfig;
+/// let config = SnapshotConfig::new("127.0.0.1:9092")
+///     .with_topic_prefix("snap-")
+///     .with_replication_factor(3)
+///     .with_timeout(Duration::from_secs(5))
+///     .with_client_property("client.id", "my-app");
+/// assert_eq!(config.timeout(), Duration::from_secs(5));
+/// let from_json: SnapshotConfig = serde_json::from_str(
+///     r#"{"bootstrap_servers": "k1:9092", "timeout_ms": 2000}"#).unwrap();
+/// assert_eq!(from_json.timeout(), Duration::from_secs(2));
+/// assert_eq!(from_json.topic_prefix, "snapshot-");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct SnapshotConfig {
+    /// `host:port[,host:port]` of the Kafka brokers.
+    pub bootstrap_servers: String,
+    /// Prefix of every snapshot topic (default `snapshot-`).
+    pub topic_prefix: String,
+    /// Replication factor of created topics (default 1; use 3 in production).
+    pub replication_factor: i16,
+    /// `max.message.bytes` set on created snapshot topics; `None` keeps the broker default
+    /// (it is read with DescribeConfigs either way, and larger snapshots are chunked).
+    pub max_message_bytes: Option<i32>,
+    /// Bound of every store call in milliseconds (default 30,000).
+    pub timeout_ms: u64,
+    /// Further topic configs for created snapshot topics (`cleanup.policy` is always
+    /// `compact`).
+    pub topic_configs: BTreeMap<String, String>,
+    /// Raw Kafka-style client properties, passed to the client.
+    pub client_properties: BTreeMap<String, String>,
+}
+
+impl Default for SnapshotConfig {
+    fn default() -> Self {
+        SnapshotConfig {
+            bootstrap_servers: "127.0.0.1:9092".into(),
+            topic_prefix: "snapshot-".into(),
+            replication_factor: 1,
+            max_message_bytes: None,
+            timeout_ms: 30_000,
+            topic_configs: BTreeMap::new(),
+            client_properties: BTreeMap::new(),
+        }
+    }
+}
+
+impl SnapshotConfig {
+    /// Defaults with the given bootstrap servers.
+    pub fn new(bootstrap_servers: impl Into<String>) -> Self {
+        SnapshotConfig {
+            bootstrap_servers: bootstrap_servers.into(),
+            ..SnapshotConfig::default()
+        }
+    }
+
+    /// Sets the snapshot topic prefix.
+    pub fn with_topic_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.topic_prefix = prefix.into();
+        self
+    }
+
+    /// Sets the replication factor of created topics.
+    pub fn with_replication_factor(mut self, replication_factor: i16) -> Self {
+        self.replication_factor = replication_factor;
+        self
+    }
+
+    /// Sets `max.message.bytes` of created topics.
+    pub fn with_max_message_bytes(mut self, bytes: i32) -> Self {
+        self.max_message_bytes = Some(bytes);
+        self
+    }
+
+    /// Bounds every store call (save, load, delete) by `timeout`.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        self
+    }
+
+    /// Adds a topic config for created snapshot topics (`cleanup.policy` cannot be changed).
+    pub fn with_topic_config(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.topic_configs.insert(key.into(), value.into());
+        self
+    }
+
+    /// Adds a raw Kafka-style client property (e.g. `client.id`, `request.timeout.ms`).
+    pub fn with_client_property(
+        mut self,
+        key: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Self {
+        self.client_properties.insert(key.into(), value.into());
+        self
+    }
+
+    /// The bound of every store call.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
