@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Notify;
-use tokio::task::AbortHandle;
+use tokio::task::{AbortHandle, JoinHandle};
 
 use crate::config::{collision_key, validate_topic_name, TopicConfig};
 use crate::groups::Groups;
@@ -73,7 +73,7 @@ pub(crate) struct Node {
     pub(crate) id: i32,
     pub(crate) port: u16,
     pub(crate) running: AtomicBool,
-    pub(crate) listener: Mutex<Option<AbortHandle>>,
+    pub(crate) listener: Mutex<Option<JoinHandle<()>>>,
     pub(crate) conns: Mutex<HashMap<u64, AbortHandle>>,
 }
 

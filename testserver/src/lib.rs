@@ -1,23 +1,6 @@
-//! `kafka-persistence-testserver`: an in-process Kafka broker (one node or a cluster) for
-//! hermetic tests, with fault injection; also usable standalone (`kafka-persistence serve`).
+#![doc = include_str!("../README.md")]
 //!
-//! Modelled on franz-go's kfake, but with fine-grained locking instead of one actor: every
-//! connection is a task that reads one request, handles it against shared state (one mutex
-//! per partition), and writes the answer, so a produce round trip costs one loopback hop.
-//!
-//! ```no_run
-//! # async fn demo() -> Result<(), kafka_persistence_testserver::Error> {
-//! use kafka_persistence_testserver::{Fault, TestServer};
-//! let server = TestServer::start().await?;
-//! server.create_topic("events", 1, &[("cleanup.policy", "delete")]).await?;
-//! let bootstrap = server.bootstrap_servers(); // "127.0.0.1:PORT"
-//! server.inject_fault(Fault::DropResponse { api_key: 0, count: 1 }).await; // lose one produce ack
-//! # let _ = bootstrap;
-//! server.shutdown().await;
-//! # Ok(()) }
-//! ```
-//!
-//! # Skipped features
+//! # Skipped features (`skipped_features`)
 //! Deliberate gaps (see also each `api/NN_*.rs` header):
 //! - no replication: one replica per partition, so the high watermark is the log end offset
 //!   and `acks=1` and `acks=-1` behave the same; `timeout_ms` of writes is ignored;
@@ -391,8 +374,11 @@ impl TestServer {
             .node(node_id)
             .ok_or(Error::UnknownNode(node_id))?;
         node.running.store(false, Ordering::Release);
-        if let Some(l) = lock(&node.listener).take() {
+        let listener = lock(&node.listener).take();
+        if let Some(l) = listener {
             l.abort();
+            // Wait until the listener is really closed, so the port can be bound again.
+            let _ = l.await;
         }
         node.drop_connections();
         Ok(())
@@ -407,7 +393,24 @@ impl TestServer {
         if node.running.load(Ordering::Acquire) {
             return Ok(());
         }
-        let listener = server::bind(&self.cluster.settings.host, node.port).await?;
+        // The port was just released; retry briefly in case the old socket lingers.
+        let mut attempt = 0;
+        let listener = loop {
+            match server::bind(&self.cluster.settings.host, node.port).await {
+                Ok(l) => break l,
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && attempt < 100 => {
+                    attempt += 1;
+                    tracing::debug!(
+                        node_id,
+                        attempt,
+                        reason = "port still in use",
+                        "retrying bind"
+                    );
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         server::serve(&self.cluster, node_id, listener);
         Ok(())
     }
@@ -479,7 +482,17 @@ impl TestServer {
 
     /// Stops every node; [`TestServer::wait_for_shutdown`] returns afterwards. Idempotent.
     pub async fn shutdown(&self) {
+        let listeners: Vec<_> = self
+            .cluster
+            .nodes
+            .iter()
+            .filter_map(|n| lock(&n.listener).take())
+            .collect();
         self.stop_all();
+        for l in listeners {
+            l.abort();
+            let _ = l.await;
+        }
         self.shutdown.notify_waiters();
         self.shutdown.notify_one();
     }

@@ -33,7 +33,7 @@ pub(crate) fn serve(cluster: &Arc<Cluster>, node_id: i32, listener: TcpListener)
     let c = Arc::clone(cluster);
     let mut slot = lock(&node.listener);
     let handle = tokio::spawn(accept_loop(c, node_id, listener));
-    if let Some(old) = slot.replace(handle.abort_handle()) {
+    if let Some(old) = slot.replace(handle) {
         old.abort();
     }
     node.running.store(true, Ordering::Release);
