@@ -81,7 +81,11 @@ fn decode_whole_batch(batch: Bytes, limits: &DecodeLimits) -> Result<DecodedBatc
         return Err(RecordError::InvalidRecordCount(header.record_count));
     }
     let mut records = Vec::with_capacity(count);
-    let mut reader = Reader { buf: &body, pos: 0 };
+    let mut reader = Reader {
+        buf: &body,
+        pos: 0,
+        end: body.len(),
+    };
     let log_append_time = header.timestamp_type() == TimestampType::LogAppendTime;
     for _ in 0..count {
         records.push(reader.record(&header, log_append_time)?);
@@ -92,21 +96,23 @@ fn decode_whole_batch(batch: Bytes, limits: &DecodeLimits) -> Result<DecodedBatc
     Ok(DecodedBatch { header, records })
 }
 
-/// A cursor over a records section that hands out zero-copy slices.
+/// A cursor over `buf[pos..end]` that hands out zero-copy slices of `buf`.
 struct Reader<'a> {
     buf: &'a Bytes,
     pos: usize,
+    /// Nothing at or past `end` is read (a record's declared length bounds its fields).
+    end: usize,
 }
 
 impl Reader<'_> {
     #[inline]
     fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
+        self.end - self.pos
     }
 
     #[inline]
     fn varint(&mut self, field: &'static str) -> Result<i32, RecordError> {
-        let (v, n) = decode_varint(&self.buf[self.pos..])
+        let (v, n) = decode_varint(&self.buf[self.pos..self.end])
             .map_err(|source| RecordError::Varint { field, source })?;
         self.pos += n;
         Ok(v)
@@ -114,7 +120,7 @@ impl Reader<'_> {
 
     #[inline]
     fn varlong(&mut self, field: &'static str) -> Result<i64, RecordError> {
-        let (v, n) = decode_varlong(&self.buf[self.pos..])
+        let (v, n) = decode_varlong(&self.buf[self.pos..self.end])
             .map_err(|source| RecordError::Varint { field, source })?;
         self.pos += n;
         Ok(v)
@@ -122,13 +128,14 @@ impl Reader<'_> {
 
     #[inline]
     fn u8(&mut self, field: &'static str) -> Result<u8, RecordError> {
-        let Some(&b) = self.buf.get(self.pos) else {
+        if self.pos >= self.end {
             return Err(RecordError::InvalidLength {
                 field,
                 length: 1,
                 remaining: 0,
             });
-        };
+        }
+        let b = self.buf[self.pos];
         self.pos += 1;
         Ok(b)
     }
@@ -177,11 +184,10 @@ impl Reader<'_> {
         let end = start + declared;
         // Parse inside a window of exactly `declared` bytes so a lying length cannot make a
         // record borrow its neighbour's bytes.
-        let outer = self.buf;
-        let window = outer.slice(..end);
         let mut r = Reader {
-            buf: &window,
+            buf: self.buf,
             pos: start,
+            end,
         };
         let _attributes = r.u8("record attributes")?;
         let ts_delta = r.varlong("timestamp delta")?;
@@ -195,7 +201,7 @@ impl Reader<'_> {
                 let mut headers = Vec::with_capacity(n);
                 for _ in 0..n {
                     let key_len = r.length("header key", false)?.unwrap_or_default();
-                    let key = std::str::from_utf8(&window[r.pos..r.pos + key_len])
+                    let key = std::str::from_utf8(&r.buf[r.pos..r.pos + key_len])
                         .map_err(|_| RecordError::InvalidHeaderKey)?
                         .to_owned();
                     r.pos += key_len;
