@@ -13,3 +13,20 @@ pub use config::SnapshotConfig;
 pub use error::SnapshotError;
 pub use model::{SelectedSnapshot, SnapshotMetadata, SnapshotSelectionCriteria};
 pub use store::SnapshotStore;
+
+/// The snapshot topic name of a persistence id under a prefix: the same injective encoding
+/// as the journal's topic names (see the crate documentation).
+pub fn snapshot_topic_name(prefix: &str, persistence_id: &str) -> String {
+    topic::topic_for(prefix, persistence_id)
+}
+
+#[cfg(test)]
+mod static_checks {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    #[test]
+    fn store_and_errors_are_send_sync() {
+        assert_send_sync::<super::SnapshotStore>();
+        assert_send_sync::<super::SnapshotError>();
+        assert_send_sync::<super::SelectedSnapshot>();
+    }
+}
