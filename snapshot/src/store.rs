@@ -219,6 +219,11 @@ impl SnapshotStore {
     ) -> Result<T, SnapshotError> {
         let timeout = self.inner.config.timeout();
         match tokio::time::timeout(timeout, fut).await {
+            // The client's delivery timeout is the same bound: report it the same way.
+            Ok(Err(SnapshotError::Kafka(wire::Error::Timeout { what, after }))) => {
+                debug!(operation, what, ?after, "client timed out");
+                Err(SnapshotError::Timeout { operation, timeout })
+            }
             Ok(r) => r,
             Err(_) => Err(SnapshotError::Timeout { operation, timeout }),
         }

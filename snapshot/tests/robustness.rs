@@ -1,0 +1,348 @@
+//! Chunking limits, corrupt data, failed saves, timeouts and compaction. Tests named
+//! `fault_*` need the in-process `TestServer` (its control API); the others also run against
+//! `KP_EXTERNAL_BOOTSTRAP`.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{broker, capture_warnings, setup_five, test_server, unique_pid};
+use kafka_persistence_snapshot::{
+    SelectedSnapshot, SnapshotError, SnapshotMetadata, SnapshotSelectionCriteria as C,
+    SnapshotStore,
+};
+use kafka_persistence_wire::{Client, ClientConfig, ProducerConfig, Record};
+
+fn pattern(len: usize, salt: u8) -> Bytes {
+    (0..len)
+        .map(|i| ((i as u32).wrapping_mul(2_654_435_761) >> 24) as u8 ^ salt)
+        .collect::<Vec<_>>()
+        .into()
+}
+
+async fn write_raw(bootstrap: &str, topic: &str, partition: i32, key: Bytes, value: Option<Bytes>) {
+    let client = Client::connect(ClientConfig::new(bootstrap))
+        .await
+        .expect("client");
+    let producer = client.producer(ProducerConfig::default());
+    let record = Record {
+        key: Some(key),
+        value,
+        headers: Vec::new(),
+        timestamp: 1,
+    };
+    producer
+        .send(topic, partition, vec![record])
+        .await
+        .expect("raw write");
+}
+
+async fn loads(store: &SnapshotStore, pid: &str, criteria: &[C]) -> Vec<Option<SelectedSnapshot>> {
+    let mut out = Vec::new();
+    for c in criteria {
+        out.push(store.load(pid, *c).await.expect("load"));
+    }
+    out
+}
+
+#[tokio::test]
+async fn chunks_respect_a_small_topic_max_message_bytes() {
+    let b = broker().await;
+    let store = SnapshotStore::connect(b.config().with_max_message_bytes(20_000))
+        .await
+        .expect("connect");
+    let pid = unique_pid("chunks");
+    // Several sizes around the chunk boundary, each saved and loaded back.
+    let sizes = [1_025, 18_975, 18_976, 18_977, 20_000, 100_003];
+    for (i, size) in sizes.iter().enumerate() {
+        let payload = pattern(*size, i as u8);
+        let seq = i as u64 + 1;
+        store
+            .save(SnapshotMetadata::new(&pid, seq, 0), payload.clone())
+            .await
+            .unwrap_or_else(|e| panic!("save {size} bytes: {e}"));
+        let got = store
+            .load(&pid, C::latest())
+            .await
+            .expect("load")
+            .expect("a snapshot");
+        assert_eq!(got.metadata.sequence_nr, seq);
+        assert!(got.snapshot == payload, "payload of {size} bytes differs");
+    }
+}
+
+#[tokio::test]
+async fn a_corrupt_index_record_falls_back_with_a_warning() {
+    let b = broker().await;
+    let store = b.store().await;
+    let pid = unique_pid("corrupt");
+    let mds = setup_five(&store, &pid).await;
+    let topic = store.topic_for(&pid);
+    write_raw(
+        &b.bootstrap,
+        &topic,
+        0,
+        Bytes::copy_from_slice(&15u64.to_be_bytes()),
+        Some(Bytes::from_static(b"\x0a\x05ab")),
+    )
+    .await;
+    let (captured, guard) = capture_warnings();
+    let got = store.load(&pid, C::latest()).await.expect("load");
+    drop(guard);
+    assert_eq!(got.map(|s| s.metadata), Some(mds[3].clone()));
+    let log = captured.text();
+    assert!(log.contains("WARN"), "{log}");
+    assert!(log.contains("falling back"), "{log}");
+    assert!(log.contains("sequence_nr=15"), "{log}");
+    // A corrupt record can still be deleted by sequence number (timestamp 0 = any) and is
+    // overwritten by a new save.
+    store
+        .delete(&SnapshotMetadata::new(&pid, 15, 0))
+        .await
+        .expect("delete");
+    let md = store
+        .save(
+            SnapshotMetadata::new(&pid, 15, 0),
+            Bytes::from_static(b"fresh"),
+        )
+        .await
+        .expect("save");
+    let got = store.load(&pid, C::latest()).await.expect("load");
+    assert_eq!(
+        got.map(|s| (s.metadata, s.snapshot)),
+        Some((md, Bytes::from_static(b"fresh")))
+    );
+}
+
+#[tokio::test]
+async fn fault_a_chunk_lost_to_compaction_falls_back_to_the_older_snapshot() {
+    let b = test_server().await;
+    let store = SnapshotStore::connect(b.config().with_max_message_bytes(20_000))
+        .await
+        .expect("connect");
+    let pid = unique_pid("lost-chunk");
+    let md1 = store
+        .save(SnapshotMetadata::new(&pid, 1, 0), pattern(50_000, 1))
+        .await
+        .expect("save 1");
+    store
+        .save(SnapshotMetadata::new(&pid, 2, 0), pattern(50_000, 2))
+        .await
+        .expect("save 2");
+    // Find chunk 1 of snapshot 2 by reading the data partition, tombstone it behind the
+    // store's back and let compaction remove it.
+    let topic = store.topic_for(&pid);
+    let client = Client::connect(ClientConfig::new(&b.bootstrap))
+        .await
+        .expect("client");
+    let fetched = client
+        .fetch(kafka_persistence_wire::FetchRequest::new(&topic, 1, 0).with_max_bytes(1 << 20))
+        .await
+        .expect("fetch");
+    let keys: Vec<Bytes> = fetched
+        .records
+        .iter()
+        .filter_map(|r| r.key.clone())
+        .collect();
+    assert_eq!(keys.len(), 6, "3 chunks per snapshot");
+    let victim = keys
+        .iter()
+        .find(|k| k[..8] == 2u64.to_be_bytes() && k[16..] == 1u32.to_be_bytes())
+        .expect("chunk 1 of snapshot 2")
+        .clone();
+    write_raw(&b.bootstrap, &topic, 1, victim, None).await;
+    b.server().compact(&topic).await.expect("compact");
+    let (captured, guard) = capture_warnings();
+    let got = store.load(&pid, C::latest()).await.expect("load");
+    drop(guard);
+    assert_eq!(got.as_ref().map(|s| &s.metadata), Some(&md1));
+    assert!(got.map(|s| s.snapshot) == Some(pattern(50_000, 1)));
+    let log = captured.text();
+    assert!(log.contains("falling back"), "{log}");
+}
+
+#[tokio::test]
+async fn fault_a_failed_chunked_save_is_never_loaded() {
+    let b = test_server().await;
+    let store = SnapshotStore::connect(b.config().with_max_message_bytes(20_000))
+        .await
+        .expect("connect");
+    let pid = unique_pid("partial");
+    let md = store
+        .save(SnapshotMetadata::new(&pid, 7, 0), pattern(60_000, 1))
+        .await
+        .expect("save");
+    // INVALID_RECORD (87, not retriable) for the next produce request: one chunk of the
+    // overwrite fails.
+    b.server().inject_error(0, 87, 1).await;
+    let failed = store
+        .save(SnapshotMetadata::new(&pid, 7, 0), pattern(60_000, 2))
+        .await;
+    assert!(failed.is_err(), "the save must report the failure");
+    let got = store
+        .load(&pid, C::latest())
+        .await
+        .expect("load")
+        .expect("old snapshot");
+    assert_eq!(got.metadata, md);
+    assert!(
+        got.snapshot == pattern(60_000, 1),
+        "the old snapshot is intact"
+    );
+    // The next save works and wins.
+    store
+        .save(SnapshotMetadata::new(&pid, 7, 0), pattern(60_000, 3))
+        .await
+        .expect("save again");
+    let got = store
+        .load(&pid, C::latest())
+        .await
+        .expect("load")
+        .expect("snapshot");
+    assert!(got.snapshot == pattern(60_000, 3));
+}
+
+#[tokio::test]
+async fn fault_compaction_keeps_the_newest_snapshot_of_every_id() {
+    let b = test_server().await;
+    let store = SnapshotStore::connect(b.config().with_max_message_bytes(20_000))
+        .await
+        .expect("connect");
+    let pids = [unique_pid("compact-a"), unique_pid("compact-b")];
+    for pid in &pids {
+        let mds = setup_five(&store, pid).await;
+        // Overwrite inline with chunked and back, delete some, overwrite again.
+        store
+            .save(SnapshotMetadata::new(pid, 14, 0), pattern(45_000, 4))
+            .await
+            .expect("chunked overwrite");
+        store
+            .save(SnapshotMetadata::new(pid, 13, 0), pattern(45_000, 3))
+            .await
+            .expect("chunked overwrite");
+        store
+            .save(
+                SnapshotMetadata::new(pid, 13, 0),
+                Bytes::from_static(b"s-3-again"),
+            )
+            .await
+            .expect("inline overwrite");
+        store.delete(&mds[4]).await.expect("delete 15");
+        store
+            .delete_matching(pid, C::latest().with_max_sequence_nr(11))
+            .await
+            .expect("delete 11");
+        store
+            .save(
+                SnapshotMetadata::new(pid, 12, 0),
+                Bytes::from_static(b"s-2-again"),
+            )
+            .await
+            .expect("overwrite 12");
+    }
+    let criteria: Vec<C> = (10..=16)
+        .map(|s| C::latest().with_max_sequence_nr(s))
+        .chain([C::latest()
+            .with_min_sequence_nr(13)
+            .with_max_sequence_nr(13)])
+        .collect();
+    let mut before = Vec::new();
+    let mut batches_before = Vec::new();
+    for pid in &pids {
+        before.push(loads(&store, pid, &criteria).await);
+        let topic = store.topic_for(pid);
+        let p0 = b
+            .server()
+            .partition_info(&topic, 0)
+            .await
+            .expect("partition 0");
+        let p1 = b
+            .server()
+            .partition_info(&topic, 1)
+            .await
+            .expect("partition 1");
+        batches_before.push(p0.record_batches + p1.record_batches);
+    }
+    // Sanity of "before": 14 chunked, 13 and 12 rewritten inline, 11 and 15 gone.
+    let seqs: Vec<Option<u64>> = before[0]
+        .iter()
+        .map(|s| s.as_ref().map(|s| s.metadata.sequence_nr))
+        .collect();
+    assert_eq!(
+        seqs,
+        vec![
+            None,
+            None,
+            Some(12),
+            Some(13),
+            Some(14),
+            Some(14),
+            Some(14),
+            Some(13)
+        ]
+    );
+    for pid in &pids {
+        b.server()
+            .compact(&store.topic_for(pid))
+            .await
+            .expect("compact");
+    }
+    for (i, pid) in pids.iter().enumerate() {
+        let topic = store.topic_for(pid);
+        let p0 = b
+            .server()
+            .partition_info(&topic, 0)
+            .await
+            .expect("partition 0");
+        let p1 = b
+            .server()
+            .partition_info(&topic, 1)
+            .await
+            .expect("partition 1");
+        assert!(
+            p0.record_batches + p1.record_batches < batches_before[i],
+            "compaction removed superseded records"
+        );
+        assert_eq!(loads(&store, pid, &criteria).await, before[i], "{pid}");
+        // And from a fresh store (no caches).
+        let fresh = b.store().await;
+        assert_eq!(loads(&fresh, pid, &criteria).await, before[i], "{pid}");
+    }
+}
+
+#[tokio::test]
+async fn fault_every_call_is_bounded_by_the_timeout() {
+    let b = test_server().await;
+    let store = SnapshotStore::connect(b.config().with_timeout(Duration::from_millis(500)))
+        .await
+        .expect("connect");
+    let pid = unique_pid("timeout");
+    store
+        .save(SnapshotMetadata::new(&pid, 1, 0), Bytes::from_static(b"x"))
+        .await
+        .expect("save");
+    b.server().set_latency(Duration::from_secs(5)).await;
+    let started = Instant::now();
+    let r = store.load(&pid, C::latest()).await;
+    assert!(
+        matches!(
+            r,
+            Err(SnapshotError::Timeout {
+                operation: "load",
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    let r = store
+        .save(SnapshotMetadata::new(&pid, 2, 0), Bytes::from_static(b"y"))
+        .await;
+    assert!(matches!(r, Err(SnapshotError::Timeout { .. })), "{r:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    b.server().set_latency(Duration::ZERO).await;
+}
