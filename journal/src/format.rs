@@ -149,6 +149,7 @@ pub(crate) fn record_size_bound(key_len: usize, value_len: usize) -> usize {
 pub(crate) const BATCH_OVERHEAD: usize = 61;
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -268,6 +268,7 @@ pub(crate) async fn fetch(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::repr::PersistentRepr;
@@ -297,6 +298,6 @@ mod tests {
         // once the log start passes a checkpoint, it is not used
         v.set_log_start(start.next_offset + 1);
         let later = v.start_for(3000);
-        assert!(later.next_offset >= start.next_offset + 1);
+        assert!(later.next_offset > start.next_offset);
     }
 }

@@ -102,6 +102,7 @@ impl ScanState {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::repr::PersistentRepr;

@@ -1,5 +1,7 @@
 //! SPEC.md X1-X9: beyond the anchors. `fault_` tests need the embedded TestServer.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::HashMap;

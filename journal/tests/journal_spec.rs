@@ -1,5 +1,7 @@
 //! SPEC.md J1-J19 against the embedded TestServer (or `KP_EXTERNAL_BOOTSTRAP`).
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::{Duration, Instant};
