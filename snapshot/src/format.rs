@@ -162,13 +162,13 @@ mod tests {
     #[test]
     fn index_records_round_trip_with_empty_options_kept() {
         let rec = record(15);
-        let (back, payload) = decode_index(15, encode_index(&rec)).unwrap();
+        let (back, payload) = decode_index(15, encode_index(&rec)).expect("decodes");
         assert_eq!(back.metadata, Some(Bytes::new()));
         assert_eq!(back.timestamp, rec.timestamp);
         assert_eq!(payload, Payload::Inline(Bytes::new()));
         let mut none = record(15);
         none.metadata = None;
-        let (back, _) = decode_index(15, encode_index(&none)).unwrap();
+        let (back, _) = decode_index(15, encode_index(&none)).expect("decodes");
         assert_eq!(back.metadata, None);
     }
 
@@ -184,7 +184,7 @@ mod tests {
             crc32c: 0xdead_beef,
         };
         rec.manifest = Some(m.clone());
-        let (_, payload) = decode_index(3, encode_index(&rec)).unwrap();
+        let (_, payload) = decode_index(3, encode_index(&rec)).expect("decodes");
         assert_eq!(payload, Payload::Chunked(m));
     }
 

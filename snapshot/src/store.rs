@@ -50,13 +50,27 @@ struct Inner {
     producer: Producer,
     /// Topics known to exist, with what a save needs to know about them.
     topics: Mutex<HashMap<String, TopicInfo>>,
-    /// The last timestamp this store assigned per persistence id.
-    last_timestamps: Mutex<HashMap<String, i64>>,
+    /// What this store knows about each persistence id's live snapshots (from its last scan
+    /// and its own writes since), so a save needs no scan.
+    known: Mutex<HashMap<String, Known>>,
     /// Superseded chunk generations already tombstoned: (topic, sequence_nr, generation).
     cleaned: Mutex<HashSet<(String, u64, u64)>>,
     generation_seed: u64,
     generation_counter: AtomicU64,
 }
+
+/// The live snapshots of one id as far as this store knows (the log is the truth: another
+/// process's writes are only learnt by the next scan).
+#[derive(Debug, Clone, Default)]
+struct Known {
+    /// The highest timestamp assigned or seen.
+    last_timestamp: Option<i64>,
+    /// The manifests of live chunked snapshots (their chunks become garbage when replaced).
+    chunked: BTreeMap<u64, Manifest>,
+}
+
+/// Bound of the `known` cache (ids); it is cleared when full.
+const MAX_KNOWN_IDS: usize = 100_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct TopicInfo {
@@ -110,7 +124,7 @@ impl SnapshotStore {
                 client,
                 producer,
                 topics: Mutex::new(HashMap::new()),
-                last_timestamps: Mutex::new(HashMap::new()),
+                known: Mutex::new(HashMap::new()),
                 cleaned: Mutex::new(HashSet::new()),
                 generation_seed,
                 generation_counter: AtomicU64::new(0),
@@ -323,26 +337,53 @@ impl Inner {
         Ok(info)
     }
 
-    fn assign_timestamp(&self, persistence_id: &str, requested: i64, index: &Index) -> i64 {
-        let mut last = lock(&self.last_timestamps);
-        let previous = last
-            .get(persistence_id)
-            .copied()
-            .into_iter()
-            .chain(index.max_timestamp())
-            .max();
+    /// Records what a scan of `persistence_id`'s index showed.
+    fn remember(&self, persistence_id: &str, index: &Index) {
+        let chunked = index
+            .entries
+            .iter()
+            .filter_map(|(seq, e)| e.manifest().map(|m| (*seq, m.clone())))
+            .collect();
+        let mut known = lock(&self.known);
+        if known.len() >= MAX_KNOWN_IDS && !known.contains_key(persistence_id) {
+            known.clear();
+        }
+        let k = known.entry(persistence_id.to_owned()).or_default();
+        k.last_timestamp = k.last_timestamp.max(index.max_timestamp());
+        k.chunked = chunked;
+    }
+
+    /// Assigns the timestamp of a save (0 = now, strictly above every known timestamp) and
+    /// returns it with the manifest of the chunked snapshot it replaces, if any.
+    fn assign_timestamp(
+        &self,
+        persistence_id: &str,
+        seq: u64,
+        requested: i64,
+    ) -> (i64, Option<Manifest>) {
+        let mut known = lock(&self.known);
+        let k = known.entry(persistence_id.to_owned()).or_default();
         let ts = if requested != 0 {
             requested
         } else {
             let now = now_ms();
-            match previous {
+            match k.last_timestamp {
                 Some(p) if p >= now => p.saturating_add(1),
                 _ => now,
             }
         };
-        let entry = last.entry(persistence_id.to_owned()).or_insert(ts);
-        *entry = (*entry).max(ts);
-        ts
+        k.last_timestamp = Some(k.last_timestamp.map_or(ts, |p| p.max(ts)));
+        (ts, k.chunked.get(&seq).cloned())
+    }
+
+    /// Updates the known manifests after this store wrote `seq`.
+    fn remember_write(&self, persistence_id: &str, seq: u64, manifest: Option<Manifest>) {
+        let mut known = lock(&self.known);
+        let k = known.entry(persistence_id.to_owned()).or_default();
+        match manifest {
+            Some(m) => k.chunked.insert(seq, m),
+            None => k.chunked.remove(&seq),
+        };
     }
 
     async fn save(
@@ -359,7 +400,14 @@ impl Inner {
         }
         let topic = self.topic(&pid);
         let info = self.ensure_topic(&topic).await?;
-        let index = scan(&self.client, &topic).await?;
+        // First save of this id in this store: learn its timestamps and chunked snapshots.
+        let superseded = if lock(&self.known).contains_key(&pid) {
+            Vec::new()
+        } else {
+            let index = scan(&self.client, &topic).await?;
+            self.remember(&pid, &index);
+            index.superseded
+        };
         let user_metadata_len = metadata.metadata.as_ref().map_or(0, Bytes::len);
         let index_budget = info.max_message_bytes.saturating_sub(BATCH_HEADROOM);
         if user_metadata_len
@@ -372,7 +420,7 @@ impl Inner {
                 info.max_message_bytes
             )));
         }
-        let timestamp = self.assign_timestamp(&pid, metadata.timestamp, &index);
+        let (timestamp, replaced) = self.assign_timestamp(&pid, seq, metadata.timestamp);
         let stored = SnapshotMetadata {
             timestamp,
             ..metadata
@@ -416,11 +464,10 @@ impl Inner {
             }
             return Err(e.into());
         }
+        self.remember_write(&pid, seq, record.manifest.clone());
         // The old snapshot at this sequence number is replaced: its chunks are garbage.
-        let mut garbage = index.superseded.clone();
-        if let Some(old) = index.entries.get(&seq).and_then(Entry::manifest) {
-            garbage.push((seq, old.clone()));
-        }
+        let mut garbage = superseded;
+        garbage.extend(replaced.map(|m| (seq, m)));
         self.tombstone_chunks(&topic, garbage).await;
         debug!(topic, seq, timestamp, inline, "snapshot saved");
         Ok(stored)
@@ -532,6 +579,7 @@ impl Inner {
             return Ok(None);
         }
         let index = scan(&self.client, &topic).await?;
+        self.remember(persistence_id, &index);
         let criteria = match journal_highest {
             Some(highest) => {
                 for seq in index
@@ -686,6 +734,7 @@ impl Inner {
             return Ok(());
         }
         let index = scan(&self.client, &topic).await?;
+        self.remember(persistence_id, &index);
         let selected: Vec<(u64, &Entry)> = index
             .entries
             .iter()
@@ -709,6 +758,9 @@ impl Inner {
             .send(&topic, INDEX_PARTITION, tombstones)
             .await?;
         debug!(topic, count = selected.len(), "snapshots deleted");
+        for (seq, _) in &selected {
+            self.remember_write(persistence_id, *seq, None);
+        }
         let mut garbage = index.superseded.clone();
         garbage.extend(
             selected

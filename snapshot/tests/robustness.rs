@@ -346,3 +346,74 @@ async fn fault_every_call_is_bounded_by_the_timeout() {
     );
     b.server().set_latency(Duration::ZERO).await;
 }
+
+#[tokio::test]
+async fn fault_chunks_of_replaced_and_deleted_snapshots_are_tombstoned() {
+    let b = test_server().await;
+    let store = SnapshotStore::connect(b.config().with_max_message_bytes(20_000))
+        .await
+        .expect("connect");
+    let pid = unique_pid("gc");
+    for salt in 1..=3 {
+        store
+            .save(SnapshotMetadata::new(&pid, 1, 0), pattern(50_000, salt))
+            .await
+            .expect("save 1");
+    }
+    store
+        .save(SnapshotMetadata::new(&pid, 2, 0), pattern(50_000, 9))
+        .await
+        .expect("save 2");
+    store
+        .delete(&SnapshotMetadata::new(&pid, 2, 0))
+        .await
+        .expect("delete 2");
+    // A second store (fresh caches) overwrites 1 once more: it learns the old manifest by a
+    // scan and cleans it up too.
+    let other = b.store().await;
+    other
+        .save(SnapshotMetadata::new(&pid, 1, 0), pattern(50_000, 4))
+        .await
+        .expect("save 1 from another store");
+    let topic = store.topic_for(&pid);
+    b.server().compact(&topic).await.expect("compact");
+    let client = Client::connect(ClientConfig::new(&b.bootstrap))
+        .await
+        .expect("client");
+    let mut offset = 0;
+    let mut live = Vec::new();
+    loop {
+        let r = client
+            .fetch(
+                kafka_persistence_wire::FetchRequest::new(&topic, 1, offset)
+                    .with_max_bytes(1 << 20),
+            )
+            .await
+            .expect("fetch");
+        live.extend(
+            r.records
+                .iter()
+                .filter(|r| r.value.is_some())
+                .filter_map(|r| r.key.clone()),
+        );
+        if r.next_offset >= r.high_watermark || r.next_offset <= offset {
+            break;
+        }
+        offset = r.next_offset;
+    }
+    assert_eq!(
+        live.len(),
+        3,
+        "only the 3 chunks of the live snapshot remain"
+    );
+    let generation = &live[0][8..16];
+    assert!(live
+        .iter()
+        .all(|k| k[..8] == 1u64.to_be_bytes() && &k[8..16] == generation));
+    let got = other
+        .load(&pid, C::latest())
+        .await
+        .expect("load")
+        .expect("snapshot 1");
+    assert!(got.snapshot == pattern(50_000, 4));
+}
