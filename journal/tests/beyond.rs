@@ -472,3 +472,74 @@ async fn x9_many_ids_at_once() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x6_racing_writers_exactly_one_wins() {
+    let broker = broker().await;
+    let a = journal(&broker).await;
+    let b = journal(&broker).await;
+    let pid = unique("race");
+    setup(&a, &pid).await;
+    let mut expected = vec![1, 2, 3, 4, 5];
+    for round in 0..20u64 {
+        let h = a.highest_sequence_nr(&pid).await.unwrap();
+        assert_eq!(b.highest_sequence_nr(&pid).await.unwrap(), h);
+        let wa = AtomicWrite::new(vec![event(&pid, h + 1, "A"), event(&pid, h + 2, "A")]);
+        let wb = AtomicWrite::new(vec![event(&pid, h + 1, "B")]);
+        let (ra, rb) = tokio::join!(a.write(vec![wa]), b.write(vec![wb]));
+        let (ra, rb) = (ra.unwrap(), rb.unwrap());
+        let won: Vec<bool> = [&ra[0], &rb[0]].iter().map(|r| r.is_ok()).collect();
+        assert_eq!(
+            won.iter().filter(|w| **w).count(),
+            1,
+            "round {round}: {ra:?} {rb:?}"
+        );
+        for r in [&ra[0], &rb[0]] {
+            assert!(
+                matches!(r, Ok(()) | Err(WriteError::Fenced { .. })),
+                "{r:?}"
+            );
+        }
+        if won[0] {
+            expected.extend([h + 1, h + 2]);
+        } else {
+            expected.push(h + 1);
+        }
+        let fresh = journal(&broker).await;
+        let events: Vec<PersistentRepr> = fresh.replay(&pid, 1, M, M).try_collect().await.unwrap();
+        assert_eq!(
+            events.iter().map(|e| e.sequence_nr).collect::<Vec<_>>(),
+            expected
+        );
+        let last = events.last().unwrap();
+        assert_eq!(last.writer_uuid, if won[0] { "A" } else { "B" });
+    }
+}
+
+#[tokio::test]
+async fn fault_delete_frees_space_only_below_fully_deleted_records() {
+    let server = embedded().await;
+    let j = Journal::connect(config(&server.bootstrap_servers()))
+        .await
+        .unwrap();
+    let pid = unique("free");
+    setup(&j, &pid).await;
+    let topic = j.topic_of(&pid);
+    j.delete_messages_to(&pid, 3).await.unwrap();
+    // events 1..=3 were at offsets 0..=2; 4 and 5 stay, then the marker
+    let info = server.partition_info(&topic, 0).await.unwrap();
+    assert_eq!((info.log_start_offset, info.high_watermark), (3, 6));
+    j.delete_messages_to(&pid, M).await.unwrap();
+    let info = server.partition_info(&topic, 0).await.unwrap();
+    assert_eq!((info.log_start_offset, info.high_watermark), (6, 7));
+    let j2 = Journal::connect(config(&server.bootstrap_servers()))
+        .await
+        .unwrap();
+    assert_eq!(seqs(j2.replay(&pid, 0, M, M)).await, Vec::<u64>::new());
+    assert_eq!(j2.highest_sequence_nr(&pid).await.unwrap(), 5);
+    assert_eq!(
+        j2.write(vec![event(&pid, 6, "w").into()]).await.unwrap(),
+        vec![Ok(())]
+    );
+    assert_eq!(seqs(j.replay(&pid, 0, M, M)).await, vec![6]);
+}
