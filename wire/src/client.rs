@@ -2,12 +2,13 @@
 //! admin calls, the fetcher and the producer.
 //!
 //! Connections: per broker address, one connection for ordinary requests (produce, metadata,
-//! admin) and one for fetches, so a long-poll fetch never delays a produce behind it
-//! (head-of-line blocking; Kafka answers one connection's requests in order).
+//! admin), one for immediate fetches and a few for long-poll fetches, so neither a large
+//! replay nor a long poll delays a produce behind it (head-of-line blocking: Kafka answers
+//! one connection's requests in order).
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -27,9 +28,15 @@ use crate::producer::Producer;
 pub(crate) enum ConnKind {
     /// Produce, metadata, admin.
     Main,
-    /// Fetch (long polls).
+    /// Fetches that answer at once (replays).
     Fetch,
+    /// Long-poll fetches, spread over a few connections: a broker answers one connection's
+    /// requests in order, so a long poll would hold up everything behind it.
+    LongPoll(u8),
 }
+
+/// How many connections per broker carry long polls.
+pub(crate) const LONG_POLL_CONNECTIONS: u8 = 4;
 
 /// A Kafka client: cheap to clone (all clones share connections and metadata).
 #[derive(Clone, Debug)]
@@ -48,6 +55,7 @@ pub(crate) struct ClientInner {
     connecting: Mutex<HashMap<(String, ConnKind), ConnectGate>>,
     pub(crate) metadata: Mutex<MetadataCache>,
     rng: AtomicU64,
+    long_poll_rr: AtomicU32,
 }
 
 impl std::fmt::Debug for ClientInner {
@@ -127,6 +135,7 @@ impl Client {
                 connecting: Mutex::new(HashMap::new()),
                 metadata: Mutex::new(MetadataCache::default()),
                 rng: AtomicU64::new(time_seed()),
+                long_poll_rr: AtomicU32::new(0),
             }),
         };
         let inner = Arc::clone(&client.inner);
@@ -199,6 +208,11 @@ impl Client {
 }
 
 impl ClientInner {
+    /// Round-robin over the long-poll connections.
+    pub(crate) fn next_long_poll_slot(&self) -> u8 {
+        (self.long_poll_rr.fetch_add(1, Ordering::Relaxed) % u32::from(LONG_POLL_CONNECTIONS)) as u8
+    }
+
     pub(crate) fn backoff(&self) -> Backoff {
         let seed = self.rng.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
         Backoff::new(

@@ -204,9 +204,15 @@ impl Client {
         &self,
         req: &FetchRequest,
     ) -> Result<Result<FetchResponse, (i64, i64)>, Error> {
+        let kind = if req.max_wait.is_zero() {
+            ConnKind::Fetch
+        } else {
+            let slot = self.inner.next_long_poll_slot();
+            ConnKind::LongPoll(slot)
+        };
         let conn = self
             .inner
-            .leader_conn(&req.topic, req.partition, ConnKind::Fetch)
+            .leader_conn(&req.topic, req.partition, kind)
             .await?;
         let version = conn.version(ApiKey::Fetch)?;
         let max_wait_ms = i32::try_from(req.max_wait.as_millis()).unwrap_or(i32::MAX);
