@@ -82,6 +82,8 @@ struct Inner {
     progress: Notify,
     /// Batches (open or queued) not yet completed, for `flush`.
     outstanding: AtomicUsize,
+    /// Completions waiting for the state lock to be released.
+    completions: Mutex<Vec<Completion>>,
     next_batch_id: AtomicU64,
     round_robin: AtomicU32,
 }
@@ -162,6 +164,46 @@ fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A batch's sends to complete once the state lock is released.
+struct Completion {
+    waiters: Vec<Waiter>,
+    permits: u32,
+    result: Result<i64, Error>,
+}
+
+/// The state lock; on drop it unlocks, then runs the queued completions.
+struct StateGuard<'a> {
+    guard: Option<MutexGuard<'a, State>>,
+    inner: &'a Inner,
+}
+
+impl std::ops::Deref for StateGuard<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        // The guard is only taken in `drop`.
+        match &self.guard {
+            Some(g) => g,
+            None => unreachable!("state guard used after drop"),
+        }
+    }
+}
+
+impl std::ops::DerefMut for StateGuard<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        match &mut self.guard {
+            Some(g) => g,
+            None => unreachable!("state guard used after drop"),
+        }
+    }
+}
+
+impl Drop for StateGuard<'_> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        self.inner.run_completions();
+    }
+}
+
 fn record_size(r: &Record) -> usize {
     let h: usize = r
         .headers
@@ -234,6 +276,7 @@ impl Producer {
                 buffer_permits: permits,
                 progress: Notify::new(),
                 outstanding: AtomicUsize::new(0),
+                completions: Mutex::new(Vec::new()),
                 next_batch_id: AtomicU64::new(1),
                 round_robin: AtomicU32::new(0),
             }),
@@ -276,7 +319,7 @@ impl Producer {
             Err(_) => return Err(Error::Closed),
         }
         let rx = {
-            let mut st = lock(&inner.state);
+            let mut st = inner.lock_state();
             let rx = inner.append(
                 &mut st, topic, partition, records, bytes, permits, pid, epoch,
             );
@@ -330,7 +373,7 @@ impl Producer {
                 return Ok(());
             }
             {
-                let mut st = lock(&self.inner.state);
+                let mut st = self.inner.lock_state();
                 let State { topics, dirty } = &mut *st;
                 for p in topics.values_mut().flat_map(|m| m.values_mut()) {
                     if p.open.is_some() {
@@ -458,7 +501,7 @@ impl Inner {
         let me = Arc::clone(self);
         tokio::spawn(async move {
             tokio::time::sleep(linger).await;
-            let mut st = lock(&me.state);
+            let mut st = me.lock_state();
             let State { topics, dirty } = &mut *st;
             if let Some(p) = topics.get_mut(&*topic).and_then(|m| m.get_mut(&partition)) {
                 if p.open.as_ref().is_some_and(|o| o.id == id) {
@@ -506,19 +549,48 @@ impl Inner {
         }
     }
 
-    /// Completes the sends of a batch and releases its buffer permits.
+    /// Completes the sends of a batch and releases its buffer permits. The completion is
+    /// queued and run after the state lock is released (see [`StateGuard`]), so waking the
+    /// senders never happens while other threads wait for the lock.
     fn finish(&self, waiters: Vec<Waiter>, permits: u32, result: Result<i64, &Error>) {
-        for (tx, delta) in waiters {
-            let r = match result {
-                Ok(base) if base >= 0 => Ok(base + i64::from(delta)),
-                Ok(_) => Ok(-1),
-                Err(e) => Err(e.duplicate()),
-            };
-            let _ = tx.send(r);
+        let c = Completion {
+            waiters,
+            permits,
+            result: result.map_err(Error::duplicate),
+        };
+        self.completions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(c);
+    }
+
+    /// Runs the queued completions.
+    fn run_completions(&self) {
+        let list = std::mem::take(&mut *self.completions.lock().unwrap_or_else(|e| e.into_inner()));
+        if list.is_empty() {
+            return;
         }
-        self.buffer.add_permits(permits as usize);
-        self.outstanding.fetch_sub(1, Ordering::AcqRel);
+        for c in list {
+            for (tx, delta) in c.waiters {
+                let r = match &c.result {
+                    Ok(base) if *base >= 0 => Ok(base + i64::from(delta)),
+                    Ok(_) => Ok(-1),
+                    Err(e) => Err(e.duplicate()),
+                };
+                let _ = tx.send(r);
+            }
+            self.buffer.add_permits(c.permits as usize);
+            self.outstanding.fetch_sub(1, Ordering::AcqRel);
+        }
         self.progress.notify_waiters();
+    }
+
+    /// Locks the state; completions queued meanwhile run when the guard drops.
+    fn lock_state(&self) -> StateGuard<'_> {
+        StateGuard {
+            guard: Some(lock(&self.state)),
+            inner: self,
+        }
     }
 
     /// Sends what can be sent: closes open batches that are due and have room in the
@@ -690,7 +762,7 @@ impl Inner {
                 .map(|(_, body)| body)
                 .map_err(Error::Protocol)
         });
-        let mut st = lock(&self.state);
+        let mut st = self.lock_state();
         match decoded {
             Err(e) => {
                 for (t, p, id) in &ids {
@@ -898,7 +970,7 @@ impl Inner {
                 tokio::pin!(notified);
                 notified.as_mut().enable();
                 let inflight = {
-                    let mut st = lock(&self.state);
+                    let mut st = self.lock_state();
                     partition_mut(&mut st, &topic, partition).map_or(0, |p| p.inflight)
                 };
                 if inflight == 0 {
@@ -908,7 +980,7 @@ impl Inner {
             }
             // 2. Expire batches past the delivery timeout; pick the backoff.
             let (delay, need_refresh) = {
-                let mut st = lock(&self.state);
+                let mut st = self.lock_state();
                 let Some(p) = partition_mut(&mut st, &topic, partition) else {
                     return;
                 };
@@ -960,7 +1032,7 @@ impl Inner {
             let route = match route {
                 Ok(r) => r,
                 Err(e) => {
-                    let mut st = lock(&self.state);
+                    let mut st = self.lock_state();
                     let Some(p) = partition_mut(&mut st, &topic, partition) else {
                         return;
                     };
@@ -988,14 +1060,14 @@ impl Inner {
             };
             // 4. Fresh producer id if the sequence state is broken.
             let need_reset = {
-                let mut st = lock(&self.state);
+                let mut st = self.lock_state();
                 partition_mut(&mut st, &topic, partition).is_some_and(|p| p.need_reset)
             };
             let fresh = if need_reset && self.idempotent {
                 match self.init_producer_id().await {
                     Ok(x) => Some(x),
                     Err(e) => {
-                        let mut st = lock(&self.state);
+                        let mut st = self.lock_state();
                         let Some(p) = partition_mut(&mut st, &topic, partition) else {
                             return;
                         };
@@ -1009,7 +1081,7 @@ impl Inner {
                 None
             };
             // 5. Resume.
-            let mut st = lock(&self.state);
+            let mut st = self.lock_state();
             let State { topics, dirty } = &mut *st;
             let Some(p) = topics.get_mut(&*topic).and_then(|m| m.get_mut(&partition)) else {
                 return;
