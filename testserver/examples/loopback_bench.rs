@@ -2,7 +2,9 @@
 //! live in `benches/`): startup time, sequential produce round-trip latency, pipelined
 //! produce ingest and fetch serving, over raw kafka-protocol requests.
 //!
-//! `cargo run -p kafka-persistence-testserver --example loopback_bench --release`
+//! `cargo run -p kafka-persistence-testserver --example loopback_bench --release`; with
+//! `KP_BENCH_BOOTSTRAP=host:port` the same client measures that broker instead (e.g. Apache
+//! Kafka, for the comparison).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::time::{Duration, Instant};
@@ -10,11 +12,12 @@ use std::time::{Duration, Instant};
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_persistence_testserver::TestServer;
 use kafka_persistence_wire::record::{encode_batch, EncodeOptions, Record};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, FetchRequest, FetchResponse, ProduceRequest, RequestHeader, ResponseHeader,
-    TopicName,
+    ApiKey, BrokerId, CreateTopicsRequest, FetchRequest, FetchResponse, ProduceRequest,
+    RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -68,15 +71,44 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let t0 = Instant::now();
-    let server = TestServer::start().await.unwrap();
-    let startup = t0.elapsed();
-    println!("startup: {startup:?}");
-    let addr = server.bootstrap_servers();
-    server.create_topic("lat", 1, &[]).await.unwrap();
-    server.create_topic("tput", 1, &[]).await.unwrap();
+    let external = std::env::var("KP_BENCH_BOOTSTRAP")
+        .ok()
+        .filter(|s| !s.is_empty());
+    let (server, addr) = match external {
+        Some(b) => (None, b.split(',').next().unwrap_or_default().to_string()),
+        None => {
+            let t0 = Instant::now();
+            let server = TestServer::start().await.unwrap();
+            println!("startup: {:?}", t0.elapsed());
+            let addr = server.bootstrap_servers();
+            (Some(server), addr)
+        }
+    };
+    let suffix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let lat_topic = format!("bench-lat-{suffix}");
+    let tput_topic = format!("bench-tput-{suffix}");
     let mut s = TcpStream::connect(&addr).await.unwrap();
     s.set_nodelay(true).unwrap();
+    for t in [&lat_topic, &tput_topic] {
+        let mut ct = CreatableTopic::default();
+        ct.name = TopicName(StrBytes::from_string(t.clone()));
+        ct.num_partitions = 1;
+        ct.replication_factor = 1;
+        let mut req = CreateTopicsRequest::default();
+        req.topics.push(ct);
+        req.timeout_ms = 30_000;
+        s.write_all(&frame(ApiKey::CreateTopics, 5, 0, &req))
+            .await
+            .unwrap();
+        let _ = read_frame(&mut s).await;
+    }
+    // Let an external broker elect the leaders.
+    if server.is_none() {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
 
     // 1. Sequential produce round trips: 1 record of 100 bytes, acks=all.
     let one = batch(1, 100);
@@ -87,7 +119,7 @@ async fn main() {
             ApiKey::Produce,
             9,
             i as i32,
-            &produce_req("lat", one.clone()),
+            &produce_req(&lat_topic, one.clone()),
         );
         let start = Instant::now();
         s.write_all(&f).await.unwrap();
@@ -105,7 +137,12 @@ async fn main() {
     // 2. Pipelined produce: batches of 1000 x 100 B, 5 requests in flight.
     let big = batch(1000, 100);
     let reqs = 2_000;
-    let f = frame(ApiKey::Produce, 9, 0, &produce_req("tput", big.clone()));
+    let f = frame(
+        ApiKey::Produce,
+        9,
+        0,
+        &produce_req(&tput_topic, big.clone()),
+    );
     let start = Instant::now();
     let (mut rd, mut wr) = s.into_split();
     let writer = tokio::spawn(async move {
@@ -131,17 +168,17 @@ async fn main() {
     let mut s = rd.reunite(wr).unwrap();
 
     // 3. Fetch serving: read the whole 'tput' log from 0, 1 MiB per partition per request.
-    let info = server.partition_info("tput", 0).await.unwrap();
     let start = Instant::now();
+    let mut high_watermark = i64::MAX;
     let mut offset = 0i64;
     let mut bytes = 0usize;
     let mut corr = 0;
-    while offset < info.high_watermark {
+    while offset < high_watermark {
         let mut p = FetchPartition::default();
         p.fetch_offset = offset;
         p.partition_max_bytes = 1024 * 1024;
         let mut t = FetchTopic::default();
-        t.topic = TopicName(StrBytes::from_string("tput".into()));
+        t.topic = TopicName(StrBytes::from_string(tput_topic.clone()));
         t.partitions.push(p);
         let mut req = FetchRequest::default();
         req.replica_id = BrokerId(-1);
@@ -155,10 +192,10 @@ async fn main() {
         let mut resp = read_frame(&mut s).await;
         let _ = ResponseHeader::decode(&mut resp, 1).unwrap();
         let r = FetchResponse::decode(&mut resp, 12).unwrap();
-        let recs = r.responses[0].partitions[0]
-            .records
-            .clone()
-            .unwrap_or_default();
+        let part = &r.responses[0].partitions[0];
+        assert_eq!(part.error_code, 0, "fetch error");
+        high_watermark = part.high_watermark;
+        let recs = part.records.clone().unwrap_or_default();
         bytes += recs.len();
         // Advance past the last whole batch.
         let mut pos = 0;
@@ -175,7 +212,9 @@ async fn main() {
     println!(
         "fetch serving (1 MiB per request, sequential): {:.1} MB/s, {:.0} rec/s",
         bytes as f64 / el / 1e6,
-        info.high_watermark as f64 / el
+        high_watermark as f64 / el
     );
-    server.shutdown().await;
+    if let Some(server) = server {
+        server.shutdown().await;
+    }
 }

@@ -136,3 +136,104 @@ pub fn encode_response(
     out[start..start + 4].copy_from_slice(&len.to_be_bytes());
     Ok(())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::{MetadataRequest, ProduceRequest};
+    use kafka_protocol::protocol::HeaderVersion;
+    use proptest::prelude::*;
+
+    fn request<R: Encodable + HeaderVersion>(key: ApiKey, version: i16, body: &R) -> Bytes {
+        let mut h = RequestHeader::default();
+        h.request_api_key = key as i16;
+        h.request_api_version = version;
+        h.correlation_id = 7;
+        let mut out = BytesMut::new();
+        h.encode(&mut out, R::header_version(version)).unwrap();
+        body.encode(&mut out, version).unwrap();
+        out.freeze()
+    }
+
+    #[test]
+    fn decodes_a_valid_request() {
+        let mut m = MetadataRequest::default();
+        m.topics = None;
+        let (h, body) = decode_request(request(ApiKey::Metadata, 12, &m)).unwrap();
+        assert_eq!((h.request_api_key, h.correlation_id), (3, 7));
+        assert!(matches!(body, RequestKind::Metadata(_)));
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_unadvertised_versions() {
+        let mut frame = request(ApiKey::Metadata, 12, &MetadataRequest::default()).to_vec();
+        frame[0..2].copy_from_slice(&999i16.to_be_bytes());
+        assert!(matches!(
+            decode_request(frame.into()),
+            Err(ProtocolError::UnknownApiKey(999))
+        ));
+        // Produce v13 exists in kafka-protocol but is not advertised here.
+        let p = ProduceRequest::default();
+        assert!(matches!(
+            decode_request(request(ApiKey::Produce, 13, &p)),
+            Err(ProtocolError::UnsupportedVersion {
+                api_key: 0,
+                version: 13
+            })
+        ));
+        assert!(matches!(
+            decode_request(Bytes::from_static(&[0, 3])),
+            Err(ProtocolError::FrameSize(2))
+        ));
+    }
+
+    #[test]
+    fn api_versions_of_an_unknown_version_still_decodes_the_header() {
+        let mut frame = BytesMut::new();
+        frame.put_i16(18);
+        frame.put_i16(99);
+        frame.put_i32(5);
+        frame.put_i16(-1); // null client id
+        frame.put_u8(0); // no tagged fields
+        frame.extend_from_slice(&[1, 2, 3]); // a body we do not understand
+        let (h, body) = decode_request(frame.freeze()).unwrap();
+        assert_eq!((h.request_api_version, h.correlation_id), (99, 5));
+        assert!(matches!(body, RequestKind::ApiVersions(_)));
+    }
+
+    #[test]
+    fn response_frames_are_length_prefixed_with_a_v0_header_for_api_versions() {
+        let body =
+            ResponseKind::ApiVersions(kafka_protocol::messages::ApiVersionsResponse::default());
+        let mut out = BytesMut::new();
+        encode_response(ApiKey::ApiVersions, 3, 42, &body, &mut out).unwrap();
+        let len = i32::from_be_bytes([out[0], out[1], out[2], out[3]]) as usize;
+        assert_eq!(len, out.len() - 4);
+        assert_eq!(&out[4..8], &42i32.to_be_bytes());
+        // v0 header: the error code follows the correlation id directly (no tagged fields).
+        assert_eq!(&out[8..10], &[0, 0]);
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode_request(Bytes::from(bytes));
+        }
+
+        #[test]
+        fn any_known_header_with_garbage_body_never_panics(
+            key in 0i16..70,
+            version in -1i16..20,
+            tail in proptest::collection::vec(any::<u8>(), 0..256),
+        ) {
+            let mut frame = BytesMut::new();
+            frame.put_i16(key);
+            frame.put_i16(version);
+            frame.put_i32(1);
+            frame.put_i16(-1);
+            frame.extend_from_slice(&tail);
+            let _ = decode_request(frame.freeze());
+        }
+    }
+}
