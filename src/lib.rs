@@ -1,4 +1,4 @@
-//! kafka-persistence: event sourcing on Apache Kafka, in pure Rust.
+#![doc = include_str!("../README.md")]
 #![cfg_attr(not(test), warn(missing_docs))]
 
 pub use kafka_persistence_journal as journal;
@@ -7,4 +7,5 @@ pub use kafka_persistence_snapshot as snapshot;
 pub use kafka_persistence_testserver as testserver;
 pub use kafka_persistence_wire as wire;
 
+pub mod entity;
 pub mod recovery;

@@ -1,3 +1,5 @@
+// kafka-persistence patch: this is a vendored dependency; its lints are upstream's business.
+#![allow(warnings, clippy::all)]
 //! Implementation of [the Kafka wire protocol](https://kafka.apache.org/protocol.html) in Rust.
 //!
 //! This library follows the approach of the Kafka project and generates the protocol through
