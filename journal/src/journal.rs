@@ -502,13 +502,18 @@ impl Inner {
         if let Some(e) = first_error {
             return Err(e);
         }
+        let expected = entry
+            .lock()
+            .verified
+            .as_ref()
+            .map_or(0, |v| v.state.highest.saturating_add(1));
         for (i, r, events) in &mut out {
             if fenced.contains(i) {
                 let first = events.first().map_or(0, |e| e.sequence_nr);
                 *r = Err(WriteError::Fenced {
                     persistence_id: pid.clone(),
                     sequence_nr: first,
-                    expected: 0,
+                    expected,
                 });
                 events.clear();
             }

@@ -70,7 +70,13 @@ impl TopicCreator {
                     }
                     std::mem::take(&mut st.pending)
                 };
-                let specs: Vec<NewTopic> = batch.iter().map(|(t, _)| t.build()).collect();
+                // Concurrent first writes of one id ask for the same topic: once per request.
+                let mut names = std::collections::HashSet::new();
+                let specs: Vec<NewTopic> = batch
+                    .iter()
+                    .filter(|(t, _)| names.insert(t.name.as_str()))
+                    .map(|(t, _)| t.build())
+                    .collect();
                 tracing::debug!(
                     topics = specs.len(),
                     reason = "first write",

@@ -292,3 +292,35 @@ async fn concurrent_pipelined_writes_for_one_id() {
     );
     assert_eq!(j.highest_sequence_nr(&pid).await.unwrap(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_writes_of_many_ids_share_topic_creation() {
+    let broker = broker().await;
+    let j = journal(&broker).await;
+    let tag = unique("first");
+    // Several concurrent calls for each new id (only the first of each can win the
+    // sequence check, the others are fenced), many ids at once.
+    let calls = (0..30).flat_map(|i| {
+        let pid = format!("{tag}-{i}");
+        (0..3).map(move |_| (pid.clone(), 1u64))
+    });
+    let futs = calls.map(|(pid, s)| {
+        let j = j.clone();
+        async move { (pid.clone(), j.write(vec![event(&pid, s, "w").into()]).await) }
+    });
+    let mut ok: std::collections::HashMap<String, usize> = Default::default();
+    for (pid, r) in futures::future::join_all(futs).await {
+        let r = r.expect("no outer error");
+        if r[0].is_ok() {
+            *ok.entry(pid).or_default() += 1;
+        } else {
+            assert!(matches!(r[0], Err(WriteError::Fenced { .. })), "{r:?}");
+        }
+    }
+    assert_eq!(ok.len(), 30);
+    assert!(ok.values().all(|n| *n == 1), "{ok:?}");
+    for i in 0..30 {
+        let pid = format!("{tag}-{i}");
+        assert_eq!(seqs(j.replay(&pid, 1, M, M)).await, vec![1]);
+    }
+}
