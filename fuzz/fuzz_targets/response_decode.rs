@@ -1,0 +1,84 @@
+//! Client side: `wire::protocol::decode_response` for every API the client uses, at every
+//! version `kafka-protocol` knows. Byte 0 picks the API, byte 1 the version, the rest is the
+//! response frame (without its length prefix). Fetch responses' record sets go through
+//! `decode_batches` too, as the client does.
+#![no_main]
+
+use bytes::Bytes;
+use kafka_persistence_wire::protocol::decode_response;
+use kafka_persistence_wire::record::{decode_batches, DecodeLimits};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsResponse, CreateTopicsResponse, DeleteRecordsResponse,
+    DescribeConfigsResponse, FetchResponse, InitProducerIdResponse, ListOffsetsResponse,
+    MetadataResponse, ProduceResponse,
+};
+use libfuzzer_sys::fuzz_target;
+
+/// The APIs the client decodes responses of, in selector order (byte 0 modulo the count).
+const APIS: [ApiKey; 9] = [
+    ApiKey::Produce,
+    ApiKey::Fetch,
+    ApiKey::Metadata,
+    ApiKey::ApiVersions,
+    ApiKey::ListOffsets,
+    ApiKey::CreateTopics,
+    ApiKey::DeleteRecords,
+    ApiKey::InitProducerId,
+    ApiKey::DescribeConfigs,
+];
+
+fuzz_target!(|data: &[u8]| {
+    if data.len() < 2 {
+        return;
+    }
+    let api = APIS[usize::from(data[0]) % APIS.len()];
+    let range = api.valid_versions();
+    let span = (range.max - range.min + 1) as u8;
+    let version = range.min + i16::from(data[1] % span);
+    let frame = Bytes::copy_from_slice(&data[2..]);
+    match api {
+        ApiKey::Produce => {
+            let _ = decode_response::<ProduceResponse>(api, version, frame);
+        }
+        ApiKey::Fetch => {
+            if let Ok((_, resp)) = decode_response::<FetchResponse>(api, version, frame) {
+                for topic in &resp.responses {
+                    for p in &topic.partitions {
+                        if let Some(records) = &p.records {
+                            let limits = DecodeLimits {
+                                max_decompressed_bytes: 4 << 20,
+                            };
+                            for batch in decode_batches(records.clone(), limits).take(1000) {
+                                if batch.is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        ApiKey::Metadata => {
+            let _ = decode_response::<MetadataResponse>(api, version, frame);
+        }
+        ApiKey::ApiVersions => {
+            let _ = decode_response::<ApiVersionsResponse>(api, version, frame);
+        }
+        ApiKey::ListOffsets => {
+            let _ = decode_response::<ListOffsetsResponse>(api, version, frame);
+        }
+        ApiKey::CreateTopics => {
+            let _ = decode_response::<CreateTopicsResponse>(api, version, frame);
+        }
+        ApiKey::DeleteRecords => {
+            let _ = decode_response::<DeleteRecordsResponse>(api, version, frame);
+        }
+        ApiKey::InitProducerId => {
+            let _ = decode_response::<InitProducerIdResponse>(api, version, frame);
+        }
+        ApiKey::DescribeConfigs => {
+            let _ = decode_response::<DescribeConfigsResponse>(api, version, frame);
+        }
+        _ => {}
+    }
+});
