@@ -243,6 +243,16 @@ impl Cluster {
         partitions: i32,
         configs: &[(String, String)],
     ) -> Result<TopicConfig, TopicError> {
+        self.validate_in(&read(&self.topics), name, partitions, configs)
+    }
+
+    fn validate_in(
+        &self,
+        topics: &HashMap<String, Arc<Topic>>,
+        name: &str,
+        partitions: i32,
+        configs: &[(String, String)],
+    ) -> Result<TopicConfig, TopicError> {
         validate_topic_name(name)
             .map_err(|m| TopicError::Code(code::INVALID_TOPIC_EXCEPTION, m))?;
         if partitions <= 0 || partitions > 100_000 {
@@ -256,7 +266,6 @@ impl Cluster {
             self.settings.default_max_message_bytes,
         )
         .map_err(|e| TopicError::Code(code::INVALID_CONFIG, e.0))?;
-        let topics = read(&self.topics);
         if topics.contains_key(name) {
             return Err(TopicError::Code(
                 code::TOPIC_ALREADY_EXISTS,
@@ -273,14 +282,17 @@ impl Cluster {
         Ok(cfg)
     }
 
-    /// Creates a topic (validating it); leaders are spread round-robin over the nodes.
+    /// Creates a topic (validating it); leaders are spread round-robin over the nodes. The
+    /// topic map stays write-locked throughout, so two concurrent creations of one name (or
+    /// of colliding names) cannot both touch the data directory.
     pub(crate) fn create_topic(
         &self,
         name: &str,
         partitions: i32,
         configs: &[(String, String)],
     ) -> Result<Arc<Topic>, TopicError> {
-        let config = self.validate_new_topic(name, partitions, configs)?;
+        let mut topics = write(&self.topics);
+        let config = self.validate_in(&topics, name, partitions, configs)?;
         let id = new_uuid(name);
         let dir = match &self.settings.data_dir {
             Some(root) => Some(
@@ -310,14 +322,6 @@ impl Cluster {
             partitions: parts,
             deleted: AtomicBool::new(false),
         });
-        let mut topics = write(&self.topics);
-        // Re-check under the write lock: another request may have created it meanwhile.
-        if topics.contains_key(name) {
-            return Err(TopicError::Code(
-                code::TOPIC_ALREADY_EXISTS,
-                format!("topic '{name}' already exists"),
-            ));
-        }
         topics.insert(name.to_string(), Arc::clone(&topic));
         drop(topics);
         tracing::debug!(topic = name, partitions, "created topic");

@@ -385,3 +385,69 @@ async fn fault_transactional_id_epoch_is_bumped() {
     assert_eq!(a.producer_id, c.producer_id);
     assert_eq!(c.producer_epoch, a.producer_epoch + 1);
 }
+
+#[tokio::test]
+async fn describe_cluster_lists_the_brokers() {
+    let b = broker().await;
+    let mut raw = Raw::connect(&b.addr()).await;
+    let r: DescribeClusterResponse = raw
+        .call(
+            ApiKey::DescribeCluster,
+            0,
+            &DescribeClusterRequest::default(),
+        )
+        .await;
+    assert_eq!(r.error_code, 0);
+    assert!(!r.brokers.is_empty());
+    assert!(!r.cluster_id.is_empty());
+    assert!(r.brokers.iter().any(|x| x.broker_id == r.controller_id));
+}
+
+#[tokio::test]
+async fn metadata_and_fetch_by_topic_id() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    let b = broker().await;
+    let mut raw = Raw::connect(&b.addr()).await;
+    let topic = unique("tid");
+    assert_eq!(create_topic(&mut raw, &topic, 1, &[]).await, 0);
+    produce(
+        &mut raw,
+        9,
+        &topic,
+        0,
+        batch(&records("id", 2), &EncodeOptions::default()),
+    )
+    .await;
+    let r: MetadataResponse = raw
+        .call(
+            ApiKey::Metadata,
+            12,
+            &metadata_req(Some(vec![&topic]), false),
+        )
+        .await;
+    let id = r.topics[0].topic_id;
+    assert!(!id.is_nil());
+    let mut p = FetchPartition::default();
+    p.partition = 0;
+    p.fetch_offset = 0;
+    p.partition_max_bytes = 1 << 20;
+    let mut t = FetchTopic::default();
+    t.topic_id = id;
+    t.partitions.push(p);
+    let mut req = FetchRequest::default();
+    req.replica_id = BrokerId(-1);
+    req.max_bytes = 1 << 20;
+    req.min_bytes = 1;
+    req.topics.push(t);
+    let r: FetchResponse = raw.call(ApiKey::Fetch, 13, &req).await;
+    assert_eq!(r.responses[0].topic_id, id);
+    let part = &r.responses[0].partitions[0];
+    assert_eq!(part.error_code, 0);
+    assert_eq!(decode_values(&part.records).len(), 2);
+    req.topics[0].topic_id = uuid::Uuid::from_bytes(id.as_bytes().map(|x| !x));
+    let r: FetchResponse = raw.call(ApiKey::Fetch, 13, &req).await;
+    assert_eq!(
+        r.responses[0].partitions[0].error_code, 100,
+        "UNKNOWN_TOPIC_ID"
+    );
+}
