@@ -305,18 +305,28 @@ impl Producer {
             return Err(Error::Config(format!("invalid partition {partition}")));
         }
         let inner = &self.inner;
-        let (pid, epoch) = if inner.idempotent {
-            inner.producer_id().await?
-        } else {
+        // Fast paths without awaiting keep the send future small (it is moved into whatever
+        // the caller uses to run many sends at once); the slow paths are boxed.
+        let (pid, epoch) = if !inner.idempotent {
             (-1, -1)
+        } else if let Some(&id) = inner.pid.get() {
+            id
+        } else {
+            Box::pin(inner.producer_id()).await?
         };
         let bytes: usize = records.iter().map(record_size).sum();
         let permits = u32::try_from(bytes)
             .unwrap_or(u32::MAX)
             .clamp(1, inner.buffer_permits.max(1));
-        match Arc::clone(&inner.buffer).acquire_many_owned(permits).await {
+        match inner.buffer.try_acquire_many(permits) {
             Ok(p) => p.forget(),
-            Err(_) => return Err(Error::Closed),
+            Err(tokio::sync::TryAcquireError::Closed) => return Err(Error::Closed),
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                match Box::pin(Arc::clone(&inner.buffer).acquire_many_owned(permits)).await {
+                    Ok(p) => p.forget(),
+                    Err(_) => return Err(Error::Closed),
+                }
+            }
         }
         let rx = {
             let mut st = inner.lock_state();

@@ -359,3 +359,42 @@ async fn fault_unknown_producer_id_resets_and_continues() {
         .unwrap();
     assert_eq!(values(&client, &topic, 0).await, vec!["1", "2", "3"]);
 }
+
+#[tokio::test]
+async fn fault_broker_down_fails_within_delivery_timeout_then_recovers() {
+    let b = test_server(1).await;
+    let topic = unique("down1");
+    let cfg = ClientConfig::new(&b.bootstrap)
+        .with_request_timeout(Duration::from_millis(300))
+        .with_delivery_timeout(Duration::from_millis(1200))
+        .with_connect_timeout(Duration::from_millis(200))
+        .with_retry_backoff(Duration::from_millis(20), Duration::from_millis(100));
+    let client = Client::connect(cfg).await.unwrap();
+    client
+        .create_topics(vec![NewTopic::new(&topic, 1, 1)])
+        .await
+        .unwrap();
+    let producer = client.producer(ProducerConfig::default());
+    producer
+        .send(&topic, 0, vec![Record::new("before", now_ms())])
+        .await
+        .unwrap();
+    let node = b.server().node_ids()[0];
+    b.server().stop_node(node).await.unwrap();
+    let start = Instant::now();
+    let r = producer
+        .send(&topic, 0, vec![Record::new("during", now_ms())])
+        .await;
+    let took = start.elapsed();
+    assert!(r.as_ref().is_err_and(Error::is_retriable), "{r:?}");
+    assert!(took < Duration::from_secs(4), "took {took:?}");
+    b.server().start_node(node).await.unwrap();
+    producer
+        .send(&topic, 0, vec![Record::new("after", now_ms())])
+        .await
+        .unwrap();
+    let vals = values(&client, &topic, 0).await;
+    assert_eq!(vals.first().map(String::as_str), Some("before"));
+    assert_eq!(vals.last().map(String::as_str), Some("after"));
+    assert!(!vals.iter().any(|v| v == "during"));
+}
