@@ -34,6 +34,8 @@ const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_048_588;
 const DESCRIBE_THRESHOLD: usize = 16 * 1024;
 /// The largest record batch the journal builds (the producer's default batch size).
 const MAX_CHUNK_BYTES: usize = 1024 * 1024;
+/// The largest event-topic batch the journal builds (below the broker's 1 MiB default).
+const EVENT_BATCH_BYTES: usize = 512 * 1024;
 
 /// The event journal: append, replay, highest sequence number, delete, queries.
 ///
@@ -49,7 +51,7 @@ pub(crate) struct Inner {
     pub(crate) config: JournalConfig,
     mapper: Arc<dyn EventTopicMapper>,
     pids: Mutex<HashMap<String, Arc<PidEntry>>>,
-    known_event_topics: Mutex<HashSet<String>>,
+    known_event_topics: Mutex<HashMap<String, i32>>,
     creator: TopicCreator,
     batch_nonce: u64,
     batch_counter: AtomicU64,
@@ -143,7 +145,7 @@ impl Journal {
                 mapper: config.mapper(),
                 config,
                 pids: Mutex::new(HashMap::new()),
-                known_event_topics: Mutex::new(HashSet::new()),
+                known_event_topics: Mutex::new(HashMap::new()),
                 creator: TopicCreator::default(),
                 batch_nonce: nonce,
                 batch_counter: AtomicU64::new(0),
@@ -641,71 +643,134 @@ impl Inner {
     }
 
     /// Publishes written events to the mapper's topics, acks=all, before the write returns.
+    ///
+    /// Records are keyed by persistence id and partitioned with the Java client's murmur2
+    /// partitioner (as `send_keyed` would), but sent as one batch per topic-partition (split
+    /// by size), so a large write costs a few produce requests, not one per event.
     async fn publish(&self, events: Vec<PersistentRepr>) -> Result<(), JournalError> {
-        let mut sends: Vec<(String, Record)> = Vec::new();
+        let mut routed: Vec<(String, Record)> = Vec::new();
         for e in &events {
-            for topic in self.mapper.topics_for(e) {
-                let value = Event::from_repr(e, self.config.event_serializer_id).encode_to_bytes();
-                let record = Record::new(
-                    value,
-                    if e.timestamp > 0 {
-                        e.timestamp
-                    } else {
-                        now_ms()
-                    },
-                )
-                .with_key(bytes::Bytes::copy_from_slice(e.persistence_id.as_bytes()));
-                sends.push((topic, record));
+            let topics = self.mapper.topics_for(e);
+            if topics.is_empty() {
+                continue;
+            }
+            let value = Event::from_repr(e, self.config.event_serializer_id).encode_to_bytes();
+            let key = bytes::Bytes::copy_from_slice(e.persistence_id.as_bytes());
+            let timestamp = if e.timestamp > 0 {
+                e.timestamp
+            } else {
+                now_ms()
+            };
+            for topic in topics {
+                let record = Record::new(value.clone(), timestamp).with_key(key.clone());
+                routed.push((topic, record));
             }
         }
-        if sends.is_empty() {
+        if routed.is_empty() {
             return Ok(());
         }
-        let unknown: Vec<String> = {
+        let partitions = self.event_topic_partitions(&routed).await?;
+        // Group per topic-partition, keeping the order of each id's events.
+        let mut order: Vec<(String, i32)> = Vec::new();
+        let mut groups: HashMap<(String, i32), Vec<Vec<Record>>> = HashMap::new();
+        let mut sizes: HashMap<(String, i32), usize> = HashMap::new();
+        for (topic, record) in routed {
+            let n = partitions.get(&topic).copied().unwrap_or(1).max(1);
+            let key = record.key.clone().unwrap_or_default();
+            let partition = wire::murmur2_partition(&key, n);
+            let size = record_size_bound(key.len(), record.value.as_ref().map_or(0, |v| v.len()));
+            let slot = (topic, partition);
+            let batches = groups.entry(slot.clone()).or_insert_with(|| {
+                order.push(slot.clone());
+                vec![Vec::new()]
+            });
+            let used = sizes.entry(slot).or_insert(BATCH_OVERHEAD);
+            if *used + size > EVENT_BATCH_BYTES && batches.last().is_some_and(|b| !b.is_empty()) {
+                batches.push(Vec::new());
+                *used = BATCH_OVERHEAD;
+            }
+            *used += size;
+            if let Some(b) = batches.last_mut() {
+                b.push(record);
+            }
+        }
+        let mut sends = Vec::new();
+        for slot in order {
+            for batch in groups.remove(&slot).unwrap_or_default() {
+                if batch.is_empty() {
+                    continue;
+                }
+                let (topic, partition) = slot.clone();
+                sends.push(async move { self.producer.send(&topic, partition, batch).await });
+            }
+        }
+        for r in join_all(sends).await {
+            r?;
+        }
+        Ok(())
+    }
+
+    /// The partition counts of the event topics in `routed`, creating missing topics.
+    async fn event_topic_partitions(
+        &self,
+        routed: &[(String, Record)],
+    ) -> Result<HashMap<String, i32>, JournalError> {
+        let mut names: Vec<&str> = routed.iter().map(|(t, _)| t.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        let mut out = HashMap::new();
+        let mut unknown = Vec::new();
+        {
             let known = self
                 .known_event_topics
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            let mut u: Vec<String> = sends
-                .iter()
-                .map(|(t, _)| t.clone())
-                .filter(|t| !known.contains(t))
-                .collect();
-            u.sort();
-            u.dedup();
-            u
-        };
-        if !unknown.is_empty() {
-            let mut create = Vec::new();
-            for t in &unknown {
-                if self.client.topic_metadata(t).await?.is_none() {
-                    create.push(NewTopic::new(
-                        t.as_str(),
-                        self.config.event_topic_partitions.max(1),
-                        self.config.replication_factor,
-                    ));
+            for n in names {
+                match known.get(n) {
+                    Some(p) => {
+                        out.insert(n.to_string(), *p);
+                    }
+                    None => unknown.push(n.to_string()),
                 }
             }
-            if !create.is_empty() {
-                tracing::debug!(
-                    topics = create.len(),
-                    reason = "first use",
-                    "creating event topics"
-                );
-                self.client.create_topics(create).await?;
+        }
+        if unknown.is_empty() {
+            return Ok(out);
+        }
+        let mut create = Vec::new();
+        for t in &unknown {
+            if self.client.topic_metadata(t).await?.is_none() {
+                create.push(NewTopic::new(
+                    t.as_str(),
+                    self.config.event_topic_partitions.max(1),
+                    self.config.replication_factor,
+                ));
             }
+        }
+        if !create.is_empty() {
+            tracing::debug!(
+                topics = create.len(),
+                reason = "first use",
+                "creating event topics"
+            );
+            self.client.create_topics(create).await?;
+        }
+        for t in unknown {
+            let Some(meta) = self.client.topic_metadata(&t).await? else {
+                return Err(JournalError::TopicCreation(format!(
+                    "event topic {t} does not exist after creating it"
+                )));
+            };
+            let n = i32::try_from(meta.partitions.len())
+                .unwrap_or(i32::MAX)
+                .max(1);
             self.known_event_topics
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .extend(unknown);
+                .insert(t.clone(), n);
+            out.insert(t, n);
         }
-        let futs = sends
-            .into_iter()
-            .map(|(topic, record)| async move { self.producer.send_keyed(&topic, record).await });
-        for r in join_all(futs).await {
-            r?;
-        }
-        Ok(())
+        Ok(out)
     }
 
     async fn delete_to(&self, persistence_id: &str, to: u64) -> Result<(), JournalError> {
