@@ -26,7 +26,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, warn};
+use tracing::{debug, warn, Instrument};
 
 use crate::error::{Error, ErrorCode};
 use crate::protocol::{self, ProtocolError};
@@ -385,9 +385,27 @@ impl Connection {
         Resp: Decodable + HeaderVersion + Send,
     {
         let (cid, frame) = self.encode(api, version, body)?;
-        let resp = self.send_frame(api, cid, frame, timeout).await?;
-        let (_, body) = protocol::decode_response::<Resp>(api, version, resp)?;
-        Ok(body)
+        let span = tracing::debug_span!(
+            "request",
+            api = api_name(api),
+            version,
+            correlation_id = cid,
+            broker = %self.addr,
+            bytes = frame.len()
+        );
+        async {
+            let start = Instant::now();
+            let resp = self.send_frame(api, cid, frame, timeout).await;
+            debug!(
+                latency_us = start.elapsed().as_micros() as u64,
+                ok = resp.is_ok(),
+                "response"
+            );
+            let (_, body) = protocol::decode_response::<Resp>(api, version, resp?)?;
+            Ok(body)
+        }
+        .instrument(span)
+        .await
     }
 }
 
