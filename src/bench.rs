@@ -84,7 +84,8 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), BoxError> {
         }
     };
     let journal = Arc::new(
-        Journal::connect(JournalConfig::new(&bootstrap).with_timeout(Duration::from_secs(60))).await?,
+        Journal::connect(JournalConfig::new(&bootstrap).with_timeout(Duration::from_secs(60)))
+            .await?,
     );
     let progress = Progress::new(args.quiet);
     let run_id = run_id();
@@ -140,7 +141,9 @@ async fn p1_pipelined(
         while next < end {
             let n = (end - next).min(args.p1_batch as u64);
             let writes = (next..next + n)
-                .map(|seq| AtomicWrite::new(vec![PersistentRepr::new(pid.clone(), seq, payload.clone())]))
+                .map(|seq| {
+                    AtomicWrite::new(vec![PersistentRepr::new(pid.clone(), seq, payload.clone())])
+                })
                 .collect::<Vec<_>>();
             batches.push(writes);
             next += n;
@@ -186,7 +189,11 @@ async fn p2_one_at_a_time(
     let bar = progress.bar("P2 one-at-a-time writes", total);
     // The first write creates the topic: keep it out of the latency figures.
     journal
-        .write(vec![AtomicWrite::new(vec![PersistentRepr::new(pid.clone(), 1, payload.clone())])])
+        .write(vec![AtomicWrite::new(vec![PersistentRepr::new(
+            pid.clone(),
+            1,
+            payload.clone(),
+        )])])
         .await?
         .into_iter()
         .collect::<Result<Vec<()>, _>>()?;
@@ -195,7 +202,11 @@ async fn p2_one_at_a_time(
     for seq in 2..total + 2 {
         let t = Instant::now();
         let results = journal
-            .write(vec![AtomicWrite::new(vec![PersistentRepr::new(pid.clone(), seq, payload.clone())])])
+            .write(vec![AtomicWrite::new(vec![PersistentRepr::new(
+                pid.clone(),
+                seq,
+                payload.clone(),
+            )])])
             .await?;
         samples.push(t.elapsed());
         if let Some(Err(e)) = results.into_iter().next() {
@@ -242,12 +253,20 @@ async fn p3_recovery(
     let mut times = Vec::with_capacity(args.iterations);
     for _ in 0..args.iterations {
         let start = Instant::now();
-        let events: Vec<PersistentRepr> = journal.replay(&pid, 1, u64::MAX, u64::MAX).try_collect().await?;
+        let events: Vec<PersistentRepr> = journal
+            .replay(&pid, 1, u64::MAX, u64::MAX)
+            .try_collect()
+            .await?;
         let ms = start.elapsed().as_secs_f64() * 1000.0;
         let intact = events.len() as u64 == args.events
             && events.iter().zip(1u64..).all(|(e, s)| e.sequence_nr == s);
         if !intact {
-            return Err(format!("P3: replay returned {} events, expected 1..={}", events.len(), args.events).into());
+            return Err(format!(
+                "P3: replay returned {} events, expected 1..={}",
+                events.len(),
+                args.events
+            )
+            .into());
         }
         times.push(ms);
         bar.inc(1);
@@ -282,10 +301,16 @@ async fn p4_many_ids(
         async move {
             for seq in 1..=events {
                 let results = journal
-                    .write(vec![AtomicWrite::new(vec![PersistentRepr::new(pid.clone(), seq, payload.clone())])])
+                    .write(vec![AtomicWrite::new(vec![PersistentRepr::new(
+                        pid.clone(),
+                        seq,
+                        payload.clone(),
+                    )])])
                     .await?;
                 if let Some(Err(e)) = results.into_iter().next() {
-                    return Err::<(), BoxError>(format!("P4: {pid} write {seq} refused: {e}").into());
+                    return Err::<(), BoxError>(
+                        format!("P4: {pid} write {seq} refused: {e}").into(),
+                    );
                 }
                 bar.inc(1);
             }
@@ -305,10 +330,16 @@ async fn p4_many_ids(
         let events = args.p4_events;
         let check = check.clone();
         async move {
-            let replayed: Vec<PersistentRepr> = journal.replay(&pid, 1, u64::MAX, u64::MAX).try_collect().await?;
+            let replayed: Vec<PersistentRepr> = journal
+                .replay(&pid, 1, u64::MAX, u64::MAX)
+                .try_collect()
+                .await?;
             check.inc(1);
             let intact = replayed.len() as u64 == events
-                && replayed.iter().zip(1u64..).all(|(e, s)| e.sequence_nr == s && e.persistence_id == pid);
+                && replayed
+                    .iter()
+                    .zip(1u64..)
+                    .all(|(e, s)| e.sequence_nr == s && e.persistence_id == pid);
             Ok::<bool, BoxError>(intact && journal.highest_sequence_nr(&pid).await? == events)
         }
     });
@@ -327,17 +358,32 @@ async fn p4_many_ids(
 }
 
 fn print_table(r: &Report, args: &BenchArgs) {
-    println!("kafka-persistence bench on {} ({} B payloads)", r.broker, args.payload);
+    println!(
+        "kafka-persistence bench on {} ({} B payloads)",
+        r.broker, args.payload
+    );
     println!("{:<44} {:>16}", "benchmark", "result");
     println!("{}", "-".repeat(61));
     println!(
         "{:<44} {:>10.0} ev/s",
-        format!("P1 pipelined, {}x{} events (median)", args.iterations, args.events),
+        format!(
+            "P1 pipelined, {}x{} events (median)",
+            args.iterations, args.events
+        ),
         r.p1_events_per_s
     );
-    println!("{:<44} {:>10.1} us", "P2 one-at-a-time write latency p50", r.p2_p50_us);
-    println!("{:<44} {:>10.1} us", "P2 one-at-a-time write latency p99", r.p2_p99_us);
-    println!("{:<44} {:>10.0} ev/s", "P2 one-at-a-time throughput", r.p2_events_per_s);
+    println!(
+        "{:<44} {:>10.1} us",
+        "P2 one-at-a-time write latency p50", r.p2_p50_us
+    );
+    println!(
+        "{:<44} {:>10.1} us",
+        "P2 one-at-a-time write latency p99", r.p2_p99_us
+    );
+    println!(
+        "{:<44} {:>10.0} ev/s",
+        "P2 one-at-a-time throughput", r.p2_events_per_s
+    );
     println!(
         "{:<44} {:>10.2} ms",
         format!("P3 recovery of {} events (median)", args.events),
@@ -400,9 +446,11 @@ impl Progress {
     fn bar(&self, name: &str, len: u64) -> ProgressBar {
         let bar = self.multi.add(ProgressBar::new(len));
         if !self.quiet {
-            let style = ProgressStyle::with_template("{prefix:<26} [{bar:30}] {pos:>7}/{len:7} {per_sec:>12} {elapsed}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> ");
+            let style = ProgressStyle::with_template(
+                "{prefix:<26} [{bar:30}] {pos:>7}/{len:7} {per_sec:>12} {elapsed}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
             bar.set_style(style);
         }
         bar.set_prefix(name.to_string());

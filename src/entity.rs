@@ -71,7 +71,11 @@ pub trait Behavior: Send + Sync + 'static {
     type Rejection: Send;
 
     /// The events `command` produces in `state` (all persisted atomically), or a rejection.
-    fn handle(&self, state: &Self::State, command: Self::Command) -> Result<Vec<Self::Event>, Self::Rejection>;
+    fn handle(
+        &self,
+        state: &Self::State,
+        command: Self::Command,
+    ) -> Result<Vec<Self::Event>, Self::Rejection>;
     /// Applies a persisted (or replayed) event to the state.
     fn apply(&self, state: &mut Self::State, event: &Self::Event);
     /// Serializes an event: a manifest (type hint, may be empty) and the payload.
@@ -191,11 +195,13 @@ impl<B: Behavior> Entity<B> {
             })?;
         let (mut state, snapshot_nr) = match &recovered.snapshot {
             Some(selected) => {
-                let state = behavior.decode_state(&selected.snapshot).map_err(|source| EntityError::Decode {
-                    persistence_id: persistence_id.clone(),
-                    sequence_nr: selected.metadata.sequence_nr,
-                    source,
-                })?;
+                let state = behavior
+                    .decode_state(&selected.snapshot)
+                    .map_err(|source| EntityError::Decode {
+                        persistence_id: persistence_id.clone(),
+                        sequence_nr: selected.metadata.sequence_nr,
+                        source,
+                    })?;
                 (state, selected.metadata.sequence_nr)
             }
             None => (B::State::default(), 0),
@@ -243,7 +249,10 @@ impl<B: Behavior> Entity<B> {
     /// A rejected write ([`EntityError::Rejected`]) consumed its sequence numbers (the gap is
     /// legal) and left the state unchanged; after [`EntityError::Fenced`] or
     /// [`EntityError::Journal`] the entity must be dropped and recovered again.
-    pub async fn handle(&mut self, command: B::Command) -> Result<Handled<B::Rejection>, EntityError> {
+    pub async fn handle(
+        &mut self,
+        command: B::Command,
+    ) -> Result<Handled<B::Rejection>, EntityError> {
         let events = match self.behavior.handle(&self.state, command) {
             Ok(events) => events,
             Err(rejection) => return Ok(Handled::Refused(rejection)),

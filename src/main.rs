@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 mod bench;
 
 #[derive(Debug, Parser)]
-#[command(name = "kafka-persistence", version, about = "Event sourcing on Apache Kafka, in pure Rust")]
+#[command(
+    name = "kafka-persistence",
+    version,
+    about = "Event sourcing on Apache Kafka, in pure Rust"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -51,7 +55,10 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

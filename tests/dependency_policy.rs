@@ -14,7 +14,16 @@ const PRODUCT_CRATES: &[&str] = &[
 
 fn normal_dependencies(package: &str) -> Vec<String> {
     let output = Command::new(env!("CARGO"))
-        .args(["tree", "--offline", "-e", "normal", "--prefix", "none", "-p", package])
+        .args([
+            "tree",
+            "--offline",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "-p",
+            package,
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("run cargo tree");
@@ -33,10 +42,18 @@ fn normal_dependencies(package: &str) -> Vec<String> {
 fn product_crates_have_no_c_dependency_and_no_peer_client() {
     for package in PRODUCT_CRATES {
         let deps = normal_dependencies(package);
-        assert!(deps.len() > 3, "{package}: cargo tree listed too little: {deps:?}");
+        assert!(
+            deps.len() > 3,
+            "{package}: cargo tree listed too little: {deps:?}"
+        );
         let offending: Vec<&String> = deps
             .iter()
-            .filter(|d| d.ends_with("-sys") || d.contains("rdkafka") || d.as_str() == "rskafka" || d.as_str() == "cc")
+            .filter(|d| {
+                d.ends_with("-sys")
+                    || d.contains("rdkafka")
+                    || d.as_str() == "rskafka"
+                    || d.as_str() == "cc"
+            })
             .collect();
         assert!(offending.is_empty(), "{package} depends on {offending:?}");
     }

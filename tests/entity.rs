@@ -23,7 +23,10 @@ enum Command {
     Deposit(u64),
     Withdraw(u64),
     /// Two events in one command: must be stored atomically.
-    Transfer { fee: u64, amount: u64 },
+    Transfer {
+        fee: u64,
+        amount: u64,
+    },
 }
 
 impl Behavior for Account {
@@ -100,20 +103,30 @@ async fn broker() -> Broker {
 
 impl Broker {
     async fn parts(&self) -> (Arc<Journal>, Arc<SnapshotStore>) {
-        let journal = Journal::connect(JournalConfig::new(&self.bootstrap).with_timeout(Duration::from_secs(30)))
-            .await
-            .expect("journal");
-        let store = SnapshotStore::connect(SnapshotConfig::new(&self.bootstrap).with_timeout(Duration::from_secs(30)))
-            .await
-            .expect("snapshot store");
+        let journal = Journal::connect(
+            JournalConfig::new(&self.bootstrap).with_timeout(Duration::from_secs(30)),
+        )
+        .await
+        .expect("journal");
+        let store = SnapshotStore::connect(
+            SnapshotConfig::new(&self.bootstrap).with_timeout(Duration::from_secs(30)),
+        )
+        .await
+        .expect("snapshot store");
         (Arc::new(journal), Arc::new(store))
     }
 }
 
 fn unique_pid(tag: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    format!("entity-{tag}-{nanos:x}-{}", N.fetch_add(1, Ordering::Relaxed))
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "entity-{tag}-{nanos:x}-{}",
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 #[tokio::test]
@@ -121,33 +134,57 @@ async fn commands_persist_events_and_recovery_rebuilds_state() {
     let broker = broker().await;
     let (journal, store) = broker.parts().await;
     let pid = unique_pid("account");
-    let account = Account { snapshot_every: None };
-    let mut entity = Entity::recover(Arc::clone(&journal), Arc::clone(&store), pid.clone(), account)
-        .await
-        .expect("recover new entity");
+    let account = Account {
+        snapshot_every: None,
+    };
+    let mut entity = Entity::recover(
+        Arc::clone(&journal),
+        Arc::clone(&store),
+        pid.clone(),
+        account,
+    )
+    .await
+    .expect("recover new entity");
     assert_eq!(*entity.state(), 0);
     assert_eq!(entity.last_sequence_nr(), 0);
 
-    assert_eq!(entity.handle(Command::Deposit(100)).await.expect("deposit"), Handled::Persisted { sequence_nr: 1 });
     assert_eq!(
-        entity.handle(Command::Withdraw(500)).await.expect("withdraw"),
+        entity.handle(Command::Deposit(100)).await.expect("deposit"),
+        Handled::Persisted { sequence_nr: 1 }
+    );
+    assert_eq!(
+        entity
+            .handle(Command::Withdraw(500))
+            .await
+            .expect("withdraw"),
         Handled::Refused("balance 100 < 500".to_string())
     );
     assert_eq!(
-        entity.handle(Command::Transfer { fee: 1, amount: 29 }).await.expect("transfer"),
+        entity
+            .handle(Command::Transfer { fee: 1, amount: 29 })
+            .await
+            .expect("transfer"),
         Handled::Persisted { sequence_nr: 3 }
     );
     assert_eq!(*entity.state(), 70);
 
     // The transfer's two events were one atomic write; the journal holds exactly 1..=3.
-    let events: Vec<PersistentRepr> = journal.replay(&pid, 1, u64::MAX, u64::MAX).try_collect().await.expect("replay");
+    let events: Vec<PersistentRepr> = journal
+        .replay(&pid, 1, u64::MAX, u64::MAX)
+        .try_collect()
+        .await
+        .expect("replay");
     let seqs: Vec<u64> = events.iter().map(|e| e.sequence_nr).collect();
     assert_eq!(seqs, vec![1, 2, 3]);
-    assert!(events.iter().all(|e| e.manifest == "amount" && e.writer_uuid.len() == 32));
+    assert!(events
+        .iter()
+        .all(|e| e.manifest == "amount" && e.writer_uuid.len() == 32));
 
     // A new process (new journal and store) recovers the same state.
     let (journal2, store2) = broker.parts().await;
-    let recovered = Entity::recover(journal2, store2, pid.clone(), account).await.expect("recover again");
+    let recovered = Entity::recover(journal2, store2, pid.clone(), account)
+        .await
+        .expect("recover again");
     assert_eq!(*recovered.state(), 70);
     assert_eq!(recovered.last_sequence_nr(), 3);
 }
@@ -157,10 +194,17 @@ async fn snapshots_are_taken_every_n_events_and_used_on_recovery() {
     let broker = broker().await;
     let (journal, store) = broker.parts().await;
     let pid = unique_pid("snap");
-    let account = Account { snapshot_every: Some(3) };
-    let mut entity = Entity::recover(Arc::clone(&journal), Arc::clone(&store), pid.clone(), account)
-        .await
-        .expect("recover");
+    let account = Account {
+        snapshot_every: Some(3),
+    };
+    let mut entity = Entity::recover(
+        Arc::clone(&journal),
+        Arc::clone(&store),
+        pid.clone(),
+        account,
+    )
+    .await
+    .expect("recover");
     for n in 1..=7u64 {
         entity.handle(Command::Deposit(n)).await.expect("deposit");
     }
@@ -175,7 +219,9 @@ async fn snapshots_are_taken_every_n_events_and_used_on_recovery() {
 
     // Delete the events the snapshot covers: recovery must still reach 28 from the snapshot.
     journal.delete_messages_to(&pid, 6).await.expect("delete");
-    let recovered = Entity::recover(journal, store, pid, account).await.expect("recover from snapshot");
+    let recovered = Entity::recover(journal, store, pid, account)
+        .await
+        .expect("recover from snapshot");
     assert_eq!(*recovered.state(), 28);
     assert_eq!(recovered.last_sequence_nr(), 7);
 }
@@ -185,20 +231,37 @@ async fn a_second_incarnation_fences_the_first() {
     let broker = broker().await;
     let (journal, store) = broker.parts().await;
     let pid = unique_pid("fence");
-    let account = Account { snapshot_every: None };
-    let mut first = Entity::recover(Arc::clone(&journal), Arc::clone(&store), pid.clone(), account)
-        .await
-        .expect("first");
+    let account = Account {
+        snapshot_every: None,
+    };
+    let mut first = Entity::recover(
+        Arc::clone(&journal),
+        Arc::clone(&store),
+        pid.clone(),
+        account,
+    )
+    .await
+    .expect("first");
     first.handle(Command::Deposit(10)).await.expect("deposit");
-    let mut second = Entity::recover(Arc::clone(&journal), Arc::clone(&store), pid.clone(), account)
+    let mut second = Entity::recover(
+        Arc::clone(&journal),
+        Arc::clone(&store),
+        pid.clone(),
+        account,
+    )
+    .await
+    .expect("second");
+    second
+        .handle(Command::Deposit(5))
         .await
-        .expect("second");
-    second.handle(Command::Deposit(5)).await.expect("second writes 2");
+        .expect("second writes 2");
     match first.handle(Command::Deposit(1)).await {
         Err(EntityError::Fenced(_)) => {}
         other => panic!("the first incarnation must be fenced, got {other:?}"),
     }
-    let recovered = Entity::recover(journal, store, pid, account).await.expect("recover");
+    let recovered = Entity::recover(journal, store, pid, account)
+        .await
+        .expect("recover");
     assert_eq!(*recovered.state(), 15);
     assert_eq!(recovered.last_sequence_nr(), 2);
 }
