@@ -7,6 +7,11 @@
 //! - Per partition, batches form a queue in sequence order. At most `max_in_flight` (<= 5, the
 //!   broker's idempotence window) are in flight; more sends coalesce into the open batch
 //!   while the window is full, which is where batching comes from when linger is 0.
+//! - An idempotent partition keeps ONE batch in flight until a batch of its current producer
+//!   id/epoch has been acknowledged, and again after any error until the next success. A
+//!   broker with no state for our producer on a partition accepts ANY first sequence, so with
+//!   a pipelined window a second batch could be stored before a failed first one (reordered,
+//!   and the first one's retry then gets OUT_OF_ORDER_SEQUENCE_NUMBER).
 //! - A batch is encoded once, when it is closed. A retry resends the identical bytes with
 //!   the identical sequence: an ambiguous outcome (timeout, connection lost after sending,
 //!   REQUEST_TIMED_OUT, NOT_ENOUGH_REPLICAS_AFTER_APPEND) is never re-sequenced, so the broker
@@ -151,6 +156,10 @@ struct PartitionState {
     route: Option<Route>,
     backoff: Option<Backoff>,
     last_acked_offset: i64,
+    /// A batch of the current producer id/epoch was acknowledged on this partition since the
+    /// last error. Until then only one batch is in flight: a broker without state for us
+    /// accepts any first sequence, so a pipelined batch could overtake a failed first one.
+    confirmed: bool,
 }
 
 #[derive(Default)]
@@ -470,6 +479,7 @@ impl Inner {
             route: None,
             backoff: None,
             last_acked_offset: -1,
+            confirmed: false,
         });
         // A send never spans two batches: close a batch that this send would overfill.
         if p.open
@@ -625,6 +635,11 @@ impl Inner {
                 if p.blocked {
                     continue;
                 }
+                let window = if p.confirmed || !self.idempotent {
+                    max
+                } else {
+                    1
+                };
                 let queued = p
                     .queue
                     .iter()
@@ -635,11 +650,11 @@ impl Inner {
                         || linger.is_zero()
                         || o.bytes >= batch_size
                         || o.created.elapsed() >= linger;
-                    if due && (force || p.inflight + queued < max) {
+                    if due && (force || p.inflight + queued < window) {
                         self.close_open(p);
                     }
                 }
-                if p.inflight >= max {
+                if p.inflight >= window {
                     continue;
                 }
                 let Some(idx) = p.queue.iter().position(|b| b.state == BatchState::Queued) else {
@@ -867,10 +882,17 @@ impl Inner {
                         p.last_acked_offset = base + i64::from(b.count) - 1;
                     }
                     p.backoff = None;
+                    // Stored while an earlier failure is pending does not prove the broker's
+                    // state is in step with ours; the retry's success will.
+                    if !p.blocked {
+                        p.confirmed = true;
+                    }
                     self.finish(b.waiters, b.permits, Ok(base));
                 }
             }
             Outcome::Failed(e) => {
+                // Back to one batch in flight until the next success.
+                p.confirmed = false;
                 let code = e.code();
                 let sequence_error = matches!(
                     code,
@@ -893,8 +915,11 @@ impl Inner {
                         }
                     }
                 }
-                if retriable || (sequence_error && idx > 0) {
-                    // Resend the identical bytes later (never re-sequenced).
+                // A sequence error behind an earlier pending batch (or behind a batch that was
+                // given up on, with a reset already due) is the echo of that earlier failure.
+                if retriable || (sequence_error && (idx > 0 || p.need_reset)) {
+                    // Resend the identical bytes later (never re-sequenced, unless a reset
+                    // restamps the whole queue).
                     debug!(topic, partition, seq = p.queue[idx].seq, error = %e, ambiguous = code.is_none_or(|c| lookup(c).ambiguous), "produce failed; will retry");
                     p.need_refresh |= e.needs_metadata_refresh();
                     if e.needs_metadata_refresh() {
@@ -1108,6 +1133,7 @@ impl Inner {
                 }
                 p.next_seq = seq;
                 p.need_reset = false;
+                p.confirmed = false;
             }
             p.route = Some(route);
             p.need_refresh = false;

@@ -398,3 +398,76 @@ async fn fault_broker_down_fails_within_delivery_timeout_then_recovers() {
     assert_eq!(vals.last().map(String::as_str), Some("after"));
     assert!(!vals.iter().any(|v| v == "during"));
 }
+
+/// Sends 20 one-record batches to partition 0 at once, the first Produce request answered
+/// NOT_LEADER_OR_FOLLOWER; every send must succeed, stored exactly once in issue order.
+async fn pipelined_sends_after_not_leader_keep_order(warmup: bool) {
+    let b = test_server(1).await;
+    let client = b.client().await;
+    let topic = unique("firstbatch");
+    client
+        .create_topics(vec![NewTopic::new(&topic, 1, 1)])
+        .await
+        .unwrap();
+    // A tiny batch size makes every send its own batch, so they would all be pipelined.
+    let producer = client.producer(ProducerConfig::default().with_batch_size(1));
+    let mut expected = Vec::new();
+    // Take the producer id beforehand, so that nothing below awaits before every send has
+    // been queued (this test runs on a current-thread runtime: deterministic pipelining).
+    let other = unique("firstbatch-pid");
+    client
+        .create_topics(vec![NewTopic::new(&other, 1, 1)])
+        .await
+        .unwrap();
+    producer
+        .send(&other, 0, vec![Record::new("pid", now_ms())])
+        .await
+        .unwrap();
+    if warmup {
+        producer
+            .send(&topic, 0, vec![Record::new("warmup", now_ms())])
+            .await
+            .unwrap();
+        expected.push("warmup".to_owned());
+    }
+    let first = expected.len() as i64;
+    b.server().inject_error(PRODUCE, 6, 1).await; // NOT_LEADER_OR_FOLLOWER x1
+    let sends = (0..20).map(|i| {
+        let p = producer.clone();
+        let t = topic.clone();
+        async move {
+            p.send(&t, 0, vec![Record::new(format!("{i}"), now_ms())])
+                .await
+        }
+    });
+    let results = futures::future::join_all(sends).await;
+    for (i, r) in results.iter().enumerate() {
+        let m = r
+            .as_ref()
+            .unwrap_or_else(|e| panic!("send {i} failed: {e}"));
+        assert_eq!(
+            m.base_offset,
+            first + i as i64,
+            "send {i} stored out of order"
+        );
+    }
+    expected.extend((0..20).map(|i| format!("{i}")));
+    let vals = values(&client, &topic, 0).await;
+    assert_exactly_once(&vals, expected.len());
+    assert_eq!(vals, expected);
+}
+
+/// Kafka accepts any first sequence from a producer it has no state for on a partition, so a
+/// pipelined second batch must not overtake a failed first one (seen once against Kafka 4.1
+/// as OUT_OF_ORDER_SEQUENCE_NUMBER on a just-created topic).
+#[tokio::test]
+async fn fault_failed_first_batch_on_fresh_partition_keeps_order() {
+    pipelined_sends_after_not_leader_keep_order(false).await;
+}
+
+/// Once the broker knows the producer, the batches pipelined behind a failed one answer
+/// OUT_OF_ORDER_SEQUENCE_NUMBER: they are retried in order, not failed or re-sequenced.
+#[tokio::test]
+async fn fault_failed_batch_mid_stream_retries_pipelined_batches_in_order() {
+    pipelined_sends_after_not_leader_keep_order(true).await;
+}
