@@ -91,6 +91,12 @@ struct Inner {
     completions: Mutex<Vec<Completion>>,
     next_batch_id: AtomicU64,
     round_robin: AtomicU32,
+    /// Sends that must wait (for the producer id or buffer space) take their turn here, in
+    /// call order (tokio's mutex is fair), so they are appended in the order they were called.
+    turn: tokio::sync::Mutex<()>,
+    /// Sends waiting for or holding `turn`: while any do, later sends queue behind them
+    /// instead of taking the fast path (which would overtake them).
+    waiting: AtomicUsize,
 }
 
 impl std::fmt::Debug for Inner {
@@ -288,6 +294,8 @@ impl Producer {
                 completions: Mutex::new(Vec::new()),
                 next_batch_id: AtomicU64::new(1),
                 round_robin: AtomicU32::new(0),
+                turn: tokio::sync::Mutex::new(()),
+                waiting: AtomicUsize::new(0),
             }),
         }
     }
@@ -314,36 +322,42 @@ impl Producer {
             return Err(Error::Config(format!("invalid partition {partition}")));
         }
         let inner = &self.inner;
-        // Fast paths without awaiting keep the send future small (it is moved into whatever
-        // the caller uses to run many sends at once); the slow paths are boxed.
-        let (pid, epoch) = if !inner.idempotent {
-            (-1, -1)
-        } else if let Some(&id) = inner.pid.get() {
-            id
-        } else {
-            Box::pin(inner.producer_id()).await?
-        };
         let bytes: usize = records.iter().map(record_size).sum();
         let permits = u32::try_from(bytes)
             .unwrap_or(u32::MAX)
             .clamp(1, inner.buffer_permits.max(1));
-        match inner.buffer.try_acquire_many(permits) {
-            Ok(p) => p.forget(),
-            Err(tokio::sync::TryAcquireError::Closed) => return Err(Error::Closed),
-            Err(tokio::sync::TryAcquireError::NoPermits) => {
-                match Box::pin(Arc::clone(&inner.buffer).acquire_many_owned(permits)).await {
-                    Ok(p) => p.forget(),
-                    Err(_) => return Err(Error::Closed),
-                }
+        // Fast path: the producer id is known, buffer space is free and no earlier send is
+        // waiting; append without awaiting (this keeps the send future small, too).
+        let fast = if inner.waiting.load(Ordering::Acquire) != 0 {
+            None
+        } else {
+            let id = if inner.idempotent {
+                inner.pid.get().copied()
+            } else {
+                Some((-1, -1))
+            };
+            match id {
+                Some(id) => match inner.buffer.try_acquire_many(permits) {
+                    Ok(p) => {
+                        p.forget();
+                        Some(id)
+                    }
+                    Err(tokio::sync::TryAcquireError::Closed) => return Err(Error::Closed),
+                    Err(tokio::sync::TryAcquireError::NoPermits) => None,
+                },
+                None => None,
             }
-        }
-        let rx = {
-            let mut st = inner.lock_state();
-            let rx = inner.append(
-                &mut st, topic, partition, records, bytes, permits, pid, epoch,
-            );
-            inner.drain(&mut st, false);
-            rx
+        };
+        let rx = match fast {
+            Some((pid, epoch)) => {
+                let mut st = inner.lock_state();
+                let rx = inner.append(
+                    &mut st, topic, partition, records, bytes, permits, pid, epoch,
+                );
+                inner.drain(&mut st, false);
+                rx
+            }
+            None => Box::pin(self.send_in_turn(topic, partition, records, bytes, permits)).await?,
         };
         match rx.await {
             Ok(Ok(base_offset)) => Ok(RecordMetadata {
@@ -354,6 +368,39 @@ impl Producer {
             Ok(Err(e)) => Err(e),
             Err(_) => Err(Error::Closed),
         }
+    }
+
+    /// The slow path of [`Producer::send`]: waits for its turn (call order), the producer id
+    /// and buffer space, then appends.
+    async fn send_in_turn(
+        &self,
+        topic: &str,
+        partition: i32,
+        records: Vec<Record>,
+        bytes: usize,
+        permits: u32,
+    ) -> Result<oneshot::Receiver<Result<i64, Error>>, Error> {
+        let inner = &self.inner;
+        inner.waiting.fetch_add(1, Ordering::AcqRel);
+        let _waiting = WaitingGuard(&inner.waiting);
+        let _turn = inner.turn.lock().await;
+        let (pid, epoch) = if !inner.idempotent {
+            (-1, -1)
+        } else if let Some(&id) = inner.pid.get() {
+            id
+        } else {
+            inner.producer_id().await?
+        };
+        match Arc::clone(&inner.buffer).acquire_many_owned(permits).await {
+            Ok(p) => p.forget(),
+            Err(_) => return Err(Error::Closed),
+        }
+        let mut st = inner.lock_state();
+        let rx = inner.append(
+            &mut st, topic, partition, records, bytes, permits, pid, epoch,
+        );
+        inner.drain(&mut st, false);
+        Ok(rx)
     }
 
     /// Sends one record to the partition the Java client would pick for its key (murmur2);
@@ -1143,6 +1190,15 @@ impl Inner {
             self.drain(&mut st, false);
             return;
         }
+    }
+}
+
+/// Counts a send as waiting for its turn until dropped (also when the send is cancelled).
+struct WaitingGuard<'a>(&'a AtomicUsize);
+
+impl Drop for WaitingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
