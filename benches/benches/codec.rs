@@ -17,17 +17,24 @@ fn records() -> Vec<Record> {
     (0..RECORDS)
         .map(|i| {
             // Not all-equal bytes, so the compressed cases are not trivially small.
-            let value: Vec<u8> = (0..VALUE_SIZE).map(|j| ((i * 31 + j * 7) % 251) as u8).collect();
+            let value: Vec<u8> = (0..VALUE_SIZE)
+                .map(|j| ((i * 31 + j * 7) % 251) as u8)
+                .collect();
             Record::new(value, 1_700_000_000_000 + i as i64)
         })
         .collect()
 }
 
 fn codecs() -> Vec<Compression> {
-    [Compression::None, Compression::Lz4, Compression::Snappy, Compression::Gzip]
-        .into_iter()
-        .filter(|c| can_encode(*c))
-        .collect()
+    [
+        Compression::None,
+        Compression::Lz4,
+        Compression::Snappy,
+        Compression::Gzip,
+    ]
+    .into_iter()
+    .filter(|c| can_encode(*c))
+    .collect()
 }
 
 fn bench_encode(c: &mut Criterion) {
@@ -43,15 +50,19 @@ fn bench_encode(c: &mut Criterion) {
             ..EncodeOptions::default()
         };
         let mut out = BytesMut::with_capacity(256 * 1024);
-        group.bench_with_input(BenchmarkId::from_parameter(codec.name()), &opts, |b, opts| {
-            b.iter(|| {
-                out.clear();
-                if let Err(e) = encode_batch(black_box(&records), opts, &mut out) {
-                    panic!("encode failed: {e}");
-                }
-                black_box(out.len())
-            })
-        });
+        group.bench_with_input(
+            BenchmarkId::from_parameter(codec.name()),
+            &opts,
+            |b, opts| {
+                b.iter(|| {
+                    out.clear();
+                    if let Err(e) = encode_batch(black_box(&records), opts, &mut out) {
+                        panic!("encode failed: {e}");
+                    }
+                    black_box(out.len())
+                })
+            },
+        );
     }
     group.finish();
 }
@@ -71,15 +82,19 @@ fn bench_decode(c: &mut Criterion) {
         }
         let batch: Bytes = out.freeze();
         let limits = DecodeLimits::default();
-        group.bench_with_input(BenchmarkId::from_parameter(codec.name()), &batch, |b, batch| {
-            b.iter(|| {
-                let mut buf = batch.clone();
-                match decode_batch(&mut buf, &limits) {
-                    Ok(d) => black_box(d.records.len()),
-                    Err(e) => panic!("decode failed: {e}"),
-                }
-            })
-        });
+        group.bench_with_input(
+            BenchmarkId::from_parameter(codec.name()),
+            &batch,
+            |b, batch| {
+                b.iter(|| {
+                    let mut buf = batch.clone();
+                    match decode_batch(&mut buf, &limits) {
+                        Ok(d) => black_box(d.records.len()),
+                        Err(e) => panic!("decode failed: {e}"),
+                    }
+                })
+            },
+        );
     }
     group.finish();
 }

@@ -131,9 +131,7 @@ async fn run_wire(admin: &Client, bootstrap: &str, n: usize) -> Result<RunResult
     let start = Instant::now();
     let chunks = (0..n).step_by(CHUNK).map(|first| {
         let len = CHUNK.min(n - first);
-        let records: Vec<Record> = (0..len)
-            .map(|_| Record::new(payload.clone(), ts))
-            .collect();
+        let records: Vec<Record> = (0..len).map(|_| Record::new(payload.clone(), ts)).collect();
         let producer = producer.clone();
         let topic = topic.clone();
         async move { producer.send(&topic, 0, records).await }
@@ -369,14 +367,17 @@ async fn main() -> Result<(), BoxError> {
         }
         BrokerKind::Kafka => (None, args.bootstrap.clone()),
     };
-    let admin = Client::connect(ClientConfig::new(bootstrap.clone()).with_client_id("bench-admin"))
-        .await?;
+    let admin =
+        Client::connect(ClientConfig::new(bootstrap.clone()).with_client_id("bench-admin")).await?;
 
     let mut produce = [Vec::new(), Vec::new(), Vec::new()];
     let mut fetch = [Vec::new(), Vec::new(), Vec::new()];
     for run in 0..args.runs {
         // Interleave the clients so that drift in the machine's load hits all of them alike.
-        for (i, which) in [Which::Wire, Which::Rskafka, Which::Rdkafka].into_iter().enumerate() {
+        for (i, which) in [Which::Wire, Which::Rskafka, Which::Rdkafka]
+            .into_iter()
+            .enumerate()
+        {
             if !args.clients.contains(&which) {
                 continue;
             }
