@@ -1,6 +1,10 @@
 //! The entity runtime: commands persist events atomically, recovery rebuilds the state from
 //! the latest snapshot and the events after it, a second incarnation fences the first.
 
+mod common;
+
+use common::{broker, Broker};
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -10,7 +14,6 @@ use futures::TryStreamExt;
 use kafka_persistence::entity::{Behavior, CodecError, Entity, EntityError, Handled};
 use kafka_persistence::journal::{Journal, JournalConfig, PersistentRepr};
 use kafka_persistence::snapshot::{SnapshotConfig, SnapshotSelectionCriteria, SnapshotStore};
-use kafka_persistence::testserver::TestServer;
 
 /// A bank account: deposits and withdrawals; an overdraft is refused.
 #[derive(Debug, Clone, Copy)]
@@ -77,27 +80,6 @@ impl Behavior for Account {
 
     fn snapshot_every(&self) -> Option<u64> {
         self.snapshot_every
-    }
-}
-
-struct Broker {
-    bootstrap: String,
-    _server: Option<TestServer>,
-}
-
-async fn broker() -> Broker {
-    match std::env::var("KP_EXTERNAL_BOOTSTRAP") {
-        Ok(b) if !b.trim().is_empty() => Broker {
-            bootstrap: b,
-            _server: None,
-        },
-        _ => {
-            let server = TestServer::start().await.expect("start test server");
-            Broker {
-                bootstrap: server.bootstrap_servers(),
-                _server: Some(server),
-            }
-        }
     }
 }
 

@@ -1,6 +1,10 @@
 //! SPEC.md S14 (orphan snapshots) and S15 (a snapshot that fails to decode) through the
 //! facade's `recovery::recover`, against `TestServer` or `KP_EXTERNAL_BOOTSTRAP`.
 
+mod common;
+
+use common::{broker, Broker};
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -12,30 +16,7 @@ use kafka_persistence::recovery::{recover, recover_with};
 use kafka_persistence::snapshot::{
     snapshot_topic_name, SnapshotConfig, SnapshotMetadata, SnapshotSelectionCriteria, SnapshotStore,
 };
-use kafka_persistence::testserver::TestServer;
 use kafka_persistence::wire::{Client, ClientConfig, ProducerConfig, Record};
-
-/// The broker for one test: `KP_EXTERNAL_BOOTSTRAP` if set, else an in-process server.
-struct Broker {
-    bootstrap: String,
-    _server: Option<TestServer>,
-}
-
-async fn broker() -> Broker {
-    match std::env::var("KP_EXTERNAL_BOOTSTRAP") {
-        Ok(b) if !b.trim().is_empty() => Broker {
-            bootstrap: b,
-            _server: None,
-        },
-        _ => {
-            let server = TestServer::start().await.expect("start test server");
-            Broker {
-                bootstrap: server.bootstrap_servers(),
-                _server: Some(server),
-            }
-        }
-    }
-}
 
 impl Broker {
     async fn journal(&self) -> Journal {
