@@ -21,6 +21,7 @@ use crate::config::JournalConfig;
 use crate::error::{JournalError, WriteError};
 use crate::event_topic::{Event, EventTopicMapper};
 use crate::format::{record_size_bound, JournalRecord, BATCH_OVERHEAD};
+use crate::gate::Ticket;
 use crate::layout::{topic_for, PARTITION};
 use crate::log::{scan, ScanOptions, Until, Verified};
 use crate::pid::{InflightGuard, Outcome, PidEntry};
@@ -74,6 +75,18 @@ struct Chunk {
     stubs: Vec<JournalRecord>,
     size: usize,
 }
+
+/// A write's work per id, with its place in line, taken before the write awaits anything.
+struct WritePlan {
+    /// Results decided while planning (invalid writes); the rest are filled in later.
+    results: Vec<Option<Result<(), WriteError>>>,
+    /// Per id, in first-appearance order.
+    ids: Vec<PidPlan>,
+}
+
+/// One id's part of a [`WritePlan`]: its entry, its place in line, its atomic writes (with
+/// their indices into the caller's writes).
+type PidPlan = (Arc<PidEntry>, Ticket, Vec<(usize, AtomicWrite)>);
 
 type SendFuture = BoxFuture<'static, Result<wire::RecordMetadata, wire::Error>>;
 
@@ -175,11 +188,16 @@ impl Journal {
     /// Outer `Err`: the batch failed or its outcome is unknown. Each atomic write is one
     /// record batch (all or nothing); several writes of one id may share a batch. Calls may
     /// run concurrently, also for one id: they are pipelined through the producer.
+    ///
+    /// Order: calls are applied in the order their futures are first polled (for example in
+    /// the order `futures::stream::iter(calls).buffered(n)` issues them), whatever happens
+    /// afterwards; each call takes its place in line before it awaits anything.
     pub async fn write(
         &self,
         writes: Vec<AtomicWrite>,
     ) -> Result<Vec<Result<(), WriteError>>, JournalError> {
-        bounded(&self.inner.config, "write", self.inner.write(writes)).await
+        let plan = self.inner.plan(writes);
+        bounded(&self.inner.config, "write", self.inner.write(plan)).await
     }
 
     /// The highest sequence number ever written for `persistence_id` (0 if none), counting
@@ -189,10 +207,8 @@ impl Journal {
         let inner = &self.inner;
         bounded(&inner.config, "highest_sequence_nr", async {
             let entry = inner.entry(persistence_id);
-            if !inner.topic_exists(&entry).await? {
-                return Ok(0);
-            }
-            Ok(entry.synced(&inner.client).await?.state.highest)
+            let verified = entry.synced(entry.gate.ticket(), &inner.client).await?;
+            Ok(verified.map_or(0, |v| v.state.highest))
         })
         .await
     }
@@ -245,18 +261,6 @@ impl Inner {
         }))
     }
 
-    /// Whether the id's topic exists (never creates it).
-    pub(crate) async fn topic_exists(&self, entry: &PidEntry) -> Result<bool, JournalError> {
-        if entry.lock().topic_exists {
-            return Ok(true);
-        }
-        let exists = self.client.topic_metadata(&entry.topic).await?.is_some();
-        if exists {
-            entry.lock().topic_exists = true;
-        }
-        Ok(exists)
-    }
-
     fn new_topic(&self, name: &str) -> NewTopicSpec {
         let mut configs = vec![
             ("cleanup.policy".to_string(), "delete".to_string()),
@@ -281,10 +285,9 @@ impl Inner {
         crate::layout::fnv1a64(&[self.batch_nonce.to_le_bytes(), n.to_le_bytes()].concat())
     }
 
-    async fn write(
-        self: &Arc<Self>,
-        writes: Vec<AtomicWrite>,
-    ) -> Result<Vec<Result<(), WriteError>>, JournalError> {
+    /// Validates and groups `writes` by id and takes each id's place in line (see
+    /// [`Gate`]): everything a write does before its first await.
+    fn plan(&self, writes: Vec<AtomicWrite>) -> WritePlan {
         let mut results: Vec<Option<Result<(), WriteError>>> = vec![None; writes.len()];
         let mut order: Vec<String> = Vec::new();
         let mut groups: HashMap<String, Vec<(usize, AtomicWrite)>> = HashMap::new();
@@ -302,23 +305,38 @@ impl Inner {
                 })
                 .push((i, w));
         }
-        // Create the topics of ids this journal has not seen yet in one request.
-        let entries: Vec<Arc<PidEntry>> = order.iter().map(|p| self.entry(p)).collect();
-        let missing: Vec<NewTopicSpec> = entries
+        let ids = order
             .iter()
-            .filter(|e| !e.lock().topic_exists)
-            .map(|e| self.new_topic(&e.topic))
+            .map(|p| {
+                let entry = self.entry(p);
+                let ticket = entry.gate.ticket();
+                let ws = groups.remove(p).unwrap_or_default();
+                (entry, ticket, ws)
+            })
+            .collect();
+        WritePlan { results, ids }
+    }
+
+    async fn write(
+        self: &Arc<Self>,
+        plan: WritePlan,
+    ) -> Result<Vec<Result<(), WriteError>>, JournalError> {
+        let WritePlan { mut results, ids } = plan;
+        // Create the topics of ids this journal has not seen yet in one request.
+        let missing: Vec<NewTopicSpec> = ids
+            .iter()
+            .filter(|(e, _, _)| !e.lock().topic_exists)
+            .map(|(e, _, _)| self.new_topic(&e.topic))
             .collect();
         if !missing.is_empty() {
             self.creator.create(&self.client, missing).await?;
-            for e in &entries {
+            for (e, _, _) in &ids {
                 e.lock().topic_exists = true;
             }
         }
-        let per_pid = entries.into_iter().map(|entry| {
-            let ws = groups.remove(&entry.persistence_id).unwrap_or_default();
-            self.write_pid(entry, ws)
-        });
+        let per_pid = ids
+            .into_iter()
+            .map(|(entry, ticket, ws)| self.write_pid(entry, ticket, ws));
         let mut first_error = None;
         let mut published: Vec<PersistentRepr> = Vec::new();
         for outcome in join_all(per_pid).await {
@@ -351,9 +369,10 @@ impl Inner {
     async fn write_pid(
         self: &Arc<Self>,
         entry: Arc<PidEntry>,
+        ticket: Ticket,
         writes: Vec<(usize, AtomicWrite)>,
     ) -> Result<Vec<(usize, Result<(), WriteError>, Vec<PersistentRepr>)>, JournalError> {
-        let gate = entry.gate.lock().await;
+        let gate = ticket.enter().await;
         let needs_sync = {
             let st = entry.lock();
             st.verified.is_none() || st.poisoned
@@ -775,10 +794,10 @@ impl Inner {
 
     async fn delete_to(&self, persistence_id: &str, to: u64) -> Result<(), JournalError> {
         let entry = self.entry(persistence_id);
-        if !self.topic_exists(&entry).await? {
+        let _gate = entry.gate.ticket().enter().await;
+        if !entry.topic_exists(&self.client).await? {
             return Ok(());
         }
-        let _gate = entry.gate.lock().await;
         entry.drain().await;
         let v = entry.sync(&self.client).await?;
         let target = to.min(v.state.highest).max(v.state.deleted_to);

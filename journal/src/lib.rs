@@ -5,6 +5,7 @@ mod config;
 mod error;
 mod event_topic;
 mod format;
+mod gate;
 mod journal;
 mod layout;
 mod log;

@@ -13,6 +13,7 @@ use kafka_persistence_wire::Client;
 use tokio::sync::{oneshot, Notify};
 
 use crate::error::JournalError;
+use crate::gate::{Gate, Ticket};
 use crate::log::{scan, ScanOptions, Until, Verified};
 
 /// Whether the predecessor write landed where it was expected and was accepted.
@@ -25,8 +26,9 @@ pub(crate) struct PidEntry {
     pub(crate) persistence_id: String,
     /// Its journal topic.
     pub(crate) topic: String,
-    /// Serializes reservations, syncs and deletions of this id.
-    pub(crate) gate: tokio::sync::Mutex<()>,
+    /// Serializes reservations, syncs and deletions of this id, in the order they were
+    /// issued (see [`Gate`]).
+    pub(crate) gate: Arc<Gate>,
     state: Mutex<PidState>,
     /// Signalled whenever an in-flight write of this id finishes.
     drained: Notify,
@@ -58,7 +60,7 @@ impl PidEntry {
         PidEntry {
             persistence_id: persistence_id.to_string(),
             topic,
-            gate: tokio::sync::Mutex::new(()),
+            gate: Arc::new(Gate::default()),
             state: Mutex::new(PidState::default()),
             drained: Notify::new(),
         }
@@ -122,11 +124,32 @@ impl PidEntry {
         Ok(verified)
     }
 
-    /// Gate + drain + sync: the id's state as of now.
-    pub(crate) async fn synced(&self, client: &Client) -> Result<Verified, JournalError> {
-        let _gate = self.gate.lock().await;
+    /// Whether the id's topic exists (never creates it).
+    pub(crate) async fn topic_exists(&self, client: &Client) -> Result<bool, JournalError> {
+        if self.lock().topic_exists {
+            return Ok(true);
+        }
+        let exists = client.topic_metadata(&self.topic).await?.is_some();
+        if exists {
+            self.lock().topic_exists = true;
+        }
+        Ok(exists)
+    }
+
+    /// The id's state as of now, including every operation of this journal on the id that
+    /// took its ticket before `ticket` (taken from this entry's gate when the caller began):
+    /// enters the gate, then `None` if the topic does not exist, else drains and syncs.
+    pub(crate) async fn synced(
+        &self,
+        ticket: Ticket,
+        client: &Client,
+    ) -> Result<Option<Verified>, JournalError> {
+        let _gate = ticket.enter().await;
+        if !self.topic_exists(client).await? {
+            return Ok(None);
+        }
         self.drain().await;
-        self.sync(client).await
+        self.sync(client).await.map(Some)
     }
 }
 

@@ -112,10 +112,9 @@ async fn open(
     live: bool,
 ) -> Result<Option<Cursor>, JournalError> {
     let entry = inner.entry(&persistence_id);
-    if !inner.topic_exists(&entry).await? {
+    let Some(verified) = entry.synced(entry.gate.ticket(), &inner.client).await? else {
         return Ok(None);
-    }
-    let verified = entry.synced(&inner.client).await?;
+    };
     let state = verified.state;
     let first = from.max(state.deleted_to.saturating_add(1)).max(1);
     if !live && first > to.min(state.highest) {
