@@ -317,10 +317,11 @@ impl ClientInner {
                     })
                     .collect()
             }));
+        let generation = lock(&self.metadata).begin();
         let (_, resp): (i16, MetadataResponse) = conn
             .request(ApiKey::Metadata, &req, self.config.request_timeout)
             .await?;
-        lock(&self.metadata).apply(&resp, topics);
+        lock(&self.metadata).apply_as_of(&resp, topics, generation);
         Ok(resp)
     }
 

@@ -63,11 +63,54 @@ pub(crate) struct MetadataCache {
     pub(crate) refreshed_at: HashMap<String, Instant>,
     /// When the broker list was last refreshed.
     pub(crate) brokers_refreshed_at: Option<Instant>,
+    /// Counts metadata requests begun and invalidations (see [`MetadataCache::begin`]).
+    generation: u64,
+    /// Per topic, the generation its cached state comes from: a response to a request begun
+    /// earlier is stale for that topic and ignored.
+    topic_generation: HashMap<String, u64>,
 }
 
 impl MetadataCache {
-    /// Merges a Metadata response. `requested` lists the topics asked for (`None` = all).
+    /// Call when a Metadata request is about to be sent; pass the result to
+    /// [`MetadataCache::apply_as_of`] with its response. Responses can arrive out of order
+    /// (several requests in flight, on several connections): one begun before a topic was
+    /// created, deleted or invalidated must not overwrite what was learnt since.
+    pub(crate) fn begin(&mut self) -> u64 {
+        self.generation += 1;
+        self.generation
+    }
+
+    /// Merges a Metadata response of a request begun now. `requested` lists the topics asked
+    /// for (`None` = all).
+    #[cfg(test)]
     pub(crate) fn apply(&mut self, resp: &MetadataResponse, requested: Option<&[String]>) {
+        let generation = self.begin();
+        self.apply_as_of(resp, requested, generation);
+    }
+
+    /// Whether a response of `generation` may set `topic`'s state (and records it did).
+    fn fresh_for(&mut self, topic: &str, generation: u64) -> bool {
+        match self.topic_generation.get_mut(topic) {
+            Some(g) if *g > generation => false,
+            Some(g) => {
+                *g = generation;
+                true
+            }
+            None => {
+                self.topic_generation.insert(topic.to_owned(), generation);
+                true
+            }
+        }
+    }
+
+    /// Merges a Metadata response to the request begun as `generation` (see
+    /// [`MetadataCache::begin`]). `requested` lists the topics asked for (`None` = all).
+    pub(crate) fn apply_as_of(
+        &mut self,
+        resp: &MetadataResponse,
+        requested: Option<&[String]>,
+        generation: u64,
+    ) {
         let now = Instant::now();
         if !resp.brokers.is_empty() {
             self.brokers = resp
@@ -84,6 +127,9 @@ impl MetadataCache {
                 continue;
             };
             seen.push(name);
+            if !self.fresh_for(name, generation) {
+                continue;
+            }
             self.refreshed_at.insert(name.to_owned(), now);
             if t.error_code == crate::error::ErrorCode::UNKNOWN_TOPIC_OR_PARTITION
                 || (t.error_code == 0 && t.partitions.is_empty())
@@ -129,7 +175,7 @@ impl MetadataCache {
         }
         if let Some(req) = requested {
             for r in req {
-                if !seen.contains(&r.as_str()) {
+                if !seen.contains(&r.as_str()) && self.fresh_for(r, generation) {
                     self.topics.insert(r.clone(), TopicState::Missing);
                     self.refreshed_at.insert(r.clone(), now);
                 }
@@ -208,6 +254,9 @@ impl MetadataCache {
     /// Marks a topic stale so that the next lookup refreshes it.
     pub(crate) fn invalidate(&mut self, topic: &str) {
         self.topics.remove(topic);
+        // Responses to requests begun before now are stale for this topic.
+        let generation = self.begin();
+        self.topic_generation.insert(topic.to_owned(), generation);
     }
 }
 
@@ -264,5 +313,36 @@ mod tests {
         assert!(!c.apply_leader_hint("t", 0, 2, 7));
         assert!(!c.apply_leader_hint("t", 0, 9, 8), "unknown broker ignored");
         assert_eq!(c.brokers.get(&2).map(String::as_str), Some("h:2"));
+    }
+
+    /// A response to a request begun before the topic was created (it says "no such topic")
+    /// arrives after the topic's creation invalidated the cache: it must not make the topic
+    /// missing again (seen as "unknown topic" failures of the first sends to a new topic).
+    #[test]
+    fn a_stale_response_does_not_undo_a_newer_state() {
+        let ttl = std::time::Duration::from_secs(60);
+        let mut c = MetadataCache::default();
+        let asked = ["t".to_owned()];
+        let before_creation = c.begin();
+        c.invalidate("t"); // created meanwhile
+        let after_creation = c.begin();
+        c.apply_as_of(&resp(1, 5), Some(&asked), after_creation);
+        assert_eq!(c.leader("t", 0, ttl), Ok(Some(1)));
+        c.apply_as_of(&MetadataResponse::default(), Some(&asked), before_creation);
+        assert_eq!(
+            c.leader("t", 0, ttl),
+            Ok(Some(1)),
+            "stale 'missing' ignored"
+        );
+        // Out-of-order responses to two requests: the older is ignored for the topic.
+        let older = c.begin();
+        let newer = c.begin();
+        c.apply_as_of(&resp(2, 9), Some(&asked), newer);
+        c.apply_as_of(&MetadataResponse::default(), Some(&asked), older);
+        assert_eq!(c.leader("t", 0, ttl), Ok(Some(2)));
+        // A newer response still applies, also a "missing" one (the topic was deleted).
+        let later = c.begin();
+        c.apply_as_of(&MetadataResponse::default(), Some(&asked), later);
+        assert_eq!(c.leader("t", 0, ttl), Err(true));
     }
 }

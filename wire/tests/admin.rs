@@ -184,3 +184,34 @@ async fn connect_to_nothing_fails_within_the_delivery_timeout() {
         Err(Error::Config(_))
     ));
 }
+
+/// A metadata answer that says "no such topic", read by its caller only after the topic was
+/// created and the creation's own metadata was cached, must not make the topic missing again:
+/// the first sends to the new topic used to fail with "unknown topic or partition" (seen when
+/// many journal writes looked up and created an event topic at once).
+#[tokio::test]
+async fn a_stale_metadata_answer_does_not_hide_a_created_topic() {
+    let b = broker().await;
+    let client = b.client().await;
+    let topic = unique("stale-md");
+    // Ask before the topic exists, and let the answer wait unread.
+    let mut early = Box::pin(client.topic_metadata(&topic));
+    assert!(
+        futures::poll!(&mut early).is_pending(),
+        "the request is in flight"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    client
+        .create_topics(vec![NewTopic::new(&topic, 1, 1)])
+        .await
+        .unwrap();
+    // Now the early caller reads its answer (from before the creation): it sees the newer
+    // state, or at worst none, but it must not overwrite the newer state.
+    let _ = early.await.unwrap();
+    // The producer routes by the cached metadata.
+    let producer = client.producer(ProducerConfig::default());
+    producer
+        .send(&topic, 0, vec![Record::new("x", now_ms())])
+        .await
+        .expect("the new topic accepts records");
+}
