@@ -132,8 +132,7 @@ async fn p1_pipelined(
 ) -> Result<Vec<f64>, BoxError> {
     let pid = format!("bench-p1-{run_id}");
     // One awaited write first: it creates the topic, so P1 measures pipelined appends to an
-    // existing id (as JournalPerfSpec does). It also steps around a known journal race when a
-    // brand-new id's very first writes are pipelined (see CHANGELOG, "Known issues").
+    // existing id (as JournalPerfSpec does), not the topic's creation.
     journal
         .write(vec![AtomicWrite::new(vec![PersistentRepr::new(
             pid.clone(),

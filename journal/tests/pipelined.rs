@@ -67,7 +67,11 @@ async fn reads_and_deletions_issued_after_a_first_write_see_it() {
         assert_eq!(highest.expect("highest"), 3, "round {round}");
 
         let pid = unique(&format!("replay-after-first-write-{round}"));
-        let writes = vec![AtomicWrite::new(vec![PersistentRepr::new(pid.clone(), 1, "x")])];
+        let writes = vec![AtomicWrite::new(vec![PersistentRepr::new(
+            pid.clone(),
+            1,
+            "x",
+        )])];
         let (written, replayed) = futures::join!(
             journal.write(writes),
             seqs(journal.replay(&pid, 1, u64::MAX, u64::MAX))
