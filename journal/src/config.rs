@@ -47,6 +47,10 @@ pub struct JournalConfig {
     pub event_serializer_id: Option<i32>,
     /// Raw Kafka-style client properties, passed to the client.
     pub client_properties: BTreeMap<String, String>,
+    /// How many persistence ids the journal keeps its verified state of (default 100,000).
+    /// Beyond that, the least recently used ids with nothing in flight are forgotten; their
+    /// next use reads their log again (as after a restart). Minimum 1.
+    pub max_cached_ids: usize,
     /// Maps each event to user topics (not configurable from a file).
     #[serde(skip)]
     pub(crate) event_topic_mapper: MapperHandle,
@@ -80,6 +84,7 @@ impl fmt::Debug for JournalConfig {
             .field("event_topic_partitions", &self.event_topic_partitions)
             .field("event_serializer_id", &self.event_serializer_id)
             .field("client_properties", &self.client_properties)
+            .field("max_cached_ids", &self.max_cached_ids)
             .field("event_topic_mapper", &self.event_topic_mapper)
             .finish()
     }
@@ -97,6 +102,7 @@ impl Default for JournalConfig {
             event_topic_partitions: 1,
             event_serializer_id: None,
             client_properties: BTreeMap::new(),
+            max_cached_ids: 100_000,
             event_topic_mapper: MapperHandle::default(),
         }
     }
@@ -152,6 +158,12 @@ impl JournalConfig {
     /// Sets the serializer id written into published events.
     pub fn with_event_serializer_id(mut self, id: i32) -> Self {
         self.event_serializer_id = Some(id);
+        self
+    }
+
+    /// Bounds the per-id state the journal keeps (see [`JournalConfig::max_cached_ids`]).
+    pub fn with_max_cached_ids(mut self, ids: usize) -> Self {
+        self.max_cached_ids = ids;
         self
     }
 

@@ -24,7 +24,7 @@ use crate::format::{record_size_bound, JournalRecord, BATCH_OVERHEAD};
 use crate::gate::Ticket;
 use crate::layout::{topic_for, PARTITION};
 use crate::log::{scan, ScanOptions, Until, Verified};
-use crate::pid::{InflightGuard, Outcome, PidEntry};
+use crate::pid::{InflightGuard, Outcome, PidCache, PidEntry};
 use crate::repr::{AtomicWrite, PersistentRepr};
 use crate::scan::Applied;
 use crate::topics::{NewTopicSpec, TopicCreator};
@@ -51,7 +51,7 @@ pub(crate) struct Inner {
     producer: Producer,
     pub(crate) config: JournalConfig,
     mapper: Arc<dyn EventTopicMapper>,
-    pids: Mutex<HashMap<String, Arc<PidEntry>>>,
+    pids: Mutex<PidCache>,
     known_event_topics: Mutex<HashMap<String, i32>>,
     creator: TopicCreator,
     batch_nonce: u64,
@@ -132,6 +132,11 @@ impl Journal {
         if config.bootstrap_servers.trim().is_empty() {
             return Err(JournalError::Config("bootstrap_servers is empty".into()));
         }
+        if config.max_cached_ids == 0 {
+            return Err(JournalError::Config(
+                "max_cached_ids must be at least 1".into(),
+            ));
+        }
         let timeout = config.timeout();
         let mut client_config = ClientConfig::new(config.bootstrap_servers.clone())
             .with_client_id("kafka-persistence-journal")
@@ -156,8 +161,8 @@ impl Journal {
                 client,
                 producer,
                 mapper: config.mapper(),
+                pids: Mutex::new(PidCache::new(config.max_cached_ids)),
                 config,
-                pids: Mutex::new(HashMap::new()),
                 known_event_topics: Mutex::new(HashMap::new()),
                 creator: TopicCreator::default(),
                 batch_nonce: nonce,
@@ -253,12 +258,12 @@ impl Journal {
 impl Inner {
     pub(crate) fn entry(&self, persistence_id: &str) -> Arc<PidEntry> {
         let mut pids = self.pids.lock().unwrap_or_else(|p| p.into_inner());
-        Arc::clone(pids.entry(persistence_id.to_string()).or_insert_with(|| {
-            Arc::new(PidEntry::new(
+        pids.get_or_insert(persistence_id, || {
+            PidEntry::new(
                 persistence_id,
                 topic_for(&self.config.topic_prefix, persistence_id),
-            ))
-        }))
+            )
+        })
     }
 
     fn new_topic(&self, name: &str) -> NewTopicSpec {
