@@ -120,6 +120,9 @@ impl Client {
     /// first bootstrap server that answers.
     pub async fn connect(config: ClientConfig) -> Result<Client, Error> {
         let bootstrap = config.validate()?;
+        for (key, value) in config.extra_properties() {
+            tracing::warn!(property = %key, value = %value, reason = "not interpreted by this client", "ignoring client property");
+        }
         let conn_config = ConnConfig {
             client_id: config.client_id.clone(),
             max_frame_size: config.max_frame_size,

@@ -120,7 +120,8 @@ impl ClientConfig {
     /// `retry.backoff.max.ms`, `socket.connection.setup.timeout.ms`,
     /// `metadata.min.refresh.interval.ms`, `max.frame.bytes`) are applied; an unparsable value
     /// makes [`Client::connect`](crate::Client::connect) fail with [`Error::Config`]. Other
-    /// keys are kept but not interpreted.
+    /// keys are kept (see [`ClientConfig::extra_properties`]) but not interpreted; `connect`
+    /// logs a warning for each.
     pub fn with_property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         let key = key.into();
         let value = value.into();
