@@ -31,6 +31,7 @@ fn codecs() -> Vec<Compression> {
         Compression::Lz4,
         Compression::Snappy,
         Compression::Gzip,
+        Compression::Zstd,
     ]
     .into_iter()
     .filter(|c| can_encode(*c))

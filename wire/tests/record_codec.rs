@@ -244,21 +244,41 @@ fn encode_errors_leave_output_untouched() {
 
 #[cfg(feature = "zstd")]
 #[test]
-fn zstd_encode_is_a_clear_error() {
-    let mut out = BytesMut::new();
+fn zstd_batch_encodes_and_decodes() {
+    let records: Vec<Record> = (0..50)
+        .map(|i| {
+            Record::new(format!("zstd-value-{i}").repeat(20).into_bytes(), 1_000 + i)
+                .with_key(format!("k{i}").into_bytes())
+                .with_header("h", "v")
+        })
+        .collect();
     let opts = EncodeOptions {
         compression: Compression::Zstd,
         ..EncodeOptions::default()
     };
-    let err = encode_batch(&[Record::new(&b"v"[..], 1)], &opts, &mut out).unwrap_err();
+    let batch = encode(&records, &opts);
+    let plain = encode(&records, &EncodeOptions::default());
     assert!(
-        matches!(
-            err,
-            RecordError::Compression(CompressionError::EncodeUnsupported("zstd"))
-        ),
-        "{err}"
+        batch.len() < plain.len() / 2,
+        "{} vs {}",
+        batch.len(),
+        plain.len()
     );
-    assert!(out.is_empty());
+    // The records section is one zstd frame.
+    assert_eq!(
+        &batch[BatchHeader::SIZE..BatchHeader::SIZE + 4],
+        &[0x28, 0xb5, 0x2f, 0xfd]
+    );
+    let d = decode_one(&batch).unwrap();
+    assert_eq!(d.header.compression().unwrap(), Compression::Zstd);
+    assert_eq!(d.records.len(), records.len());
+    for (i, (r, src)) in d.records.iter().zip(&records).enumerate() {
+        assert_eq!(r.offset, i as i64);
+        assert_eq!(r.key, src.key);
+        assert_eq!(r.value, src.value);
+        assert_eq!(r.headers, src.headers);
+        assert_eq!(r.timestamp, src.timestamp);
+    }
 }
 
 #[test]

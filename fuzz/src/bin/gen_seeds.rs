@@ -25,6 +25,7 @@ fn batches() -> Vec<(String, Bytes)> {
         Compression::Gzip,
         Compression::Snappy,
         Compression::Lz4,
+        Compression::Zstd,
     ] {
         for (n, txn) in [(1usize, false), (5, true)] {
             let records: Vec<Record> = (0..n)
