@@ -91,3 +91,45 @@ async fn reads_and_deletions_issued_after_a_first_write_see_it() {
         assert_eq!(replayed, vec![3], "round {round}");
     }
 }
+
+/// Pipelined writes to an id whose topic has a small `max.message.bytes`: each write fits,
+/// and the producer must not merge them into a record batch the broker refuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_writes_respect_a_small_max_message_bytes() {
+    let b = broker().await;
+    let journal = Arc::new(
+        kafka_persistence_journal::Journal::connect(
+            common::config(&b.bootstrap()).with_max_message_bytes(20_000),
+        )
+        .await
+        .expect("journal connects"),
+    );
+    let pid = unique("small-max");
+    let payload = bytes::Bytes::from(vec![b'p'; 6_000]);
+    // The topic exists before the pipelined writes start.
+    let first = journal
+        .write(vec![AtomicWrite::new(vec![PersistentRepr::new(
+            pid.clone(),
+            1,
+            payload.clone(),
+        )])])
+        .await
+        .expect("first write");
+    assert!(first.iter().all(|r| r.is_ok()));
+    let calls = (2..=60u64).map(|seq| {
+        let journal = Arc::clone(&journal);
+        let w = vec![AtomicWrite::new(vec![PersistentRepr::new(
+            pid.clone(),
+            seq,
+            payload.clone(),
+        )])];
+        async move { journal.write(w).await }
+    });
+    let mut results = futures::stream::iter(calls).buffered(32);
+    while let Some(r) = results.next().await {
+        let inner = r.unwrap_or_else(|e| panic!("write failed: {e}"));
+        assert!(inner.iter().all(|r| r.is_ok()), "{inner:?}");
+    }
+    let replayed = seqs(journal.replay(&pid, 1, u64::MAX, u64::MAX)).await;
+    assert_eq!(replayed, (1..=60).collect::<Vec<u64>>());
+}

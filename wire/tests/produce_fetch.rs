@@ -323,3 +323,52 @@ async fn message_too_large_is_reported() {
     let r = client.fetch(FetchRequest::new(&topic, 0, 0)).await.unwrap();
     assert_eq!(r.records.len(), 1);
 }
+
+/// Sends that each fit the topic's `max.message.bytes` but were merged into one batch that
+/// does not: the producer splits the batch and stores every send, in order, exactly once
+/// (they used to fail together with MESSAGE_TOO_LARGE).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merged_sends_too_large_together_are_split() {
+    let b = broker().await;
+    let client = b.client().await;
+    let topic = unique("split");
+    client
+        .create_topics(vec![
+            NewTopic::new(&topic, 1, 1).with_config("max.message.bytes", "20000")
+        ])
+        .await
+        .unwrap();
+    // A linger so that the sends below are merged into batches of about 1 MiB.
+    let producer =
+        client.producer(ProducerConfig::default().with_linger(Duration::from_millis(20)));
+    let sends = (0..60u32).map(|i| {
+        let mut value = vec![b'v'; 6_000];
+        value[..4].copy_from_slice(&i.to_be_bytes());
+        producer.send(&topic, 0, vec![Record::new(value, now_ms())])
+    });
+    let offsets: Vec<i64> = futures::future::join_all(sends)
+        .await
+        .into_iter()
+        .map(|r| r.expect("every send fits on its own").base_offset)
+        .collect();
+    assert_eq!(
+        offsets,
+        (0..60).collect::<Vec<i64>>(),
+        "in call order, no gap"
+    );
+    let records = fetch_all(&client, &topic, 0, 0, 60).await;
+    let ids: Vec<u32> = records
+        .iter()
+        .map(|r| {
+            let v = r.value.as_ref().expect("value");
+            u32::from_be_bytes([v[0], v[1], v[2], v[3]])
+        })
+        .collect();
+    assert_eq!(ids, (0..60).collect::<Vec<u32>>(), "no duplicate, no loss");
+    // Later sends are batched within the limit learnt.
+    let more = (60..80u32)
+        .map(|_| producer.send(&topic, 0, vec![Record::new(vec![b'w'; 6_000], now_ms())]));
+    for r in futures::future::join_all(more).await {
+        r.expect("later sends fit too");
+    }
+}
