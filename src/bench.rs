@@ -41,12 +41,43 @@ pub(crate) struct BenchArgs {
     /// Hide the progress bars.
     #[arg(long)]
     quiet: bool,
+    /// The async runtime the benchmark (and the embedded testserver) runs on.
+    #[arg(long, value_enum, default_value_t = RuntimeKind::CurrentThread)]
+    pub(crate) runtime: RuntimeKind,
+}
+
+/// Which tokio runtime `bench` uses.
+///
+/// `current-thread` (default): the journal, its client and the embedded testserver share one
+/// thread, as in a service that runs each entity's work on one thread; a write's round trip
+/// never hands work to another thread. `multi-thread`: one worker per core; more throughput
+/// for many ids at once (P4), but each hand-off between threads pays the wake-up of an idle
+/// core, which on small virtual machines costs 100 µs or more and then dominates P2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum RuntimeKind {
+    /// One thread.
+    CurrentThread,
+    /// One worker thread per core.
+    MultiThread,
+}
+
+impl RuntimeKind {
+    /// Builds the runtime.
+    pub(crate) fn build(self) -> std::io::Result<tokio::runtime::Runtime> {
+        let mut builder = match self {
+            RuntimeKind::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+            RuntimeKind::MultiThread => tokio::runtime::Builder::new_multi_thread(),
+        };
+        builder.enable_all().build()
+    }
 }
 
 /// What P1-P4 measured.
 #[derive(Debug, serde::Serialize)]
 struct Report {
     broker: String,
+    runtime: RuntimeKind,
     p1_events_per_s: f64,
     p1_iteration_events_per_s: Vec<f64>,
     p2_p50_us: f64,
@@ -98,6 +129,7 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), BoxError> {
 
     let report = Report {
         broker,
+        runtime: args.runtime,
         p1_events_per_s: median(&p1),
         p1_iteration_events_per_s: p1,
         p2_p50_us: p2.p50_us,
@@ -370,8 +402,13 @@ async fn p4_many_ids(
 
 fn print_table(r: &Report, args: &BenchArgs) {
     println!(
-        "kafka-persistence bench on {} ({} B payloads)",
-        r.broker, args.payload
+        "kafka-persistence bench on {} ({} B payloads, {} runtime)",
+        r.broker,
+        args.payload,
+        match r.runtime {
+            RuntimeKind::CurrentThread => "current-thread",
+            RuntimeKind::MultiThread => "multi-thread",
+        }
     );
     println!("{:<44} {:>16}", "benchmark", "result");
     println!("{}", "-".repeat(61));
