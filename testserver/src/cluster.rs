@@ -351,6 +351,21 @@ impl Cluster {
                 log.log_start_offset = lp.log_start_offset;
                 log.high_watermark = lp.high_watermark;
                 log.dirty = true;
+                // Idempotent producers keep their sequence state across the restart, and
+                // their ids are never handed out again. Not on compacted topics: compaction
+                // may have dropped a producer's last batch (Kafka keeps it, we do not), and
+                // a stale window would refuse that producer's next batch.
+                let rebuilt = if config.compact {
+                    Vec::new()
+                } else {
+                    log.rebuild_producers()
+                };
+                for (id, epoch) in rebuilt {
+                    self.next_producer_id.fetch_max(id + 1, Ordering::Relaxed);
+                    let mut producers = lock(&self.producers);
+                    let e = producers.epochs.entry(id).or_insert(epoch);
+                    *e = (*e).max(epoch);
+                }
                 log.file = Some(PartitionFile::open(&dir, p as i32)?);
                 parts.push(Arc::new(Partition {
                     log: Mutex::new(log),

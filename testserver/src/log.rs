@@ -156,6 +156,28 @@ impl PartitionLog {
         Ok(SeqCheck::Append)
     }
 
+    /// Rebuilds the idempotent producers' windows from the batches in the log (after loading
+    /// it from disk), as Kafka rebuilds its producer state from the log; returns the highest
+    /// producer id and epoch seen per producer.
+    pub(crate) fn rebuild_producers(&mut self) -> Vec<(i64, i16)> {
+        let headers: Vec<(BatchHeader, i64)> = self
+            .batches
+            .iter()
+            .filter_map(|b| {
+                BatchHeader::parse(&b.bytes)
+                    .ok()
+                    .map(|h| (h, b.base_offset))
+            })
+            .collect();
+        for (h, base) in &headers {
+            self.record_sequence(h, *base);
+        }
+        self.producers
+            .iter()
+            .map(|(id, w)| (*id, w.epoch))
+            .collect()
+    }
+
     /// Records an appended idempotent batch in its producer's window.
     fn record_sequence(&mut self, h: &BatchHeader, base_offset: i64) {
         if h.producer_id < 0 || h.base_sequence < 0 {

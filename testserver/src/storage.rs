@@ -8,7 +8,8 @@
 //!
 //! Not crash safe (no fsync, no atomic rename of the config): a truncated last batch is
 //! ignored on load, anything worse makes the partition start empty. Producer state (idempotent
-//! sequences) is not persisted: after a restart every producer starts fresh.
+//! sequences) is not written separately: on load it is rebuilt from the batches' headers (as
+//! Kafka rebuilds it from its log), so a retried batch is still recognised after a restart.
 //! Topic names are safe file names by construction (`[a-zA-Z0-9._-]`, not `.`/`..`).
 
 use std::fs::{self, File, OpenOptions};

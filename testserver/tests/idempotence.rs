@@ -140,3 +140,46 @@ async fn only_the_last_five_batches_are_remembered() {
     let r = produce(&mut raw, 9, &topic, 0, batches[0].clone()).await;
     assert_eq!(r.error_code, 45, "older than the window");
 }
+
+/// A broker restarted on its data directory rebuilds the idempotent producers' state from the
+/// stored batches (as Kafka does from its log): a batch retried across the restart (its ack
+/// was lost) is recognised instead of stored twice, a gap is still refused, and producer ids
+/// of stored batches are not handed out again.
+#[tokio::test]
+async fn producer_state_survives_a_restart_on_the_data_directory() {
+    use kafka_persistence_testserver::TestServer;
+    let dir = std::env::temp_dir().join(unique("kp-testserver-pids"));
+    let topic = unique("restart-dup");
+    let (pid, epoch, second) = {
+        let server = TestServer::builder().data_dir(&dir).start().await.unwrap();
+        let mut raw = Raw::connect(&server.bootstrap_servers()).await;
+        assert_eq!(create_topic(&mut raw, &topic, 1, &[]).await, 0);
+        let (pid, epoch) = init_pid(&mut raw).await;
+        let first = idempotent_batch(&records("a", 2), pid, epoch, 0);
+        let second = idempotent_batch(&records("b", 3), pid, epoch, 2);
+        assert_eq!(produce(&mut raw, 9, &topic, 0, first).await.error_code, 0);
+        let r = produce(&mut raw, 9, &topic, 0, second.clone()).await;
+        assert_eq!((r.error_code, r.base_offset), (0, 2));
+        server.shutdown().await;
+        (pid, epoch, second)
+    };
+    let server = TestServer::builder().data_dir(&dir).start().await.unwrap();
+    let mut raw = Raw::connect(&server.bootstrap_servers()).await;
+    // The retry of the last batch: answered with its original offset, not appended.
+    let r = produce(&mut raw, 9, &topic, 0, second).await;
+    assert_eq!((r.error_code, r.base_offset), (0, 2));
+    // A gap (sequence 6 where 5 is next) is refused.
+    let gap = idempotent_batch(&records("c", 1), pid, epoch, 6);
+    assert_eq!(produce(&mut raw, 9, &topic, 0, gap).await.error_code, 45);
+    // The next batch in sequence is appended.
+    let next = idempotent_batch(&records("d", 1), pid, epoch, 5);
+    let r = produce(&mut raw, 9, &topic, 0, next).await;
+    assert_eq!((r.error_code, r.base_offset), (0, 5));
+    let p = fetch(&mut raw, &topic, 0, FetchArgs::default()).await;
+    assert_eq!(p.high_watermark, 6, "no duplicate across the restart");
+    // A new producer gets an id the stored batches do not use.
+    let (fresh, _) = init_pid(&mut raw).await;
+    assert!(fresh > pid, "{fresh} vs {pid}");
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
