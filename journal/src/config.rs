@@ -109,6 +109,53 @@ impl Default for JournalConfig {
 }
 
 impl JournalConfig {
+    /// Checks the settings that would otherwise fail later, at the first write or with a less
+    /// clear broker error; [`crate::Journal::connect`] calls it.
+    ///
+    /// ```
+    /// use kafka_persistence_journal::JournalConfig;
+    /// assert!(JournalConfig::new("k:9092").validate().is_ok());
+    /// assert!(JournalConfig::new("k:9092").with_topic_prefix("a/b").validate().is_err());
+    /// ```
+    pub fn validate(&self) -> Result<(), crate::JournalError> {
+        let bad = |m: String| Err(crate::JournalError::Config(m));
+        if self.bootstrap_servers.trim().is_empty() {
+            return bad("bootstrap_servers is empty".into());
+        }
+        if let Some(e) = kafka_persistence_wire::admin::topic_name_error(&self.topic_prefix, true) {
+            return bad(format!("topic_prefix {:?} {e}", self.topic_prefix));
+        }
+        // Room for the encoded id or its hash suffix.
+        if self.topic_prefix.len() > 200 {
+            return bad(format!(
+                "topic_prefix is {} characters long (at most 200)",
+                self.topic_prefix.len()
+            ));
+        }
+        if self.replication_factor == 0 || self.replication_factor < -1 {
+            return bad(format!(
+                "replication_factor {} (at least 1, or -1 for the broker's default)",
+                self.replication_factor
+            ));
+        }
+        if self.event_topic_partitions == 0 || self.event_topic_partitions < -1 {
+            return bad(format!(
+                "event_topic_partitions {} (at least 1, or -1 for the broker's default)",
+                self.event_topic_partitions
+            ));
+        }
+        if let Some(m) = self.max_message_bytes.filter(|m| *m < 1024) {
+            return bad(format!("max_message_bytes {m} (at least 1024)"));
+        }
+        if self.timeout_ms == 0 {
+            return bad("timeout_ms is 0".into());
+        }
+        if self.max_cached_ids == 0 {
+            return bad("max_cached_ids must be at least 1".into());
+        }
+        Ok(())
+    }
+
     /// Defaults with the given bootstrap servers.
     pub fn new(bootstrap_servers: impl Into<String>) -> Self {
         JournalConfig {
@@ -186,5 +233,38 @@ impl JournalConfig {
 
     pub(crate) fn mapper(&self) -> Arc<dyn EventTopicMapper> {
         Arc::clone(&self.event_topic_mapper.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejects(config: JournalConfig, what: &str) {
+        match config.validate() {
+            Err(crate::JournalError::Config(m)) => assert!(m.contains(what), "{m}"),
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn invalid_settings_are_named() {
+        let ok = JournalConfig::new("k:9092");
+        assert!(ok.validate().is_ok());
+        assert!(ok.clone().with_replication_factor(-1).validate().is_ok());
+        rejects(JournalConfig::new(" "), "bootstrap_servers");
+        rejects(ok.clone().with_topic_prefix(""), "topic_prefix");
+        rejects(ok.clone().with_topic_prefix("j/"), "'/'");
+        rejects(ok.clone().with_topic_prefix("x".repeat(201)), "at most 200");
+        rejects(ok.clone().with_replication_factor(0), "replication_factor");
+        rejects(ok.clone().with_replication_factor(-2), "replication_factor");
+        rejects(
+            ok.clone().with_event_topic_partitions(0),
+            "event_topic_partitions",
+        );
+        rejects(ok.clone().with_max_message_bytes(100), "max_message_bytes");
+        rejects(ok.clone().with_max_cached_ids(0), "max_cached_ids");
+        let zero: JournalConfig = serde_json::from_str(r#"{"timeout_ms": 0}"#).expect("parses");
+        rejects(zero, "timeout_ms");
     }
 }

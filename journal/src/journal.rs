@@ -129,14 +129,7 @@ pub(crate) async fn bounded<T>(
 impl Journal {
     /// Connects to the brokers of `config`.
     pub async fn connect(config: JournalConfig) -> Result<Journal, JournalError> {
-        if config.bootstrap_servers.trim().is_empty() {
-            return Err(JournalError::Config("bootstrap_servers is empty".into()));
-        }
-        if config.max_cached_ids == 0 {
-            return Err(JournalError::Config(
-                "max_cached_ids must be at least 1".into(),
-            ));
-        }
+        config.validate()?;
         let timeout = config.timeout();
         let mut client_config = ClientConfig::new(config.bootstrap_servers.clone())
             .with_client_id("kafka-persistence-journal")

@@ -58,6 +58,44 @@ impl Default for SnapshotConfig {
 }
 
 impl SnapshotConfig {
+    /// Checks the settings that would otherwise fail later, at the first save or with a less
+    /// clear broker error; [`crate::SnapshotStore::connect`] calls it.
+    ///
+    /// ```
+    /// use kafka_persistence_snapshot::SnapshotConfig;
+    /// assert!(SnapshotConfig::new("k:9092").validate().is_ok());
+    /// assert!(SnapshotConfig::new("k:9092").with_topic_prefix("").validate().is_err());
+    /// ```
+    pub fn validate(&self) -> Result<(), crate::SnapshotError> {
+        let bad = |m: String| Err(crate::SnapshotError::Config(m));
+        if self.bootstrap_servers.trim().is_empty() {
+            return bad("bootstrap_servers is empty".into());
+        }
+        if let Some(e) = kafka_persistence_wire::admin::topic_name_error(&self.topic_prefix, true) {
+            return bad(format!("topic_prefix {:?} {e}", self.topic_prefix));
+        }
+        // Room for the encoded id or its hash suffix.
+        if self.topic_prefix.len() > 200 {
+            return bad(format!(
+                "topic_prefix is {} characters long (at most 200)",
+                self.topic_prefix.len()
+            ));
+        }
+        if self.replication_factor == 0 || self.replication_factor < -1 {
+            return bad(format!(
+                "replication_factor {} (at least 1, or -1 for the broker's default)",
+                self.replication_factor
+            ));
+        }
+        if let Some(m) = self.max_message_bytes.filter(|m| *m < 1024) {
+            return bad(format!("max_message_bytes {m} (at least 1024)"));
+        }
+        if self.timeout_ms == 0 {
+            return bad("timeout_ms is 0".into());
+        }
+        Ok(())
+    }
+
     /// Defaults with the given bootstrap servers.
     pub fn new(bootstrap_servers: impl Into<String>) -> Self {
         SnapshotConfig {
@@ -109,5 +147,27 @@ impl SnapshotConfig {
     /// The bound of every store call.
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejects(config: SnapshotConfig, what: &str) {
+        match config.validate() {
+            Err(crate::SnapshotError::Config(m)) => assert!(m.contains(what), "{m}"),
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn invalid_settings_are_named() {
+        let ok = SnapshotConfig::new("k:9092");
+        assert!(ok.validate().is_ok());
+        rejects(SnapshotConfig::new(""), "bootstrap_servers");
+        rejects(ok.clone().with_topic_prefix("snap shot-"), "' '");
+        rejects(ok.clone().with_replication_factor(0), "replication_factor");
+        rejects(ok.clone().with_max_message_bytes(10), "max_message_bytes");
     }
 }

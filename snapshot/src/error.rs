@@ -19,6 +19,9 @@ pub enum SnapshotError {
         /// The configured bound.
         timeout: Duration,
     },
+    /// The configuration is invalid (see [`crate::SnapshotConfig::validate`]).
+    #[error("invalid configuration: {0}")]
+    Config(String),
     /// The call's arguments are invalid (e.g. sequence number 0); nothing was written.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

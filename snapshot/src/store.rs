@@ -101,6 +101,7 @@ impl SnapshotStore {
     /// Connects to the brokers of `config`. Creates nothing: topics are created by the first
     /// save of each persistence id.
     pub async fn connect(config: SnapshotConfig) -> Result<SnapshotStore, SnapshotError> {
+        config.validate()?;
         let timeout = config.timeout();
         let mut client_config = ClientConfig::new(config.bootstrap_servers.clone())
             .with_request_timeout(timeout.min(Duration::from_secs(30)))
