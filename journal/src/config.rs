@@ -122,30 +122,18 @@ impl JournalConfig {
         if self.bootstrap_servers.trim().is_empty() {
             return bad("bootstrap_servers is empty".into());
         }
-        if let Some(e) = kafka_persistence_wire::admin::topic_name_error(&self.topic_prefix, true) {
-            return bad(format!("topic_prefix {:?} {e}", self.topic_prefix));
-        }
-        // Room for the encoded id or its hash suffix.
-        if self.topic_prefix.len() > 200 {
-            return bad(format!(
-                "topic_prefix is {} characters long (at most 200)",
-                self.topic_prefix.len()
-            ));
-        }
-        if self.replication_factor == 0 || self.replication_factor < -1 {
-            return bad(format!(
-                "replication_factor {} (at least 1, or -1 for the broker's default)",
-                self.replication_factor
-            ));
+        if let Some(e) = kafka_persistence_wire::naming::topic_settings_error(
+            &self.topic_prefix,
+            self.replication_factor,
+            self.max_message_bytes,
+        ) {
+            return bad(e);
         }
         if self.event_topic_partitions == 0 || self.event_topic_partitions < -1 {
             return bad(format!(
                 "event_topic_partitions {} (at least 1, or -1 for the broker's default)",
                 self.event_topic_partitions
             ));
-        }
-        if let Some(m) = self.max_message_bytes.filter(|m| *m < 1024) {
-            return bad(format!("max_message_bytes {m} (at least 1024)"));
         }
         if self.timeout_ms == 0 {
             return bad("timeout_ms is 0".into());

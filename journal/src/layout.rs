@@ -3,41 +3,21 @@
 //! Everything that knows how persistence ids map to topics and partitions lives here, so a
 //! shared-topic layout can replace it later.
 //!
-//! Topic names: the prefix, then the persistence id with every character outside
-//! `[A-Za-z0-9-]` (including `_` and `.`) written as `_` + two lowercase hex digits per
-//! UTF-8 byte. The encoding is injective and never produces `.` (Kafka treats `.` and `_`
-//! as colliding). A name longer than Kafka's 249 characters is truncated and ends in
-//! `_h` + 16 hex digits of a hash of the whole id (`_h` cannot occur in an unhashed name);
-//! such ids are recovered from the record keys.
+//! Topic names: [`kafka_persistence_wire::naming::encode_topic_name`] of the id under the
+//! prefix (injective, never `.`; names past 249 characters end in a hash of the id, and such
+//! ids are recovered from the record keys). The snapshot store uses the same encoding.
 
-/// Kafka's maximum topic name length.
-pub(crate) const MAX_TOPIC_NAME: usize = 249;
+pub(crate) use kafka_persistence_wire::naming::fnv1a64;
+use kafka_persistence_wire::naming::{
+    encode_topic_name, HASH_SUFFIX_LEN, MAX_TOPIC_NAME_LEN as MAX_TOPIC_NAME,
+};
+
 /// The only partition of a journal topic in layout v1.
 pub(crate) const PARTITION: i32 = 0;
-const HASH_SUFFIX_LEN: usize = 18; // "_h" + 16 hex digits
 
 /// The journal topic of `persistence_id` under `prefix`.
 pub(crate) fn topic_for(prefix: &str, persistence_id: &str) -> String {
-    let mut name = String::with_capacity(prefix.len() + persistence_id.len());
-    name.push_str(prefix);
-    for &b in persistence_id.as_bytes() {
-        if b.is_ascii_alphanumeric() || b == b'-' {
-            name.push(b as char);
-        } else {
-            name.push('_');
-            name.push(hex_digit(b >> 4));
-            name.push(hex_digit(b & 0x0f));
-        }
-    }
-    if name.len() <= MAX_TOPIC_NAME {
-        return name;
-    }
-    let keep = MAX_TOPIC_NAME.saturating_sub(HASH_SUFFIX_LEN);
-    // The name is ASCII, so truncating at any byte index is a char boundary.
-    name.truncate(keep);
-    name.push_str("_h");
-    name.push_str(&format!("{:016x}", fnv1a64(persistence_id.as_bytes())));
-    name
+    encode_topic_name(prefix, persistence_id)
 }
 
 /// The decoded name of a journal topic under `prefix`:
@@ -79,26 +59,12 @@ fn is_hashed(rest: &str) -> bool {
     }
 }
 
-fn hex_digit(v: u8) -> char {
-    char::from(b"0123456789abcdef"[usize::from(v & 0x0f)])
-}
-
 fn hex_value(c: u8) -> Option<u8> {
     match c {
         b'0'..=b'9' => Some(c - b'0'),
         b'a'..=b'f' => Some(c - b'a' + 10),
         _ => None,
     }
-}
-
-/// FNV-1a, 64 bit: a stable hash (unlike `std`'s `DefaultHasher`).
-pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
 }
 
 #[cfg(test)]

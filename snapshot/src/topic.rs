@@ -1,56 +1,12 @@
-//! Topic names: one compacted topic per persistence id.
-//!
-//! The SAME injective encoding as the journal's topic layout (kept as a private copy so the
-//! snapshot store does not depend on the journal crate): the prefix, then the persistence id
-//! with every character outside `[A-Za-z0-9-]` (including `_` and `.`) written as `_` + two
-//! lowercase hex digits per UTF-8 byte. The result never contains `.` (Kafka treats `.` and
-//! `_` as colliding in metric names). A name longer than Kafka's 249 characters is truncated
-//! and ends in `_h` + 16 hex digits of the FNV-1a hash of the whole id (`_h` cannot occur in
-//! an unhashed name, because `h` is not a hex digit).
+//! Topic names: one compacted topic per persistence id, named by the same injective encoding as
+//! the journal's topics ([`kafka_persistence_wire::naming::encode_topic_name`]).
 
-/// Kafka's maximum topic name length.
-pub(crate) const MAX_TOPIC_NAME: usize = 249;
-const HASH_SUFFIX_LEN: usize = 18; // "_h" + 16 hex digits
+#[cfg(test)]
+use kafka_persistence_wire::naming::{fnv1a64, MAX_TOPIC_NAME_LEN as MAX_TOPIC_NAME};
 
 /// The snapshot topic of `persistence_id` under `prefix`.
 pub(crate) fn topic_for(prefix: &str, persistence_id: &str) -> String {
-    let mut name = String::with_capacity(prefix.len() + persistence_id.len());
-    name.push_str(prefix);
-    for &b in persistence_id.as_bytes() {
-        if b.is_ascii_alphanumeric() || b == b'-' {
-            name.push(char::from(b));
-        } else {
-            name.push('_');
-            name.push(hex_digit(b >> 4));
-            name.push(hex_digit(b & 0x0f));
-        }
-    }
-    if name.len() <= MAX_TOPIC_NAME {
-        return name;
-    }
-    // Every pushed character is ASCII; only the prefix may not be. Cut at a char boundary.
-    let mut keep = MAX_TOPIC_NAME.saturating_sub(HASH_SUFFIX_LEN);
-    while !name.is_char_boundary(keep) {
-        keep -= 1;
-    }
-    name.truncate(keep);
-    name.push_str("_h");
-    name.push_str(&format!("{:016x}", fnv1a64(persistence_id.as_bytes())));
-    name
-}
-
-fn hex_digit(v: u8) -> char {
-    char::from(b"0123456789abcdef"[usize::from(v & 0x0f)])
-}
-
-/// FNV-1a, 64 bit: a stable hash (unlike `std`'s `DefaultHasher`).
-pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
+    kafka_persistence_wire::naming::encode_topic_name(prefix, persistence_id)
 }
 
 #[cfg(test)]

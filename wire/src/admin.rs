@@ -30,36 +30,6 @@ use crate::client::{lock, Client, ConnKind};
 use crate::error::{Error, ErrorCode};
 use crate::metadata::{TopicMetadata, TopicState};
 
-/// Kafka's longest legal topic name.
-pub const MAX_TOPIC_NAME_LEN: usize = 249;
-
-/// Why `name` is not a legal Kafka topic name (or a legal beginning of one, with
-/// `prefix_only`), or `None` if it is: ASCII letters, digits, `.`, `_` and `-`, at most
-/// [`MAX_TOPIC_NAME_LEN`] characters, not empty, not `.` or `..`.
-///
-/// ```
-/// use kafka_persistence_wire::admin::topic_name_error;
-/// assert_eq!(topic_name_error("journal-", true), None);
-/// assert!(topic_name_error("a/b", false).is_some());
-/// ```
-pub fn topic_name_error(name: &str, prefix_only: bool) -> Option<String> {
-    if name.is_empty() {
-        return Some("is empty".to_owned());
-    }
-    if name.len() > MAX_TOPIC_NAME_LEN {
-        return Some(format!(
-            "is {} characters long (at most {MAX_TOPIC_NAME_LEN})",
-            name.len()
-        ));
-    }
-    if !prefix_only && (name == "." || name == "..") {
-        return Some(format!("cannot be {name:?}"));
-    }
-    name.chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-        .map(|c| format!("contains {c:?} (only ASCII letters, digits, '.', '_' and '-')"))
-}
-
 /// A topic to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewTopic {
@@ -437,22 +407,5 @@ impl Client {
             Ok(p.low_watermark)
         })
         .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn topic_names_follow_kafkas_rules() {
-        assert_eq!(topic_name_error("journal-a_b.c", false), None);
-        assert_eq!(topic_name_error(&"x".repeat(249), false), None);
-        assert!(topic_name_error(&"x".repeat(250), false).is_some());
-        assert!(topic_name_error("", true).is_some());
-        assert!(topic_name_error("..", false).is_some());
-        assert_eq!(topic_name_error("..", true), None, "a prefix may be '..'");
-        assert!(topic_name_error("ä", false).is_some());
-        assert!(topic_name_error("a b", false).is_some());
     }
 }

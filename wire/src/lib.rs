@@ -19,6 +19,7 @@ mod conn;
 pub mod error;
 pub mod fetch;
 pub mod metadata;
+pub mod naming;
 pub mod partitioner;
 pub mod producer;
 pub mod protocol;
