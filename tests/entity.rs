@@ -3,17 +3,15 @@
 
 mod common;
 
-use common::{broker, Broker};
+use common::{broker, unique_pid, Broker};
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures::TryStreamExt;
 use kafka_persistence::entity::{Behavior, CodecError, Entity, EntityError, Handled};
-use kafka_persistence::journal::{Journal, JournalConfig, PersistentRepr};
-use kafka_persistence::snapshot::{SnapshotConfig, SnapshotSelectionCriteria, SnapshotStore};
+use kafka_persistence::journal::{Journal, PersistentRepr};
+use kafka_persistence::snapshot::{SnapshotSelectionCriteria, SnapshotStore};
 
 /// A bank account: deposits and withdrawals; an overdraft is refused.
 #[derive(Debug, Clone, Copy)]
@@ -85,30 +83,8 @@ impl Behavior for Account {
 
 impl Broker {
     async fn parts(&self) -> (Arc<Journal>, Arc<SnapshotStore>) {
-        let journal = Journal::connect(
-            JournalConfig::new(&self.bootstrap).with_timeout(Duration::from_secs(30)),
-        )
-        .await
-        .expect("journal");
-        let store = SnapshotStore::connect(
-            SnapshotConfig::new(&self.bootstrap).with_timeout(Duration::from_secs(30)),
-        )
-        .await
-        .expect("snapshot store");
-        (Arc::new(journal), Arc::new(store))
+        (Arc::new(self.journal().await), Arc::new(self.store().await))
     }
-}
-
-fn unique_pid(tag: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!(
-        "entity-{tag}-{nanos:x}-{}",
-        N.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 #[tokio::test]

@@ -3,49 +3,15 @@
 
 mod common;
 
-use common::{broker, Broker};
-
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use common::{broker, unique_pid};
 
 use bytes::Bytes;
-use kafka_persistence::journal::{
-    journal_topic_name, AtomicWrite, Journal, JournalConfig, PersistentRepr,
-};
+use kafka_persistence::journal::{journal_topic_name, AtomicWrite, Journal, PersistentRepr};
 use kafka_persistence::recovery::{recover, recover_with};
 use kafka_persistence::snapshot::{
-    snapshot_topic_name, SnapshotConfig, SnapshotMetadata, SnapshotSelectionCriteria, SnapshotStore,
+    snapshot_topic_name, SnapshotMetadata, SnapshotSelectionCriteria, SnapshotStore,
 };
 use kafka_persistence::wire::{Client, ClientConfig, ProducerConfig, Record};
-
-impl Broker {
-    async fn journal(&self) -> Journal {
-        Journal::connect(JournalConfig::new(&self.bootstrap).with_timeout(Duration::from_secs(30)))
-            .await
-            .expect("journal")
-    }
-
-    async fn store(&self) -> SnapshotStore {
-        SnapshotStore::connect(
-            SnapshotConfig::new(&self.bootstrap).with_timeout(Duration::from_secs(30)),
-        )
-        .await
-        .expect("snapshot store")
-    }
-}
-
-fn unique_pid(tag: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!(
-        "{tag}/{nanos:x}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 async fn write_events(journal: &Journal, pid: &str, seqs: std::ops::RangeInclusive<u64>) {
     let writes = seqs

@@ -1,5 +1,11 @@
-//! Shared by the facade's integration tests: the broker a test runs against.
+//! Shared by the facade's integration tests: the broker a test runs against, its journal and
+//! snapshot store, unique persistence ids.
 
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use kafka_persistence::journal::{Journal, JournalConfig};
+use kafka_persistence::snapshot::{SnapshotConfig, SnapshotStore};
 use kafka_persistence::testserver::TestServer;
 
 /// The broker for one test: `KP_EXTERNAL_BOOTSTRAP` if set, else an in-process server.
@@ -22,4 +28,37 @@ pub(crate) async fn broker() -> Broker {
             }
         }
     }
+}
+
+impl Broker {
+    /// A journal on this broker (30 s bound per call).
+    pub(crate) async fn journal(&self) -> Journal {
+        Journal::connect(JournalConfig::new(&self.bootstrap).with_timeout(Duration::from_secs(30)))
+            .await
+            .expect("journal")
+    }
+
+    /// A snapshot store on this broker (30 s bound per call).
+    pub(crate) async fn store(&self) -> SnapshotStore {
+        SnapshotStore::connect(
+            SnapshotConfig::new(&self.bootstrap).with_timeout(Duration::from_secs(30)),
+        )
+        .await
+        .expect("snapshot store")
+    }
+}
+
+/// A persistence id no other test (or earlier run) uses, containing `/` (not a legal topic
+/// character, so the name encoding is exercised too).
+pub(crate) fn unique_pid(tag: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{tag}/{nanos:x}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
