@@ -154,6 +154,24 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// Writes event `seq` of `pid` on its own and awaits it; a refusal is an error.
+async fn write_one(
+    journal: &Journal,
+    pid: &str,
+    seq: u64,
+    payload: &Bytes,
+) -> Result<(), BoxError> {
+    let event = PersistentRepr::new(pid, seq, payload.clone());
+    match journal
+        .write(vec![AtomicWrite::new(vec![event])])
+        .await?
+        .pop()
+    {
+        Some(Err(e)) => Err(format!("write {seq} of {pid} was refused: {e}").into()),
+        _ => Ok(()),
+    }
+}
+
 /// P1: one id, `iterations` x `events` events written without awaiting each (pipelined).
 async fn p1_pipelined(
     journal: &Arc<Journal>,
@@ -165,15 +183,7 @@ async fn p1_pipelined(
     let pid = format!("bench-p1-{run_id}");
     // One awaited write first: it creates the topic, so P1 measures pipelined appends to an
     // existing id (as JournalPerfSpec does), not the topic's creation.
-    journal
-        .write(vec![AtomicWrite::new(vec![PersistentRepr::new(
-            pid.clone(),
-            1,
-            payload.clone(),
-        )])])
-        .await?
-        .into_iter()
-        .collect::<Result<Vec<()>, _>>()?;
+    write_one(journal, &pid, 1, payload).await?;
     let bar = progress.bar("P1 pipelined writes", args.iterations as u64 * args.events);
     let mut rates = Vec::with_capacity(args.iterations);
     let mut next = 2u64;
@@ -231,30 +241,15 @@ async fn p2_one_at_a_time(
     let total = args.iterations as u64 * args.events;
     let bar = progress.bar("P2 one-at-a-time writes", total);
     // The first write creates the topic: keep it out of the latency figures.
-    journal
-        .write(vec![AtomicWrite::new(vec![PersistentRepr::new(
-            pid.clone(),
-            1,
-            payload.clone(),
-        )])])
-        .await?
-        .into_iter()
-        .collect::<Result<Vec<()>, _>>()?;
+    write_one(journal, &pid, 1, payload).await?;
     let mut samples = Vec::with_capacity(total as usize);
     let start = Instant::now();
     for seq in 2..total + 2 {
         let t = Instant::now();
-        let results = journal
-            .write(vec![AtomicWrite::new(vec![PersistentRepr::new(
-                pid.clone(),
-                seq,
-                payload.clone(),
-            )])])
-            .await?;
+        write_one(journal, &pid, seq, payload)
+            .await
+            .map_err(|e| format!("P2: {e}"))?;
         samples.push(t.elapsed());
-        if let Some(Err(e)) = results.into_iter().next() {
-            return Err(format!("P2: write {seq} was refused: {e}").into());
-        }
         if seq % 256 == 0 {
             bar.set_position(seq - 1);
         }
@@ -343,21 +338,12 @@ async fn p4_many_ids(
         let events = args.p4_events;
         async move {
             for seq in 1..=events {
-                let results = journal
-                    .write(vec![AtomicWrite::new(vec![PersistentRepr::new(
-                        pid.clone(),
-                        seq,
-                        payload.clone(),
-                    )])])
-                    .await?;
-                if let Some(Err(e)) = results.into_iter().next() {
-                    return Err::<(), BoxError>(
-                        format!("P4: {pid} write {seq} refused: {e}").into(),
-                    );
-                }
+                write_one(&journal, &pid, seq, &payload)
+                    .await
+                    .map_err(|e| format!("P4: {e}"))?;
                 bar.inc(1);
             }
-            Ok(())
+            Ok::<(), BoxError>(())
         }
     });
     futures::stream::iter(writers)
