@@ -9,6 +9,7 @@
 //! - [`producer`], [`fetch`], [`admin`]: the client's three faces.
 //! - [`client`]: [`Client`] ties them together; [`config`] holds the builders.
 //! - [`partitioner`]: the Java client's murmur2 partitioner.
+//! - [`layout`]: [`Layout`], the journal's and snapshot store's topic layout setting.
 #![cfg_attr(not(test), warn(missing_docs))]
 
 pub mod admin;
@@ -18,6 +19,7 @@ pub mod config;
 mod conn;
 pub mod error;
 pub mod fetch;
+pub mod layout;
 pub mod metadata;
 pub mod naming;
 pub mod partitioner;
@@ -30,6 +32,7 @@ pub use client::Client;
 pub use config::{Acks, ClientConfig, ProducerConfig};
 pub use error::{Error, ErrorCode, ErrorInfo};
 pub use fetch::{FetchRequest, FetchResponse, IsolationLevel};
+pub use layout::Layout;
 pub use metadata::{PartitionMetadata, TopicMetadata};
 pub use partitioner::murmur2_partition;
 pub use producer::{Producer, RecordMetadata};
