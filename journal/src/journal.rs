@@ -211,6 +211,18 @@ impl Journal {
         .await
     }
 
+    /// The sequence number up to which the events of `persistence_id` are deleted (0 if
+    /// none): what [`Journal::delete_messages_to`] recorded, as every replay honours it.
+    pub async fn deleted_to(&self, persistence_id: &str) -> Result<u64, JournalError> {
+        let inner = &self.inner;
+        bounded(&inner.config, "deleted_to", async {
+            let entry = inner.entry(persistence_id);
+            let verified = entry.synced(entry.gate.ticket(), &inner.client).await?;
+            Ok(verified.map_or(0, |v| v.state.deleted_to))
+        })
+        .await
+    }
+
     /// Deletes the events up to `to_sequence_nr` (up to the highest at this moment)
     /// persistently: a deletion marker in the id's log, honoured by every later replay; the
     /// space below fully deleted records is freed with DeleteRecords.
