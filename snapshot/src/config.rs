@@ -3,7 +3,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use kafka_persistence_wire::Layout;
 use serde::Deserialize;
+
+/// The largest `SnapshotConfig::partitions`: the topic has twice as many, and Kafka
+/// clusters hold a few thousand partitions per broker.
+pub(crate) const MAX_PARTITIONS: i32 = 10_000;
 
 /// Configuration of a [`crate::SnapshotStore`].
 ///
@@ -16,10 +21,15 @@ use serde::Deserialize;
 ///     .with_timeout(Duration::from_secs(5))
 ///     .with_client_property("client.id", "my-app");
 /// assert_eq!(config.timeout(), Duration::from_secs(5));
+/// assert_eq!(config.layout, kafka_persistence_snapshot::Layout::Shared);
+/// assert_eq!(config.partitions, 16);
 /// let from_json: SnapshotConfig = serde_json::from_str(
 ///     r#"{"bootstrap_servers": "k1:9092", "timeout_ms": 2000}"#).unwrap();
 /// assert_eq!(from_json.timeout(), Duration::from_secs(2));
 /// assert_eq!(from_json.topic_prefix, "snapshot-");
+/// let v1: SnapshotConfig = serde_json::from_str(
+///     r#"{"bootstrap_servers": "k1:9092", "layout": "per-id"}"#).unwrap();
+/// assert_eq!(v1.layout, kafka_persistence_snapshot::Layout::PerId);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default)]
@@ -27,8 +37,16 @@ use serde::Deserialize;
 pub struct SnapshotConfig {
     /// `host:port[,host:port]` of the Kafka brokers.
     pub bootstrap_servers: String,
-    /// Prefix of every snapshot topic (default `snapshot-`).
+    /// Prefix of every snapshot topic (default `snapshot-`): layout v2's topic is
+    /// `{prefix}v2.snapshots`, layout v1's topics are the prefix plus the encoded id.
     pub topic_prefix: String,
+    /// The topic layout (default [`Layout::Shared`], v2); [`Layout::PerId`] (v1) is kept for
+    /// existing data.
+    pub layout: Layout,
+    /// Layout v2: P, the number of index partitions (default 16). The topic has 2 × P
+    /// partitions (P index, P chunk partitions); P is fixed when the topic is created, and
+    /// `connect` refuses a topic with another count. Unused in layout v1.
+    pub partitions: i32,
     /// Replication factor of created topics (default 1; use 3 in production).
     pub replication_factor: i16,
     /// `max.message.bytes` set on created snapshot topics; `None` keeps the broker default
@@ -48,6 +66,8 @@ impl Default for SnapshotConfig {
         SnapshotConfig {
             bootstrap_servers: "127.0.0.1:9092".into(),
             topic_prefix: "snapshot-".into(),
+            layout: Layout::default(),
+            partitions: 16,
             replication_factor: 1,
             max_message_bytes: None,
             timeout_ms: 30_000,
@@ -81,6 +101,12 @@ impl SnapshotConfig {
         if self.timeout_ms == 0 {
             return bad("timeout_ms is 0".into());
         }
+        if !(1..=MAX_PARTITIONS).contains(&self.partitions) {
+            return bad(format!(
+                "partitions {} (at least 1 and at most {MAX_PARTITIONS}; the topic gets twice as many)",
+                self.partitions
+            ));
+        }
         Ok(())
     }
 
@@ -95,6 +121,18 @@ impl SnapshotConfig {
     /// Sets the snapshot topic prefix.
     pub fn with_topic_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.topic_prefix = prefix.into();
+        self
+    }
+
+    /// Sets the topic layout.
+    pub fn with_layout(mut self, layout: Layout) -> Self {
+        self.layout = layout;
+        self
+    }
+
+    /// Sets P, the number of index partitions of layout v2 (the topic gets 2 × P).
+    pub fn with_partitions(mut self, partitions: i32) -> Self {
+        self.partitions = partitions;
         self
     }
 
@@ -157,5 +195,14 @@ mod tests {
         rejects(ok.clone().with_topic_prefix("snap shot-"), "' '");
         rejects(ok.clone().with_replication_factor(0), "replication_factor");
         rejects(ok.clone().with_max_message_bytes(10), "max_message_bytes");
+        rejects(ok.clone().with_partitions(0), "partitions 0");
+        rejects(ok.clone().with_partitions(-1), "partitions -1");
+        rejects(ok.clone().with_partitions(MAX_PARTITIONS + 1), "at most");
+        assert!(ok.clone().with_partitions(1).validate().is_ok());
+        assert!(ok
+            .with_layout(Layout::PerId)
+            .with_partitions(MAX_PARTITIONS)
+            .validate()
+            .is_ok());
     }
 }

@@ -1,27 +1,13 @@
-//! The record format of a snapshot topic (format version 1).
-//!
-//! A snapshot topic has two partitions (a topic created by someone else with one partition
-//! works too: then both kinds of records share partition 0, told apart by key length):
-//! - the **index** partition 0: key = sequence number (8 bytes, big-endian), value = an
-//!   [`IndexRecord`] protobuf with the metadata and either the payload inline (small
-//!   snapshots) or a [`Manifest`] naming the chunk records; a null value (tombstone) deletes.
-//!   Compaction keeps the newest record per sequence number, so a load scans only the live
-//!   metadata of one id.
-//! - the **data** partition 1: key = sequence number (8) + generation (8) + chunk index (4),
-//!   all big-endian; value = the raw chunk bytes. A new generation per save means an
-//!   overwrite never touches the chunks of the snapshot it replaces before the new manifest
-//!   commits it; replaced chunks are tombstoned afterwards.
+//! The value of an index record, the same in both layouts (see the crate documentation for
+//! the keys and partitions of each layout): an [`IndexRecord`] protobuf with the metadata and
+//! either the payload inline (small snapshots) or a [`Manifest`] naming the chunk records.
+//! A null value (tombstone) deletes.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use prost::Message;
 
 /// The version written into every [`IndexRecord`].
 pub(crate) const FORMAT_VERSION: u32 = 1;
-
-/// Key length of an index record.
-pub(crate) const INDEX_KEY_LEN: usize = 8;
-/// Key length of a chunk record.
-pub(crate) const CHUNK_KEY_LEN: usize = 20;
 
 /// The value of an index record.
 #[derive(Clone, PartialEq, Message)]
@@ -32,7 +18,7 @@ pub(crate) struct IndexRecord {
     /// The persistence id.
     #[prost(string, tag = "2")]
     pub(crate) persistence_id: String,
-    /// The sequence number (equal to the record key).
+    /// The sequence number (equal to the one in the record key).
     #[prost(uint64, tag = "3")]
     pub(crate) sequence_nr: u64,
     /// The timestamp as stored.
@@ -44,7 +30,7 @@ pub(crate) struct IndexRecord {
     /// The payload, when stored inline.
     #[prost(bytes = "bytes", optional, tag = "6")]
     pub(crate) inline_payload: Option<Bytes>,
-    /// The chunks, when stored in the data partition.
+    /// The chunks, when stored in chunk records.
     #[prost(message, optional, tag = "7")]
     pub(crate) manifest: Option<Manifest>,
 }
@@ -86,26 +72,6 @@ pub(crate) enum Payload {
     Inline(Bytes),
     /// In chunk records.
     Chunked(Manifest),
-}
-
-/// The key of the index record of `sequence_nr`.
-pub(crate) fn index_key(sequence_nr: u64) -> Bytes {
-    Bytes::copy_from_slice(&sequence_nr.to_be_bytes())
-}
-
-/// The sequence number of an index key, `None` for any other key.
-pub(crate) fn parse_index_key(key: &[u8]) -> Option<u64> {
-    let arr: [u8; INDEX_KEY_LEN] = key.try_into().ok()?;
-    Some(u64::from_be_bytes(arr))
-}
-
-/// The key of chunk `index` of generation `generation` of the snapshot at `sequence_nr`.
-pub(crate) fn chunk_key(sequence_nr: u64, generation: u64, index: u32) -> Bytes {
-    let mut k = BytesMut::with_capacity(CHUNK_KEY_LEN);
-    k.put_u64(sequence_nr);
-    k.put_u64(generation);
-    k.put_u32(index);
-    k.freeze()
 }
 
 /// Encodes an index record value.
@@ -202,19 +168,6 @@ mod tests {
         future.version = 2;
         assert!(decode_index(1, encode_index(&future)).is_err());
         assert!(decode_index(0, Bytes::new()).is_err());
-    }
-
-    #[test]
-    fn keys_are_big_endian_and_told_apart_by_length() {
-        assert_eq!(&index_key(258)[..], &[0, 0, 0, 0, 0, 0, 1, 2]);
-        assert_eq!(parse_index_key(&index_key(u64::MAX)), Some(u64::MAX));
-        let ck = chunk_key(1, 2, 3);
-        assert_eq!(ck.len(), CHUNK_KEY_LEN);
-        assert_eq!(parse_index_key(&ck), None);
-        assert_eq!(
-            &ck[..],
-            &[0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 3]
-        );
     }
 
     proptest::proptest! {

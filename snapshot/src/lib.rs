@@ -1,23 +1,27 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(not(test), warn(missing_docs))]
 
+mod chunks;
+mod clock;
 mod config;
 mod error;
 mod format;
-mod index;
+mod layout;
 mod model;
+mod selection;
 mod store;
-mod topic;
+mod topics;
 
 pub use config::SnapshotConfig;
 pub use error::SnapshotError;
-pub use model::{SelectedSnapshot, SnapshotMetadata, SnapshotSelectionCriteria};
+pub use kafka_persistence_wire::Layout;
+pub use model::{SelectedSnapshot, SnapshotMetadata, SnapshotPlacement, SnapshotSelectionCriteria};
 pub use store::SnapshotStore;
 
-/// The snapshot topic name of a persistence id under a prefix: the same injective encoding
-/// as the journal's topic names (see the crate documentation).
+/// The layout v1 ("per-id") snapshot topic name of a persistence id under a prefix: the same
+/// injective encoding as the journal's topic names (see the crate documentation).
 pub fn snapshot_topic_name(prefix: &str, persistence_id: &str) -> String {
-    topic::topic_for(prefix, persistence_id)
+    layout::per_id::v1_topic_name(prefix, persistence_id)
 }
 
 #[cfg(test)]

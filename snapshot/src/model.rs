@@ -134,6 +134,19 @@ pub struct SelectedSnapshot {
     pub snapshot: Bytes,
 }
 
+/// Where the snapshot records of one persistence id are (see the crate documentation for
+/// both layouts' formats): for tools and tests that read or write the topic directly.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct SnapshotPlacement {
+    /// The topic.
+    pub topic: String,
+    /// The partition holding the id's index records.
+    pub index_partition: i32,
+    /// The partition holding the id's chunk records.
+    pub chunk_partition: i32,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,18 +1,27 @@
 //! Chunking limits, corrupt data, failed saves, timeouts and compaction. Tests named
 //! `fault_*` need the in-process `TestServer` (its control API); the others also run against
-//! `KP_EXTERNAL_BOOTSTRAP`.
+//! `KP_EXTERNAL_BOOTSTRAP`. Each runs in both layouts (`<case>::shared`, `<case>::per_id`).
 
+#[macro_use]
 mod common;
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{broker, capture_warnings, setup_five, test_server, unique_pid};
+use common::{broker, capture_warnings, setup_five, test_server, unique_pid, Layout};
 use kafka_persistence_snapshot::{
     SelectedSnapshot, SnapshotError, SnapshotMetadata, SnapshotSelectionCriteria as C,
     SnapshotStore,
 };
 use kafka_persistence_wire::{Client, ClientConfig, ProducerConfig, Record};
+
+/// (sequence number, generation, chunk index) of a chunk key: the last 20 bytes in both
+/// layouts (v2 keys start with `C` and the id).
+fn chunk_key_parts(k: &[u8]) -> (u64, u64, u32) {
+    let s = &k[k.len() - 20..];
+    let n = |r: std::ops::Range<usize>| s[r].iter().fold(0u64, |a, b| (a << 8) | u64::from(*b));
+    (n(0..8), n(8..16), n(16..20) as u32)
+}
 
 fn pattern(len: usize, salt: u8) -> Bytes {
     (0..len)
@@ -46,10 +55,10 @@ async fn loads(store: &SnapshotStore, pid: &str, criteria: &[C]) -> Vec<Option<S
     out
 }
 
-#[tokio::test]
-async fn chunks_respect_a_small_topic_max_message_bytes() {
+async fn chunks_respect_a_small_topic_max_message_bytes(layout: Layout) {
     let b = broker().await;
-    let store = SnapshotStore::connect(b.config().with_max_message_bytes(20_000))
+    let config = b.isolated_config(layout).with_max_message_bytes(20_000);
+    let store = SnapshotStore::connect(config.clone())
         .await
         .expect("connect");
     let pid = unique_pid("chunks");
@@ -72,18 +81,17 @@ async fn chunks_respect_a_small_topic_max_message_bytes() {
     }
 }
 
-#[tokio::test]
-async fn a_corrupt_index_record_falls_back_with_a_warning() {
+async fn a_corrupt_index_record_falls_back_with_a_warning(layout: Layout) {
     let b = broker().await;
-    let store = b.store().await;
+    let store = b.store_in(layout).await;
     let pid = unique_pid("corrupt");
     let mds = setup_five(&store, &pid).await;
-    let topic = store.topic_for(&pid);
+    let at = store.placement(&pid);
     write_raw(
         &b.bootstrap,
-        &topic,
-        0,
-        Bytes::copy_from_slice(&15u64.to_be_bytes()),
+        &at.topic,
+        at.index_partition,
+        store.index_key(&pid, 15),
         Some(Bytes::from_static(b"\x0a\x05ab")),
     )
     .await;
@@ -115,10 +123,10 @@ async fn a_corrupt_index_record_falls_back_with_a_warning() {
     );
 }
 
-#[tokio::test]
-async fn fault_a_chunk_lost_to_compaction_falls_back_to_the_older_snapshot() {
+async fn fault_a_chunk_lost_to_compaction_falls_back_to_the_older_snapshot(layout: Layout) {
     let b = test_server().await;
-    let store = SnapshotStore::connect(b.config().with_max_message_bytes(20_000))
+    let config = b.config_in(layout).with_max_message_bytes(20_000);
+    let store = SnapshotStore::connect(config.clone())
         .await
         .expect("connect");
     let pid = unique_pid("lost-chunk");
@@ -132,12 +140,16 @@ async fn fault_a_chunk_lost_to_compaction_falls_back_to_the_older_snapshot() {
         .expect("save 2");
     // Find chunk 1 of snapshot 2 by reading the data partition, tombstone it behind the
     // store's back and let compaction remove it.
-    let topic = store.topic_for(&pid);
+    let at = store.placement(&pid);
+    let topic = at.topic.clone();
     let client = Client::connect(ClientConfig::new(&b.bootstrap))
         .await
         .expect("client");
     let fetched = client
-        .fetch(kafka_persistence_wire::FetchRequest::new(&topic, 1, 0).with_max_bytes(1 << 20))
+        .fetch(
+            kafka_persistence_wire::FetchRequest::new(&topic, at.chunk_partition, 0)
+                .with_max_bytes(1 << 20),
+        )
         .await
         .expect("fetch");
     let keys: Vec<Bytes> = fetched
@@ -148,10 +160,13 @@ async fn fault_a_chunk_lost_to_compaction_falls_back_to_the_older_snapshot() {
     assert_eq!(keys.len(), 6, "3 chunks per snapshot");
     let victim = keys
         .iter()
-        .find(|k| k[..8] == 2u64.to_be_bytes() && k[16..] == 1u32.to_be_bytes())
+        .find(|k| {
+            let (seq, _, index) = chunk_key_parts(k);
+            seq == 2 && index == 1
+        })
         .expect("chunk 1 of snapshot 2")
         .clone();
-    write_raw(&b.bootstrap, &topic, 1, victim, None).await;
+    write_raw(&b.bootstrap, &topic, at.chunk_partition, victim, None).await;
     b.server().compact(&topic).await.expect("compact");
     let (captured, guard) = capture_warnings();
     let got = store.load(&pid, C::latest()).await.expect("load");
@@ -162,10 +177,10 @@ async fn fault_a_chunk_lost_to_compaction_falls_back_to_the_older_snapshot() {
     assert!(log.contains("falling back"), "{log}");
 }
 
-#[tokio::test]
-async fn fault_a_failed_chunked_save_is_never_loaded() {
+async fn fault_a_failed_chunked_save_is_never_loaded(layout: Layout) {
     let b = test_server().await;
-    let store = SnapshotStore::connect(b.config().with_max_message_bytes(20_000))
+    let config = b.config_in(layout).with_max_message_bytes(20_000);
+    let store = SnapshotStore::connect(config.clone())
         .await
         .expect("connect");
     let pid = unique_pid("partial");
@@ -203,10 +218,10 @@ async fn fault_a_failed_chunked_save_is_never_loaded() {
     assert!(got.snapshot == pattern(60_000, 3));
 }
 
-#[tokio::test]
-async fn fault_compaction_keeps_the_newest_snapshot_of_every_id() {
+async fn fault_compaction_keeps_the_newest_snapshot_of_every_id(layout: Layout) {
     let b = test_server().await;
-    let store = SnapshotStore::connect(b.config().with_max_message_bytes(20_000))
+    let config = b.config_in(layout).with_max_message_bytes(20_000);
+    let store = SnapshotStore::connect(config.clone())
         .await
         .expect("connect");
     let pids = [unique_pid("compact-a"), unique_pid("compact-b")];
@@ -248,22 +263,29 @@ async fn fault_compaction_keeps_the_newest_snapshot_of_every_id() {
             .with_max_sequence_nr(13)])
         .collect();
     let mut before = Vec::new();
-    let mut batches_before = Vec::new();
     for pid in &pids {
         before.push(loads(&store, pid, &criteria).await);
-        let topic = store.topic_for(pid);
-        let p0 = b
-            .server()
-            .partition_info(&topic, 0)
-            .await
-            .expect("partition 0");
-        let p1 = b
-            .server()
-            .partition_info(&topic, 1)
-            .await
-            .expect("partition 1");
-        batches_before.push(p0.record_batches + p1.record_batches);
     }
+    // The partitions holding both ids' records (one topic per id in v1, shared ones in v2).
+    let mut partitions = std::collections::BTreeSet::new();
+    for pid in &pids {
+        let at = store.placement(pid);
+        partitions.insert((at.topic.clone(), at.index_partition));
+        partitions.insert((at.topic, at.chunk_partition));
+    }
+    let batches = || async {
+        let mut n = 0;
+        for (topic, p) in &partitions {
+            n += b
+                .server()
+                .partition_info(topic, *p)
+                .await
+                .expect("partition")
+                .record_batches;
+        }
+        n
+    };
+    let batches_before = batches().await;
     // Sanity of "before": 14 chunked, 13 and 12 rewritten inline, 11 and 15 gone.
     let seqs: Vec<Option<u64>> = before[0]
         .iter()
@@ -282,41 +304,32 @@ async fn fault_compaction_keeps_the_newest_snapshot_of_every_id() {
             Some(13)
         ]
     );
-    for pid in &pids {
-        b.server()
-            .compact(&store.topic_for(pid))
-            .await
-            .expect("compact");
+    let topics: std::collections::BTreeSet<String> =
+        partitions.iter().map(|(t, _)| t.clone()).collect();
+    for topic in &topics {
+        b.server().compact(topic).await.expect("compact");
     }
+    assert!(
+        batches().await < batches_before,
+        "compaction removed superseded records"
+    );
     for (i, pid) in pids.iter().enumerate() {
-        let topic = store.topic_for(pid);
-        let p0 = b
-            .server()
-            .partition_info(&topic, 0)
-            .await
-            .expect("partition 0");
-        let p1 = b
-            .server()
-            .partition_info(&topic, 1)
-            .await
-            .expect("partition 1");
-        assert!(
-            p0.record_batches + p1.record_batches < batches_before[i],
-            "compaction removed superseded records"
-        );
+        // Several snapshots per id survive compaction: 12, 13 and 14 of each id.
         assert_eq!(loads(&store, pid, &criteria).await, before[i], "{pid}");
         // And from a fresh store (no caches).
-        let fresh = b.store().await;
+        let fresh = SnapshotStore::connect(config.clone())
+            .await
+            .expect("connect");
         assert_eq!(loads(&fresh, pid, &criteria).await, before[i], "{pid}");
     }
 }
 
-#[tokio::test]
-async fn fault_every_call_is_bounded_by_the_timeout() {
+async fn fault_every_call_is_bounded_by_the_timeout(layout: Layout) {
     let b = test_server().await;
-    let store = SnapshotStore::connect(b.config().with_timeout(Duration::from_millis(500)))
-        .await
-        .expect("connect");
+    let store =
+        SnapshotStore::connect(b.config_in(layout).with_timeout(Duration::from_millis(500)))
+            .await
+            .expect("connect");
     let pid = unique_pid("timeout");
     store
         .save(SnapshotMetadata::new(&pid, 1, 0), Bytes::from_static(b"x"))
@@ -347,10 +360,10 @@ async fn fault_every_call_is_bounded_by_the_timeout() {
     b.server().set_latency(Duration::ZERO).await;
 }
 
-#[tokio::test]
-async fn fault_chunks_of_replaced_and_deleted_snapshots_are_tombstoned() {
+async fn fault_chunks_of_replaced_and_deleted_snapshots_are_tombstoned(layout: Layout) {
     let b = test_server().await;
-    let store = SnapshotStore::connect(b.config().with_max_message_bytes(20_000))
+    let config = b.config_in(layout).with_max_message_bytes(20_000);
+    let store = SnapshotStore::connect(config.clone())
         .await
         .expect("connect");
     let pid = unique_pid("gc");
@@ -370,12 +383,15 @@ async fn fault_chunks_of_replaced_and_deleted_snapshots_are_tombstoned() {
         .expect("delete 2");
     // A second store (fresh caches) overwrites 1 once more: it learns the old manifest by a
     // scan and cleans it up too.
-    let other = b.store().await;
+    let other = SnapshotStore::connect(config.clone())
+        .await
+        .expect("connect");
     other
         .save(SnapshotMetadata::new(&pid, 1, 0), pattern(50_000, 4))
         .await
         .expect("save 1 from another store");
-    let topic = store.topic_for(&pid);
+    let at = store.placement(&pid);
+    let topic = at.topic.clone();
     b.server().compact(&topic).await.expect("compact");
     let client = Client::connect(ClientConfig::new(&b.bootstrap))
         .await
@@ -385,7 +401,7 @@ async fn fault_chunks_of_replaced_and_deleted_snapshots_are_tombstoned() {
     loop {
         let r = client
             .fetch(
-                kafka_persistence_wire::FetchRequest::new(&topic, 1, offset)
+                kafka_persistence_wire::FetchRequest::new(&topic, at.chunk_partition, offset)
                     .with_max_bytes(1 << 20),
             )
             .await
@@ -406,10 +422,11 @@ async fn fault_chunks_of_replaced_and_deleted_snapshots_are_tombstoned() {
         3,
         "only the 3 chunks of the live snapshot remain"
     );
-    let generation = &live[0][8..16];
-    assert!(live
-        .iter()
-        .all(|k| k[..8] == 1u64.to_be_bytes() && &k[8..16] == generation));
+    let (_, generation, _) = chunk_key_parts(&live[0]);
+    assert!(live.iter().all(|k| {
+        let (seq, g, _) = chunk_key_parts(k);
+        seq == 1 && g == generation
+    }));
     let got = other
         .load(&pid, C::latest())
         .await
@@ -417,3 +434,13 @@ async fn fault_chunks_of_replaced_and_deleted_snapshots_are_tombstoned() {
         .expect("snapshot 1");
     assert!(got.snapshot == pattern(50_000, 4));
 }
+
+in_both_layouts!(
+    chunks_respect_a_small_topic_max_message_bytes,
+    a_corrupt_index_record_falls_back_with_a_warning,
+    fault_a_chunk_lost_to_compaction_falls_back_to_the_older_snapshot,
+    fault_a_failed_chunked_save_is_never_loaded,
+    fault_compaction_keeps_the_newest_snapshot_of_every_id,
+    fault_every_call_is_bounded_by_the_timeout,
+    fault_chunks_of_replaced_and_deleted_snapshots_are_tombstoned,
+);

@@ -1,10 +1,11 @@
 //! SPEC.md S1-S13 against `TestServer` (or `KP_EXTERNAL_BOOTSTRAP`), plus chunking and
-//! persistence checks.
+//! persistence checks, each in both layouts (`<case>::shared`, `<case>::per_id`).
 
+#[macro_use]
 mod common;
 
 use bytes::Bytes;
-use common::{broker, setup_five, unique_pid};
+use common::{broker, setup_five, unique_pid, Layout};
 use kafka_persistence_snapshot::{
     SelectedSnapshot, SnapshotMetadata, SnapshotSelectionCriteria as C, SnapshotStore,
 };
@@ -22,34 +23,63 @@ fn expect(seq: u64, payload: &str) -> Option<(u64, Bytes)> {
     Some((seq, Bytes::from(payload.to_owned())))
 }
 
-#[tokio::test]
-async fn s1_no_snapshots_loads_none_and_creates_nothing() {
+/// The high watermarks of the id's index and chunk partitions; `None` if its topic does not
+/// exist.
+async fn written(bootstrap: &str, store: &SnapshotStore, pid: &str) -> Option<(i64, i64)> {
+    let client = kafka_persistence_wire::Client::connect(
+        kafka_persistence_wire::ClientConfig::new(bootstrap),
+    )
+    .await
+    .expect("client");
+    let at = store.placement(pid);
+    client.topic_metadata(&at.topic).await.expect("metadata")?;
+    let mut hw = Vec::new();
+    for p in [at.index_partition, at.chunk_partition] {
+        let r = client
+            .fetch(kafka_persistence_wire::FetchRequest::new(&at.topic, p, 0))
+            .await
+            .expect("fetch");
+        hw.push(r.high_watermark);
+    }
+    Some((hw[0], hw[1]))
+}
+
+async fn s1_no_snapshots_loads_none_and_creates_nothing(layout: Layout) {
     let b = broker().await;
-    let store = b.store().await;
+    // A topic of its own: on a shared broker nobody else writes to its partitions.
+    let store = SnapshotStore::connect(b.isolated_config(layout))
+        .await
+        .expect("connect");
     let pid = unique_pid("s1");
+    let before = written(&b.bootstrap, &store, &pid).await;
     assert_eq!(load(&store, &pid, C::latest()).await, None);
     store
         .delete_matching(&pid, C::latest())
         .await
-        .expect("delete on missing topic");
+        .expect("delete of nothing");
     store
         .delete(&SnapshotMetadata::new(&pid, 3, 0))
         .await
-        .expect("delete on missing topic");
-    // Neither a load nor a delete created the topic.
-    let client = kafka_persistence_wire::Client::connect(
-        kafka_persistence_wire::ClientConfig::new(&b.bootstrap),
-    )
-    .await
-    .expect("client");
-    let topic = store.topic_for(&pid);
-    assert_eq!(client.topic_metadata(&topic).await.expect("metadata"), None);
+        .expect("delete of nothing");
+    assert_eq!(
+        load(&store, &pid, C::latest().with_max_sequence_nr(3)).await,
+        None
+    );
+    let after = written(&b.bootstrap, &store, &pid).await;
+    match layout {
+        // Neither a load nor a delete created the id's topic.
+        Layout::PerId => assert_eq!((before, after), (None, None)),
+        // The shared topic exists from `connect` on; nothing was written to it.
+        _ => {
+            assert_eq!(before, Some((0, 0)));
+            assert_eq!(after, before);
+        }
+    }
 }
 
-#[tokio::test]
-async fn s2_bounds_below_every_snapshot_load_none() {
+async fn s2_bounds_below_every_snapshot_load_none(layout: Layout) {
     let b = broker().await;
-    let store = b.store().await;
+    let store = b.store_in(layout).await;
     let pid = unique_pid("s2");
     setup_five(&store, &pid).await;
     assert_eq!(
@@ -63,10 +93,9 @@ async fn s2_bounds_below_every_snapshot_load_none() {
     assert_eq!(load(&store, &pid, C::none()).await, None);
 }
 
-#[tokio::test]
-async fn s3_latest_is_the_youngest_with_its_exact_metadata() {
+async fn s3_latest_is_the_youngest_with_its_exact_metadata(layout: Layout) {
     let b = broker().await;
-    let store = b.store().await;
+    let store = b.store_in(layout).await;
     let pid = unique_pid("s3");
     let mds = setup_five(&store, &pid).await;
     let got = load(&store, &pid, C::latest()).await.expect("a snapshot");
@@ -86,10 +115,9 @@ async fn s3_latest_is_the_youngest_with_its_exact_metadata() {
     assert_eq!(seq_and_payload(&got), expect(15, "s-5"));
 }
 
-#[tokio::test]
-async fn s4_s5_max_sequence_nr_and_max_timestamp() {
+async fn s4_s5_max_sequence_nr_and_max_timestamp(layout: Layout) {
     let b = broker().await;
-    let store = b.store().await;
+    let store = b.store_in(layout).await;
     let pid = unique_pid("s4");
     let mds = setup_five(&store, &pid).await;
     let got = load(&store, &pid, C::latest().with_max_sequence_nr(13)).await;
@@ -107,10 +135,9 @@ async fn s4_s5_max_sequence_nr_and_max_timestamp() {
     );
 }
 
-#[tokio::test]
-async fn s6_delete_by_metadata() {
+async fn s6_delete_by_metadata(layout: Layout) {
     let b = broker().await;
-    let store = b.store().await;
+    let store = b.store_in(layout).await;
     let pid = unique_pid("s6");
     let mds = setup_five(&store, &pid).await;
     // A non-zero timestamp that does not match deletes nothing.
@@ -144,10 +171,9 @@ async fn s6_delete_by_metadata() {
     );
 }
 
-#[tokio::test]
-async fn s7_s8_delete_matching_with_max_bounds() {
+async fn s7_s8_delete_matching_with_max_bounds(layout: Layout) {
     let b = broker().await;
-    let store = b.store().await;
+    let store = b.store_in(layout).await;
     let pid = unique_pid("s7");
     let mds = setup_five(&store, &pid).await;
     let c13 = C::latest()
@@ -177,10 +203,9 @@ async fn s7_s8_delete_matching_with_max_bounds() {
     );
 }
 
-#[tokio::test]
-async fn s9_saving_again_overwrites() {
+async fn s9_saving_again_overwrites(layout: Layout) {
     let b = broker().await;
-    let store = b.store().await;
+    let store = b.store_in(layout).await;
     let pid = unique_pid("s9");
     setup_five(&store, &pid).await;
     let md = store
@@ -195,10 +220,9 @@ async fn s9_saving_again_overwrites() {
     assert_eq!(got.map(|s| s.metadata), Some(md));
 }
 
-#[tokio::test]
-async fn s10_large_snapshots_round_trip() {
+async fn s10_large_snapshots_round_trip(layout: Layout) {
     let b = broker().await;
-    let store = b.store().await;
+    let store = b.store_in(layout).await;
     let pid = unique_pid("s10");
     let small: Bytes = (0..10_000u32)
         .map(|i| (i % 251) as u8)
@@ -252,10 +276,9 @@ async fn s10_large_snapshots_round_trip() {
     );
 }
 
-#[tokio::test]
-async fn s11_metadata_bytes_round_trip() {
+async fn s11_metadata_bytes_round_trip(layout: Layout) {
     let b = broker().await;
-    let store = b.store().await;
+    let store = b.store_in(layout).await;
     let pid = unique_pid("s11");
     let with = SnapshotMetadata::new(&pid, 1, 0).with_metadata(Bytes::from_static(b"\x00meta\xff"));
     let empty = SnapshotMetadata::new(&pid, 2, 0).with_metadata(Bytes::new());
@@ -298,10 +321,9 @@ async fn s11_metadata_bytes_round_trip() {
     );
 }
 
-#[tokio::test]
-async fn s12_min_bounds_for_loads_and_deletions() {
+async fn s12_min_bounds_for_loads_and_deletions(layout: Layout) {
     let b = broker().await;
-    let store = b.store().await;
+    let store = b.store_in(layout).await;
     let pid = unique_pid("s12");
     let mds = setup_five(&store, &pid).await;
     let c = C::latest()
@@ -354,12 +376,11 @@ async fn s12_min_bounds_for_loads_and_deletions() {
     );
 }
 
-#[tokio::test]
-async fn s13_saves_and_deletions_survive_a_new_store() {
+async fn s13_saves_and_deletions_survive_a_new_store(layout: Layout) {
     let b = broker().await;
     let pid = unique_pid("s13");
     let mds = {
-        let store = b.store().await;
+        let store = b.store_in(layout).await;
         let mds = setup_five(&store, &pid).await;
         store.delete(&mds[4]).await.expect("delete 15");
         store
@@ -368,7 +389,7 @@ async fn s13_saves_and_deletions_survive_a_new_store() {
             .expect("delete <= 12");
         mds
     };
-    let store = b.store().await;
+    let store = b.store_in(layout).await;
     let got = load(&store, &pid, C::latest()).await;
     assert_eq!(got.as_ref().map(|s| &s.metadata), Some(&mds[3]));
     assert_eq!(
@@ -390,10 +411,9 @@ async fn s13_saves_and_deletions_survive_a_new_store() {
     assert!(md.timestamp > mds[3].timestamp);
 }
 
-#[tokio::test]
-async fn explicit_timestamps_are_kept_and_sequence_nr_zero_is_refused() {
+async fn explicit_timestamps_are_kept_and_sequence_nr_zero_is_refused(layout: Layout) {
     let b = broker().await;
-    let store = b.store().await;
+    let store = b.store_in(layout).await;
     let pid = unique_pid("explicit");
     let md = store
         .save(
@@ -418,10 +438,9 @@ async fn explicit_timestamps_are_kept_and_sequence_nr_zero_is_refused() {
     ));
 }
 
-#[tokio::test]
-async fn ids_that_collide_in_naive_encodings_are_independent() {
+async fn ids_that_collide_in_naive_encodings_are_independent(layout: Layout) {
     let b = broker().await;
-    let store = b.store().await;
+    let store = b.store_in(layout).await;
     let base = unique_pid("x5");
     let ids: Vec<String> = ["a/b", "a:b", "a_b", "a.b", "ä", "a b"]
         .iter()
@@ -443,3 +462,19 @@ async fn ids_that_collide_in_naive_encodings_are_independent() {
         assert_eq!(&got.metadata.persistence_id, id);
     }
 }
+
+in_both_layouts!(
+    s1_no_snapshots_loads_none_and_creates_nothing,
+    s2_bounds_below_every_snapshot_load_none,
+    s3_latest_is_the_youngest_with_its_exact_metadata,
+    s4_s5_max_sequence_nr_and_max_timestamp,
+    s6_delete_by_metadata,
+    s7_s8_delete_matching_with_max_bounds,
+    s9_saving_again_overwrites,
+    s10_large_snapshots_round_trip,
+    s11_metadata_bytes_round_trip,
+    s12_min_bounds_for_loads_and_deletions,
+    s13_saves_and_deletions_survive_a_new_store,
+    explicit_timestamps_are_kept_and_sequence_nr_zero_is_refused,
+    ids_that_collide_in_naive_encodings_are_independent,
+);

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+pub use kafka_persistence_snapshot::Layout;
 use kafka_persistence_snapshot::{SnapshotConfig, SnapshotMetadata, SnapshotStore};
 use kafka_persistence_testserver::TestServer;
 
@@ -47,6 +48,23 @@ impl Broker {
             .expect("connect")
     }
 
+    /// The configuration in `layout`.
+    pub fn config_in(&self, layout: Layout) -> SnapshotConfig {
+        self.config().with_layout(layout)
+    }
+
+    /// The configuration in `layout` under a topic prefix of its own (for tests that look at
+    /// raw partitions or need their own topic settings on a shared external broker).
+    pub fn isolated_config(&self, layout: Layout) -> SnapshotConfig {
+        self.config_in(layout).with_topic_prefix(unique_prefix())
+    }
+
+    pub async fn store_in(&self, layout: Layout) -> SnapshotStore {
+        SnapshotStore::connect(self.config_in(layout))
+            .await
+            .expect("connect")
+    }
+
     pub fn server(&self) -> &TestServer {
         self.server.as_ref().expect("an in-process test server")
     }
@@ -64,6 +82,39 @@ pub fn unique_pid(tag: &str) -> String {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// A topic prefix unique across tests and runs (legal in topic names).
+pub fn unique_prefix() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "t{nanos:x}-{}-{}-",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Runs each named `async fn case(layout: Layout)` as two tests, `case::shared` and
+/// `case::per_id`.
+macro_rules! in_both_layouts {
+    ($($case:ident),* $(,)?) => {
+        $(
+            mod $case {
+                #[tokio::test]
+                async fn shared() {
+                    super::$case(::kafka_persistence_snapshot::Layout::Shared).await
+                }
+                #[tokio::test]
+                async fn per_id() {
+                    super::$case(::kafka_persistence_snapshot::Layout::PerId).await
+                }
+            }
+        )*
+    };
 }
 
 /// Saves 11..=15 with payloads `s-1`..`s-5`, one after another (SPEC setup for S3-S9);

@@ -1,4 +1,5 @@
-//! Reading the index partition of a snapshot topic: the live metadata of one persistence id.
+//! Layout v1: reading the index partition of a snapshot topic, the live metadata of one
+//! persistence id.
 
 use std::collections::BTreeMap;
 
@@ -7,10 +8,8 @@ use kafka_persistence_wire::{self as wire, Client, ConsumedRecord, FetchRequest}
 use tracing::debug;
 
 use crate::error::SnapshotError;
-use crate::format::{decode_index, parse_index_key, IndexRecord, Manifest, Payload};
-
-/// The index partition (partition 0 of every snapshot topic).
-pub(crate) const INDEX_PARTITION: i32 = 0;
+use crate::format::{decode_index, IndexRecord, Manifest, Payload};
+use crate::layout::per_id::keys::{parse_index_key, INDEX_PARTITION};
 /// Partition bytes asked for per fetch while scanning the index.
 const SCAN_FETCH_BYTES: i32 = 1024 * 1024;
 
@@ -34,6 +33,14 @@ pub(crate) enum Entry {
 }
 
 impl Entry {
+    /// The timestamp of a decodable entry (`None`: the record does not decode).
+    pub(crate) fn timestamp(&self) -> Option<i64> {
+        match self {
+            Entry::Valid { record, .. } => Some(record.timestamp),
+            Entry::Corrupt { .. } => None,
+        }
+    }
+
     /// The manifest of a chunked entry.
     pub(crate) fn manifest(&self) -> Option<&Manifest> {
         match self {
@@ -152,7 +159,8 @@ pub(crate) async fn scan(client: &Client, topic: &str) -> Result<Index, Snapshot
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::{encode_index, index_key, FORMAT_VERSION};
+    use crate::format::{encode_index, FORMAT_VERSION};
+    use crate::layout::per_id::keys::index_key;
 
     fn rec(offset: i64, seq: u64, value: Option<Bytes>) -> ConsumedRecord {
         ConsumedRecord {

@@ -1,12 +1,45 @@
-//! Topic names: one compacted topic per persistence id, named by the same injective encoding as
-//! the journal's topics ([`kafka_persistence_wire::naming::encode_topic_name`]).
+//! Layout v1's names and keys: one compacted topic per persistence id, named by the same
+//! injective encoding as the journal's topics
+//! ([`kafka_persistence_wire::naming::encode_topic_name`]); index records in partition 0
+//! keyed by the sequence number, chunk records in partition 1 keyed by sequence number,
+//! generation and chunk index (all big-endian).
 
+use bytes::{BufMut, Bytes, BytesMut};
 #[cfg(test)]
 use kafka_persistence_wire::naming::{fnv1a64, MAX_TOPIC_NAME_LEN as MAX_TOPIC_NAME};
+
+/// The index partition (partition 0 of every v1 snapshot topic).
+pub(crate) const INDEX_PARTITION: i32 = 0;
+/// The chunk ("data") partition of a two-partition topic.
+pub(crate) const DATA_PARTITION: i32 = 1;
+/// Key length of an index record.
+pub(crate) const INDEX_KEY_LEN: usize = 8;
+/// Key length of a chunk record.
+pub(crate) const CHUNK_KEY_LEN: usize = 20;
 
 /// The snapshot topic of `persistence_id` under `prefix`.
 pub(crate) fn topic_for(prefix: &str, persistence_id: &str) -> String {
     kafka_persistence_wire::naming::encode_topic_name(prefix, persistence_id)
+}
+
+/// The key of the index record of `sequence_nr`.
+pub(crate) fn index_key(sequence_nr: u64) -> Bytes {
+    Bytes::copy_from_slice(&sequence_nr.to_be_bytes())
+}
+
+/// The sequence number of an index key, `None` for any other key.
+pub(crate) fn parse_index_key(key: &[u8]) -> Option<u64> {
+    let arr: [u8; INDEX_KEY_LEN] = key.try_into().ok()?;
+    Some(u64::from_be_bytes(arr))
+}
+
+/// The key of chunk `index` of generation `generation` of the snapshot at `sequence_nr`.
+pub(crate) fn chunk_key(sequence_nr: u64, generation: u64, index: u32) -> Bytes {
+    let mut k = BytesMut::with_capacity(CHUNK_KEY_LEN);
+    k.put_u64(sequence_nr);
+    k.put_u64(generation);
+    k.put_u32(index);
+    k.freeze()
 }
 
 #[cfg(test)]
@@ -61,6 +94,19 @@ mod tests {
             );
             assert!(seen.insert(t.clone()), "collision for {id:?}: {t}");
         }
+    }
+
+    #[test]
+    fn keys_are_big_endian_and_told_apart_by_length() {
+        assert_eq!(&index_key(258)[..], &[0, 0, 0, 0, 0, 0, 1, 2]);
+        assert_eq!(parse_index_key(&index_key(u64::MAX)), Some(u64::MAX));
+        let ck = chunk_key(1, 2, 3);
+        assert_eq!(ck.len(), CHUNK_KEY_LEN);
+        assert_eq!(parse_index_key(&ck), None);
+        assert_eq!(
+            &ck[..],
+            &[0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 3]
+        );
     }
 
     proptest::proptest! {
