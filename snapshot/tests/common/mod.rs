@@ -100,6 +100,7 @@ pub fn unique_prefix() -> String {
 
 /// Runs each named `async fn case(layout: Layout)` as two tests, `case::shared` and
 /// `case::per_id`.
+#[allow(unused_macros)]
 macro_rules! in_both_layouts {
     ($($case:ident),* $(,)?) => {
         $(
