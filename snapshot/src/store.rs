@@ -7,14 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_persistence_wire::{self as wire, Client, ClientConfig, Layout, ProducerConfig};
+use kafka_persistence_wire::{self as wire, Client, ClientConfig, ProducerConfig};
 use tracing::debug;
 
 use crate::config::SnapshotConfig;
 use crate::error::SnapshotError;
-use crate::layout::per_id::PerId;
-use crate::layout::shared::Shared;
-use crate::layout::{Backend, Kafka};
+use crate::layout::{self, Backend, Kafka};
 use crate::model::{
     SelectedSnapshot, SnapshotMetadata, SnapshotPlacement, SnapshotSelectionCriteria,
 };
@@ -59,11 +57,7 @@ impl SnapshotStore {
                 client,
                 producer,
             };
-            let backend: Box<dyn Backend> = match config.layout {
-                Layout::PerId => Box::new(PerId::new(kafka)),
-                Layout::Shared => Box::new(Shared::connect(kafka).await?),
-            };
-            Ok::<_, SnapshotError>(backend)
+            layout::connect(kafka).await
         };
         let backend = bounded("connect", timeout, connecting).await?;
         Ok(SnapshotStore {

@@ -380,3 +380,74 @@ async fn the_documented_format_is_what_the_store_reads_and_writes() {
     );
     assert_eq!(store.index_key(&pid, 8), hand_written_key(&pid, 8));
 }
+
+#[tokio::test]
+async fn fault_a_catch_up_below_the_log_start_continues_there() {
+    let b = test_server().await;
+    let config = b.config().with_partitions(1);
+    let reader = SnapshotStore::connect(config.clone())
+        .await
+        .expect("connect");
+    let writer = SnapshotStore::connect(config).await.expect("connect");
+    let pid = unique_pid("retention");
+    for seq in 1..=3 {
+        writer
+            .save(
+                SnapshotMetadata::new(&pid, seq, 0),
+                Bytes::from(format!("p{seq}")),
+            )
+            .await
+            .expect("save");
+    }
+    // Retention removes the first two records before the reader catches up.
+    let at = writer.placement(&pid);
+    b.server()
+        .set_log_start_offset(&at.topic, at.index_partition, 2)
+        .await
+        .expect("log start");
+    let got = reader.load(&pid, C::latest()).await.expect("load");
+    assert_eq!(got.map(|s| s.snapshot), Some(Bytes::from_static(b"p3")));
+    assert_eq!(
+        reader
+            .load(&pid, C::latest().with_max_sequence_nr(2))
+            .await
+            .expect("load"),
+        None
+    );
+}
+
+#[tokio::test]
+async fn fault_a_recreated_topic_is_indexed_from_its_start() {
+    let b = test_server().await;
+    let config = b.config().with_partitions(1);
+    let old = SnapshotStore::connect(config.clone())
+        .await
+        .expect("connect");
+    let pid = unique_pid("recreated");
+    for seq in 1..=3 {
+        old.save(
+            SnapshotMetadata::new(&pid, seq, 0),
+            Bytes::from(format!("old{seq}")),
+        )
+        .await
+        .expect("save");
+    }
+    b.server()
+        .delete_topic(&old.topic_for(&pid))
+        .await
+        .expect("delete topic");
+    // A new store creates the topic again and saves one snapshot: the old store's position
+    // (3) is past the new log end (1).
+    let new = SnapshotStore::connect(config).await.expect("connect");
+    new.save(
+        SnapshotMetadata::new(&pid, 1, 0),
+        Bytes::from_static(b"new1"),
+    )
+    .await
+    .expect("save");
+    let got = old.load(&pid, C::latest()).await.expect("load");
+    assert_eq!(
+        got.map(|s| (s.metadata.sequence_nr, s.snapshot)),
+        Some((1, Bytes::from_static(b"new1")))
+    );
+}

@@ -13,7 +13,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use kafka_persistence_wire::{Client, Producer};
+use kafka_persistence_wire::{Client, Layout, Producer};
 
 use crate::config::SnapshotConfig;
 use crate::error::SnapshotError;
@@ -55,6 +55,15 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
         persistence_id: &'a str,
         deletion: Deletion,
     ) -> BoxFuture<'a, Result<(), SnapshotError>>;
+}
+
+/// The backend of the configured layout: v1 creates nothing; v2 creates or checks its topic
+/// and restores its index.
+pub(crate) async fn connect(kafka: Kafka) -> Result<Box<dyn Backend>, SnapshotError> {
+    Ok(match kafka.config.layout {
+        Layout::PerId => Box::new(per_id::PerId::new(kafka)),
+        Layout::Shared => Box::new(shared::Shared::connect(kafka).await?),
+    })
 }
 
 /// The Kafka side every layout uses.

@@ -45,6 +45,9 @@ const CATCH_UP_FETCH_BYTES: i32 = 1024 * 1024;
 const RESTORE_CONCURRENCY: usize = 8;
 /// How long one catch-up fetch waits for this store's own write to become visible.
 const OWN_WRITE_WAIT: Duration = Duration::from_millis(100);
+/// Waits for an own write before the catch-up stops waiting for it (it was lost, e.g. to an
+/// unclean leader election, and the high watermark will not pass it).
+const MAX_OWN_WRITE_WAITS: u32 = 50;
 /// Partition bytes asked for when fetching one index record (the broker returns at least
 /// the whole batch that holds it).
 const INDEX_RECORD_FETCH_BYTES: i32 = 64 * 1024;
@@ -127,6 +130,7 @@ impl Shared {
     async fn catch_up(&self, partition: i32) -> Result<(), SnapshotError> {
         let part = self.part(partition);
         let _turn = part.turn.lock().await;
+        let mut waits = 0_u32;
         loop {
             let min_end = part.written_to.load(Ordering::Acquire);
             let position = lock(&part.index).position();
@@ -188,7 +192,29 @@ impl Shared {
                     offset: position,
                 });
             }
-            // Otherwise: progress, or waiting (long poll) for our own write to be visible.
+            if now <= position {
+                // Waiting (long poll) for this store's own write to be visible.
+                waits += 1;
+                if waits >= MAX_OWN_WRITE_WAITS {
+                    warn!(
+                        topic = self.topic,
+                        partition,
+                        position,
+                        written_to = min_end,
+                        high_watermark = resp.high_watermark,
+                        reason = "high watermark stays below this store's write",
+                        "no longer waiting for it"
+                    );
+                    // Unless a newer write raised it meanwhile.
+                    let _ = part.written_to.compare_exchange(
+                        min_end,
+                        now,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    );
+                    return Ok(());
+                }
+            }
         }
     }
 
