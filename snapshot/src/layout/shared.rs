@@ -8,18 +8,17 @@
 //! nothing is new), so what other store instances wrote is seen. A load then fetches exactly
 //! the index record it picked (by offset) and its chunks (by their offsets).
 //!
-//! Ordering: the index changes only by applying the partition in offset order; this store's
-//! own writes are learnt the same way, and `written_to` makes the next catch-up wait until
-//! they are visible (read-your-writes even if a new leader's high watermark lags).
+//! Ordering: the index changes only by applying the partition in offset order ([`tail`]);
+//! this store's own writes are learnt the same way, and the next catch-up waits until they
+//! are visible (read-your-writes even if a new leader's high watermark lags).
 
 mod index;
 mod keys;
+mod tail;
 mod topic;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -37,17 +36,11 @@ use crate::model::{
 };
 use crate::selection::{load_order, without_orphans, Deletion};
 use crate::topics::TopicLimits;
-use index::{Entry, Kind, PartitionIndex};
+use index::{Entry, Kind};
+use tail::Partition;
 
-/// Partition bytes asked for per fetch while catching up an index partition.
-const CATCH_UP_FETCH_BYTES: i32 = 1024 * 1024;
 /// Index partitions restored at once at connect.
 const RESTORE_CONCURRENCY: usize = 8;
-/// How long one catch-up fetch waits for this store's own write to become visible.
-const OWN_WRITE_WAIT: Duration = Duration::from_millis(100);
-/// Waits for an own write before the catch-up stops waiting for it (it was lost, e.g. to an
-/// unclean leader election, and the high watermark will not pass it).
-const MAX_OWN_WRITE_WAITS: u32 = 50;
 /// Partition bytes asked for when fetching one index record (the broker returns at least
 /// the whole batch that holds it).
 const INDEX_RECORD_FETCH_BYTES: i32 = 64 * 1024;
@@ -68,15 +61,6 @@ pub(crate) struct Shared {
     /// succession get increasing timestamps even before the first is read back).
     recent: Mutex<HashMap<String, i64>>,
     generations: Generations,
-}
-
-#[derive(Debug, Default)]
-struct Partition {
-    index: Mutex<PartitionIndex>,
-    /// Serializes catch-ups of this partition (the index is applied in offset order).
-    turn: tokio::sync::Mutex<()>,
-    /// One past the offset of this store's latest write to the partition.
-    written_to: AtomicI64,
 }
 
 /// The outcome of fetching one index record by offset.
@@ -125,97 +109,15 @@ impl Shared {
         &self.parts[usize::try_from(partition).unwrap_or(0) % self.parts.len().max(1)]
     }
 
-    /// Reads the index partition from the store's position to the high watermark (and at
-    /// least past this store's own writes), applying every record.
+    /// Catches up the index partition `partition` (see [`tail::catch_up`]).
     async fn catch_up(&self, partition: i32) -> Result<(), SnapshotError> {
-        let part = self.part(partition);
-        let _turn = part.turn.lock().await;
-        let mut waits = 0_u32;
-        loop {
-            let min_end = part.written_to.load(Ordering::Acquire);
-            let position = lock(&part.index).position();
-            let mut req = FetchRequest::new(&self.topic, partition, position)
-                .with_max_bytes(CATCH_UP_FETCH_BYTES);
-            if position < min_end {
-                req = req.with_max_wait(OWN_WRITE_WAIT);
-            }
-            let resp = match self.kafka.client.fetch(req).await {
-                Ok(r) => r,
-                Err(wire::Error::OffsetOutOfRange {
-                    log_start_offset,
-                    high_watermark,
-                    ..
-                }) if log_start_offset > position
-                    || (high_watermark >= 0 && position > high_watermark) =>
-                {
-                    let mut ix = lock(&part.index);
-                    if log_start_offset > position {
-                        debug!(
-                            topic = self.topic,
-                            partition,
-                            position,
-                            log_start_offset,
-                            reason = "offset below log start",
-                            "index catch-up continues at the log start"
-                        );
-                        ix.advance_to(log_start_offset);
-                    } else {
-                        warn!(
-                            topic = self.topic,
-                            partition,
-                            position,
-                            high_watermark,
-                            reason = "position beyond the log end (truncated or recreated)",
-                            "restoring the partition's index from its start"
-                        );
-                        ix.reset(log_start_offset.max(0));
-                        part.written_to.store(0, Ordering::Release);
-                    }
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let now = {
-                let mut ix = lock(&part.index);
-                for r in &resp.records {
-                    ix.apply(r);
-                }
-                ix.advance_to(resp.next_offset);
-                ix.position()
-            };
-            if now >= resp.high_watermark.max(min_end) {
-                return Ok(());
-            }
-            if now <= position && resp.high_watermark > position {
-                return Err(SnapshotError::Stalled {
-                    topic: self.topic.clone(),
-                    offset: position,
-                });
-            }
-            if now <= position {
-                // Waiting (long poll) for this store's own write to be visible.
-                waits += 1;
-                if waits >= MAX_OWN_WRITE_WAITS {
-                    warn!(
-                        topic = self.topic,
-                        partition,
-                        position,
-                        written_to = min_end,
-                        high_watermark = resp.high_watermark,
-                        reason = "high watermark stays below this store's write",
-                        "no longer waiting for it"
-                    );
-                    // Unless a newer write raised it meanwhile.
-                    let _ = part.written_to.compare_exchange(
-                        min_end,
-                        now,
-                        Ordering::AcqRel,
-                        Ordering::Acquire,
-                    );
-                    return Ok(());
-                }
-            }
-        }
+        tail::catch_up(
+            &self.kafka.client,
+            &self.topic,
+            partition,
+            self.part(partition),
+        )
+        .await
     }
 
     /// Fetches the index record of `entry` by its offset.
@@ -393,9 +295,7 @@ impl Shared {
                 return Err(e.into());
             }
         };
-        self.part(partition)
-            .written_to
-            .fetch_max(md.base_offset + 1, Ordering::AcqRel);
+        self.part(partition).wrote_to(md.base_offset + 1);
         if let Some(m) = replaced {
             self.tombstone_chunks(&pid, vec![(seq, m)]).await;
         }
@@ -551,10 +451,8 @@ impl Shared {
             .producer
             .send(&self.topic, partition, tombstones)
             .await?;
-        self.part(partition).written_to.fetch_max(
-            md.base_offset + i64::try_from(count).unwrap_or(i64::MAX),
-            Ordering::AcqRel,
-        );
+        self.part(partition)
+            .wrote_to(md.base_offset + i64::try_from(count).unwrap_or(i64::MAX));
         debug!(topic = self.topic, partition, count, "snapshots deleted");
         self.tombstone_chunks(persistence_id, garbage).await;
         Ok(())
