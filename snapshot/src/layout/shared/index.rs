@@ -277,4 +277,43 @@ mod tests {
         ix.reset(10);
         assert_eq!((ix.id_count(), ix.position()), (0, 10));
     }
+
+    proptest::proptest! {
+        /// Any sequence of saves, overwrites and tombstones over a few ids and sequence
+        /// numbers leaves exactly the live (newest, not deleted) record per key, as a map
+        /// from key to its last record says.
+        #[test]
+        fn the_index_is_the_compacted_partition(ops in proptest::collection::vec((0usize..3, 1u64..5, proptest::bool::ANY, proptest::bool::ANY), 0..60)) {
+            let ids = ["a", "b/ä", ""];
+            let mut ix = PartitionIndex::default();
+            let mut model: std::collections::BTreeMap<(&str, u64), (i64, i64, Kind)> = Default::default();
+            for (offset, (id, seq, delete, chunked)) in ops.into_iter().enumerate() {
+                let offset = offset as i64;
+                let id = ids[id];
+                let ts = 1_000 + offset;
+                let value = (!delete).then(|| value(id, seq, ts, chunked));
+                ix.apply(&rec(offset, index_key(id, seq), value));
+                if delete {
+                    model.remove(&(id, seq));
+                } else {
+                    let kind = if chunked { Kind::Chunked } else { Kind::Inline };
+                    model.insert((id, seq), (ts, offset, kind));
+                }
+            }
+            for id in ids {
+                let got: Vec<_> = ix.snapshots(id).iter().map(|e| (e.sequence_nr, e.timestamp, e.offset, e.kind)).collect();
+                let want: Vec<_> = model.iter().filter(|((i, _), _)| *i == id).map(|((_, s), (t, o, k))| (*s, *t, *o, *k)).collect();
+                proptest::prop_assert_eq!(got, want);
+            }
+            let live_ids = ids.iter().filter(|id| model.keys().any(|(i, _)| i == *id)).count();
+            proptest::prop_assert_eq!(ix.id_count(), live_ids);
+        }
+
+        #[test]
+        fn arbitrary_records_never_panic(key in proptest::collection::vec(proptest::num::u8::ANY, 0..40), value in proptest::option::of(proptest::collection::vec(proptest::num::u8::ANY, 0..80))) {
+            let mut ix = PartitionIndex::default();
+            ix.apply(&rec(0, key.into(), value.map(Bytes::from)));
+            proptest::prop_assert_eq!(ix.position(), 1);
+        }
+    }
 }
