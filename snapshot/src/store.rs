@@ -76,7 +76,9 @@ impl SnapshotStore {
         self.inner.backend.placement(persistence_id).topic
     }
 
-    /// Where the records of `persistence_id` are: topic, index partition, chunk partition.
+    /// Where the records of `persistence_id` are: topic, index partition, chunk partition
+    /// (in layout v1 the chunk partition is 1, or 0 in a one-partition topic created
+    /// elsewhere).
     pub fn placement(&self, persistence_id: &str) -> SnapshotPlacement {
         self.inner.backend.placement(persistence_id)
     }
