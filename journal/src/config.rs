@@ -7,7 +7,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use kafka_persistence_wire::Layout;
+
 use crate::event_topic::{DefaultEventTopicMapper, EventTopicMapper};
+
+/// The most partitions layout v2 accepts (far more than any cluster wants for one topic).
+const MAX_PARTITIONS: i32 = 10_000;
 
 /// Configuration of a [`crate::Journal`].
 ///
@@ -51,6 +56,17 @@ pub struct JournalConfig {
     /// Beyond that, the least recently used ids with nothing in flight are forgotten; their
     /// next use reads their log again (as after a restart). Minimum 1.
     pub max_cached_ids: usize,
+    /// The topic layout: `shared` (v2, the default: a fixed set of topics for any number of
+    /// ids) or `per-id` (v1: one topic per id, for existing data).
+    pub layout: Layout,
+    /// Layout v2: partitions of the shared journal topic and of its index topic (default 16).
+    /// Fixed when the topics are created; `connect` refuses existing topics with another
+    /// count. An id lives in partition `murmur2(utf8(id)) mod partitions`.
+    pub partitions: i32,
+    /// Layout v2: how often the index records of changed ids and a checkpoint are written
+    /// (milliseconds, default 1,000). The index is a cache of the journal topic: a lagging
+    /// index only makes the next `connect` read more of the journal's tail.
+    pub index_flush_interval_ms: u64,
     /// Maps each event to user topics (not configurable from a file).
     #[serde(skip)]
     pub(crate) event_topic_mapper: MapperHandle,
@@ -85,6 +101,9 @@ impl fmt::Debug for JournalConfig {
             .field("event_serializer_id", &self.event_serializer_id)
             .field("client_properties", &self.client_properties)
             .field("max_cached_ids", &self.max_cached_ids)
+            .field("layout", &self.layout)
+            .field("partitions", &self.partitions)
+            .field("index_flush_interval_ms", &self.index_flush_interval_ms)
             .field("event_topic_mapper", &self.event_topic_mapper)
             .finish()
     }
@@ -103,6 +122,9 @@ impl Default for JournalConfig {
             event_serializer_id: None,
             client_properties: BTreeMap::new(),
             max_cached_ids: 100_000,
+            layout: Layout::Shared,
+            partitions: 16,
+            index_flush_interval_ms: 1_000,
             event_topic_mapper: MapperHandle::default(),
         }
     }
@@ -141,7 +163,50 @@ impl JournalConfig {
         if self.max_cached_ids == 0 {
             return bad("max_cached_ids must be at least 1".into());
         }
+        if self.layout == Layout::Shared {
+            if !(1..=MAX_PARTITIONS).contains(&self.partitions) {
+                return bad(format!(
+                    "partitions {} (layout v2 needs 1 to {MAX_PARTITIONS})",
+                    self.partitions
+                ));
+            }
+            if self.index_flush_interval_ms == 0 {
+                return bad("index_flush_interval_ms is 0".into());
+            }
+        }
         Ok(())
+    }
+
+    /// Sets the topic layout (see [`JournalConfig::layout`]).
+    pub fn with_layout(mut self, layout: Layout) -> Self {
+        self.layout = layout;
+        self
+    }
+
+    /// Sets the partition count of layout v2's topics (see [`JournalConfig::partitions`]).
+    pub fn with_partitions(mut self, partitions: i32) -> Self {
+        self.partitions = partitions;
+        self
+    }
+
+    /// Sets how often layout v2 writes its index (see
+    /// [`JournalConfig::index_flush_interval_ms`]).
+    pub fn with_index_flush_interval(mut self, interval: Duration) -> Self {
+        self.index_flush_interval_ms = u64::try_from(interval.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        self
+    }
+
+    /// Layout v2's journal topic: `<topic_prefix>v2.journal` (a `.` never occurs in a layout v1
+    /// topic name, so the two layouts can share a prefix and a cluster).
+    pub fn shared_journal_topic(&self) -> String {
+        format!("{}v2.journal", self.topic_prefix)
+    }
+
+    /// Layout v2's compacted index topic: `<topic_prefix>v2.index`.
+    pub fn shared_index_topic(&self) -> String {
+        format!("{}v2.index", self.topic_prefix)
     }
 
     /// Defaults with the given bootstrap servers.
@@ -252,6 +317,19 @@ mod tests {
         );
         rejects(ok.clone().with_max_message_bytes(100), "max_message_bytes");
         rejects(ok.clone().with_max_cached_ids(0), "max_cached_ids");
+        rejects(ok.clone().with_partitions(0), "partitions");
+        rejects(ok.clone().with_partitions(10_001), "partitions");
+        assert!(ok
+            .clone()
+            .with_layout(Layout::PerId)
+            .with_partitions(0)
+            .validate()
+            .is_ok());
+        let v1: JournalConfig =
+            serde_json::from_str(r#"{"layout": "per-id", "partitions": 4}"#).expect("parses");
+        assert_eq!((v1.layout, v1.partitions), (Layout::PerId, 4));
+        assert_eq!(ok.shared_journal_topic(), "journal-v2.journal");
+        assert_eq!(ok.shared_index_topic(), "journal-v2.index");
         let zero: JournalConfig = serde_json::from_str(r#"{"timeout_ms": 0}"#).expect("parses");
         rejects(zero, "timeout_ms");
     }

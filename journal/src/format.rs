@@ -138,6 +138,89 @@ impl JournalRecord {
     }
 }
 
+/// What a journal record is (see [`JournalRecordView`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RecordKind {
+    /// An event (`kind` 0).
+    Event,
+    /// A gap marker for the sequence numbers of a rejected write (`kind` 1).
+    Gap,
+    /// A deletion marker (`kind` 2).
+    Deletion,
+    /// A kind this version does not know (ignored by replays).
+    Unknown(i32),
+}
+
+/// A decoded record of a journal topic (either layout), for consumers that read the journal
+/// topic with their own Kafka client. The value is the protobuf message documented in the
+/// crate README ("Record format"); the key is the persistence id in UTF-8.
+///
+/// A record is *accepted* when its first sequence number continues the id's accepted ones
+/// (`sequence_nr == highest + 1`) and, unless it is the first record of its batch
+/// (`sequence_nr == batch_start`), its batch's previous records were accepted (same
+/// `batch_id`); a consumer that applies this rule per key, in offset order, sees exactly
+/// what replays show.
+///
+/// ```
+/// use kafka_persistence_journal::{JournalRecordView, RecordKind};
+/// // kind 0 (event), sequence_nr 1, batch_start 1, payload "hi"
+/// let value = [0x10, 0x01, 0x20, 0x01, 0x5a, 0x02, b'h', b'i'];
+/// let view = JournalRecordView::decode(b"cart-1", &value).unwrap();
+/// assert_eq!(view.kind, RecordKind::Event);
+/// let event = view.event.unwrap();
+/// assert_eq!((event.persistence_id.as_str(), event.sequence_nr), ("cart-1", 1));
+/// assert_eq!(&event.payload[..], b"hi");
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct JournalRecordView {
+    /// The persistence id (the record key).
+    pub persistence_id: String,
+    /// What the record is.
+    pub kind: RecordKind,
+    /// The first sequence number it accounts for (events, gaps).
+    pub sequence_nr: u64,
+    /// The last sequence number it accounts for (gaps; events: `sequence_nr`).
+    pub last_sequence_nr: u64,
+    /// The first sequence number of the batch (atomic writes) it was written in.
+    pub batch_start: u64,
+    /// The random id of that batch.
+    pub batch_id: u64,
+    /// Deletion markers: every sequence number up to this one is deleted.
+    pub deleted_to: u64,
+    /// Deletion markers: the highest sequence number when the marker was written.
+    pub highest: u64,
+    /// The event, for [`RecordKind::Event`].
+    pub event: Option<PersistentRepr>,
+}
+
+impl JournalRecordView {
+    /// Decodes a journal record from its key and value bytes.
+    pub fn decode(key: &[u8], value: &[u8]) -> Result<Self, prost::DecodeError> {
+        let persistence_id = String::from_utf8_lossy(key).into_owned();
+        let rec = JournalRecord::decode(value)?;
+        let kind = match rec.kind {
+            KIND_EVENT => RecordKind::Event,
+            KIND_GAP => RecordKind::Gap,
+            KIND_DELETION => RecordKind::Deletion,
+            other => RecordKind::Unknown(other),
+        };
+        let last = rec.last();
+        Ok(JournalRecordView {
+            kind,
+            sequence_nr: rec.sequence_nr,
+            last_sequence_nr: last,
+            batch_start: rec.batch_start,
+            batch_id: rec.batch_id,
+            deleted_to: rec.deleted_to,
+            highest: rec.highest,
+            event: (kind == RecordKind::Event).then(|| rec.into_repr(&persistence_id)),
+            persistence_id,
+        })
+    }
+}
+
 /// An upper bound of the encoded size of a record with this key and value inside a batch.
 pub(crate) fn record_size_bound(key_len: usize, value_len: usize) -> usize {
     // length varint (5) + attributes (1) + timestamp delta (10) + offset delta (5)

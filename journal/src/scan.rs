@@ -53,6 +53,38 @@ impl ScanState {
         }
     }
 
+    /// The state of an id resumed from what an index stored: `highest`, `deleted_to`,
+    /// `removed_to`, the batch whose continuation records are accepted, and the offset after
+    /// its last record. `initialized` false: the id's first record seeds it (its history
+    /// before may have been removed).
+    pub(crate) fn resume(
+        highest: u64,
+        deleted_to: u64,
+        removed_to: u64,
+        current_batch: Option<u64>,
+        initialized: bool,
+        next_offset: i64,
+    ) -> Self {
+        ScanState {
+            highest,
+            deleted_to,
+            removed_to,
+            current_batch,
+            initialized,
+            next_offset,
+        }
+    }
+
+    /// The batch whose continuation records are accepted.
+    pub(crate) fn current_batch(&self) -> Option<u64> {
+        self.current_batch
+    }
+
+    /// False until the first record when the id's history may have been removed.
+    pub(crate) fn initialized(&self) -> bool {
+        self.initialized
+    }
+
     /// Applies the record at `offset`.
     pub(crate) fn apply(&mut self, offset: i64, rec: &JournalRecord) -> Applied {
         self.next_offset = offset.saturating_add(1);

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use futures::{StreamExt, TryStreamExt};
 use kafka_persistence_journal::{
-    AtomicWrite, EmptyEventTopicMapper, Event, Journal, JournalError, PersistentRepr, WriteError,
+    AtomicWrite, EmptyEventTopicMapper, Event, Journal, JournalError, Layout, PersistentRepr,
+    WriteError,
 };
 use kafka_persistence_testserver::Fault;
 use kafka_persistence_wire::{Client, FetchRequest};
@@ -23,6 +24,66 @@ fn three(pid: &str, from: u64) -> AtomicWrite {
     AtomicWrite::new((from..from + 3).map(|s| event(pid, s, "w")).collect())
 }
 
+/// Every record of `topic` as (key, value).
+async fn read_topic(client: &Client, topic: &str) -> Vec<(String, Event)> {
+    let meta = client
+        .topic_metadata(topic)
+        .await
+        .unwrap()
+        .expect("topic exists");
+    let mut out = Vec::new();
+    for p in &meta.partitions {
+        let mut offset = 0;
+        loop {
+            let mut req = FetchRequest::new(topic, p.partition, offset);
+            req.max_bytes = 8 * 1024 * 1024;
+            let resp = client.fetch(req).await.unwrap();
+            if resp.records.is_empty() {
+                break;
+            }
+            for r in resp.records {
+                offset = r.offset + 1;
+                let key = String::from_utf8(r.key.unwrap_or_default().to_vec()).unwrap();
+                out.push((key, Event::decode(&r.value.unwrap_or_default()).unwrap()));
+            }
+            if offset >= resp.high_watermark {
+                break;
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn fault_delete_frees_space_only_below_fully_deleted_records() {
+    set_layout(kafka_persistence_journal::Layout::PerId);
+    let server = embedded().await;
+    let j = Journal::connect(config(&server.bootstrap_servers()))
+        .await
+        .unwrap();
+    let pid = unique("free");
+    setup(&j, &pid).await;
+    let topic = j.topic_of(&pid);
+    j.delete_messages_to(&pid, 3).await.unwrap();
+    // events 1..=3 were at offsets 0..=2; 4 and 5 stay, then the marker
+    let info = server.partition_info(&topic, 0).await.unwrap();
+    assert_eq!((info.log_start_offset, info.high_watermark), (3, 6));
+    j.delete_messages_to(&pid, M).await.unwrap();
+    let info = server.partition_info(&topic, 0).await.unwrap();
+    assert_eq!((info.log_start_offset, info.high_watermark), (6, 7));
+    let j2 = Journal::connect(config(&server.bootstrap_servers()))
+        .await
+        .unwrap();
+    assert_eq!(seqs(j2.replay(&pid, 0, M, M)).await, Vec::<u64>::new());
+    assert_eq!(j2.highest_sequence_nr(&pid).await.unwrap(), 5);
+    assert_eq!(
+        j2.write(vec![event(&pid, 6, "w").into()]).await.unwrap(),
+        vec![Ok(())]
+    );
+    assert_eq!(seqs(j.replay(&pid, 0, M, M)).await, vec![6]);
+}
+
+layout_tests! {
 #[tokio::test]
 async fn fault_x1_interrupted_atomic_write_is_all_or_nothing() {
     let server = embedded().await;
@@ -95,7 +156,10 @@ async fn fault_x2_lost_ack_does_not_duplicate() {
         (1..=8).collect::<Vec<_>>()
     );
     let topic = j.topic_of(&pid);
-    let info = server.partition_info(&topic, 0).await.unwrap();
+    let info = server
+        .partition_info(&topic, j.partition_of(&pid))
+        .await
+        .unwrap();
     assert_eq!(
         info.high_watermark, 8,
         "each sequence number stored exactly once"
@@ -161,7 +225,10 @@ async fn fault_x4_retention_loss_is_an_error() {
     let pid = unique("x4");
     setup(&j, &pid).await;
     let topic = j.topic_of(&pid);
-    server.set_log_start_offset(&topic, 0, 2).await.unwrap();
+    server
+        .set_log_start_offset(&topic, j.partition_of(&pid), 2)
+        .await
+        .unwrap();
     let j2 = Journal::connect(config(&server.bootstrap_servers()))
         .await
         .unwrap();
@@ -209,8 +276,10 @@ async fn x5_topic_names_are_independent() {
             "{id}"
         );
         assert_eq!(j2.highest_sequence_nr(id).await.unwrap(), k as u64 + 1);
-        let t = j2.topic_of(id);
-        assert!(t.len() <= 249 && !t.contains('.'), "{t}");
+        if layout() == Layout::PerId {
+            let t = j2.topic_of(id);
+            assert!(t.len() <= 249 && !t.contains('.'), "{t}");
+        }
     }
     let listed: Vec<String> = j2.current_persistence_ids().try_collect().await.unwrap();
     for id in &ids {
@@ -344,36 +413,6 @@ async fn x7_queries() {
     );
     let ids: Vec<String> = j.current_persistence_ids().try_collect().await.unwrap();
     assert!(ids.contains(&pid));
-}
-
-/// Every record of `topic` as (key, value).
-async fn read_topic(client: &Client, topic: &str) -> Vec<(String, Event)> {
-    let meta = client
-        .topic_metadata(topic)
-        .await
-        .unwrap()
-        .expect("topic exists");
-    let mut out = Vec::new();
-    for p in &meta.partitions {
-        let mut offset = 0;
-        loop {
-            let mut req = FetchRequest::new(topic, p.partition, offset);
-            req.max_bytes = 8 * 1024 * 1024;
-            let resp = client.fetch(req).await.unwrap();
-            if resp.records.is_empty() {
-                break;
-            }
-            for r in resp.records {
-                offset = r.offset + 1;
-                let key = String::from_utf8(r.key.unwrap_or_default().to_vec()).unwrap();
-                out.push((key, Event::decode(&r.value.unwrap_or_default()).unwrap()));
-            }
-            if offset >= resp.high_watermark {
-                break;
-            }
-        }
-    }
-    out
 }
 
 #[tokio::test]
@@ -518,31 +557,4 @@ async fn x6_racing_writers_exactly_one_wins() {
         assert_eq!(last.writer_uuid, if won[0] { "A" } else { "B" });
     }
 }
-
-#[tokio::test]
-async fn fault_delete_frees_space_only_below_fully_deleted_records() {
-    let server = embedded().await;
-    let j = Journal::connect(config(&server.bootstrap_servers()))
-        .await
-        .unwrap();
-    let pid = unique("free");
-    setup(&j, &pid).await;
-    let topic = j.topic_of(&pid);
-    j.delete_messages_to(&pid, 3).await.unwrap();
-    // events 1..=3 were at offsets 0..=2; 4 and 5 stay, then the marker
-    let info = server.partition_info(&topic, 0).await.unwrap();
-    assert_eq!((info.log_start_offset, info.high_watermark), (3, 6));
-    j.delete_messages_to(&pid, M).await.unwrap();
-    let info = server.partition_info(&topic, 0).await.unwrap();
-    assert_eq!((info.log_start_offset, info.high_watermark), (6, 7));
-    let j2 = Journal::connect(config(&server.bootstrap_servers()))
-        .await
-        .unwrap();
-    assert_eq!(seqs(j2.replay(&pid, 0, M, M)).await, Vec::<u64>::new());
-    assert_eq!(j2.highest_sequence_nr(&pid).await.unwrap(), 5);
-    assert_eq!(
-        j2.write(vec![event(&pid, 6, "w").into()]).await.unwrap(),
-        vec![Ok(())]
-    );
-    assert_eq!(seqs(j.replay(&pid, 0, M, M)).await, vec![6]);
 }

@@ -10,6 +10,7 @@ fn one(pid: &str, seq: u64) -> Vec<AtomicWrite> {
     vec![AtomicWrite::new(vec![PersistentRepr::new(pid, seq, "x")])]
 }
 
+layout_tests! {
 #[tokio::test]
 async fn forgotten_ids_keep_their_history_fencing_and_deletions() {
     let b = broker().await;
@@ -56,4 +57,5 @@ async fn a_zero_id_cache_is_a_configuration_error() {
     let b = broker().await;
     let r = Journal::connect(config(&b.bootstrap()).with_max_cached_ids(0)).await;
     assert!(matches!(r, Err(JournalError::Config(_))), "{r:?}");
+}
 }

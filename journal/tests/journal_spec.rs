@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use futures::TryStreamExt;
-use kafka_persistence_journal::{AtomicWrite, Journal, JournalConfig, PersistentRepr, WriteError};
+use kafka_persistence_journal::{
+    AtomicWrite, Journal, JournalConfig, Layout, PersistentRepr, WriteError,
+};
 
 async fn fixture() -> (Broker, Journal, String) {
     let broker = broker().await;
@@ -18,6 +20,7 @@ async fn fixture() -> (Broker, Journal, String) {
     (broker, journal, pid)
 }
 
+layout_tests! {
 #[tokio::test]
 async fn j1_replay_all_and_highest() {
     let (_b, j, pid) = fixture().await;
@@ -62,9 +65,13 @@ async fn j11_unknown_id_replays_nothing_and_creates_nothing() {
         seqs(j.current_events_by_persistence_id(&pid, 0, M)).await,
         Vec::<u64>::new()
     );
-    let topic = j.topic_of(&pid);
-    assert!(j.client().topic_metadata(&topic).await.unwrap().is_none());
-    assert!(!j.client().list_topics().await.unwrap().contains(&topic));
+    let ids: Vec<String> = j.current_persistence_ids().try_collect().await.unwrap();
+    assert!(!ids.contains(&pid), "reading made {pid} known");
+    if layout() == Layout::PerId {
+        let topic = j.topic_of(&pid);
+        assert!(j.client().topic_metadata(&topic).await.unwrap().is_none());
+        assert!(!j.client().list_topics().await.unwrap().contains(&topic));
+    }
 }
 
 #[tokio::test]
@@ -188,7 +195,7 @@ async fn j18_unreachable_broker_fails_within_timeout() {
     };
     let timeout = Duration::from_millis(800);
     let started = Instant::now();
-    let r = Journal::connect(JournalConfig::new(format!("127.0.0.1:{port}")).with_timeout(timeout))
+    let r = Journal::connect(JournalConfig::new(format!("127.0.0.1:{port}")).with_timeout(timeout).with_layout(layout()))
         .await;
     assert!(r.is_err());
     assert!(
@@ -202,7 +209,7 @@ async fn j18_unreachable_broker_fails_within_timeout() {
 async fn fault_j18_write_to_stopped_broker_fails_within_timeout() {
     let server = embedded().await;
     let timeout = Duration::from_millis(1500);
-    let j = Journal::connect(JournalConfig::new(server.bootstrap_servers()).with_timeout(timeout))
+    let j = Journal::connect(JournalConfig::new(server.bootstrap_servers()).with_timeout(timeout).with_layout(layout()))
         .await
         .unwrap();
     let pid = unique("down");
@@ -323,4 +330,5 @@ async fn concurrent_first_writes_of_many_ids_share_topic_creation() {
         let pid = format!("{tag}-{i}");
         assert_eq!(seqs(j.replay(&pid, 1, M, M)).await, vec![1]);
     }
+}
 }

@@ -20,6 +20,7 @@ use kafka_persistence_journal::{AtomicWrite, PersistentRepr};
 const CALLS: u64 = 256;
 const EVENTS: u64 = 10;
 
+layout_tests! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fresh_journal_pipelines_its_first_writes_in_order() {
     let b = broker().await;
@@ -48,10 +49,10 @@ async fn a_fresh_journal_pipelines_its_first_writes_in_order() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 /// Reads and deletions issued after a write (polled after it) wait for it, also for a brand-new
 /// id whose topic the write is still creating: they used to look for the topic first, find
 /// none and answer "nothing there".
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_and_deletions_issued_after_a_first_write_see_it() {
     let b = broker().await;
     for round in 0..5 {
@@ -92,14 +93,17 @@ async fn reads_and_deletions_issued_after_a_first_write_see_it() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 /// Pipelined writes to an id whose topic has a small `max.message.bytes`: each write fits,
 /// and the producer must not merge them into a record batch the broker refuses.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_writes_respect_a_small_max_message_bytes() {
     let b = broker().await;
     let journal = Arc::new(
         kafka_persistence_journal::Journal::connect(
-            common::config(&b.bootstrap()).with_max_message_bytes(20_000),
+            common::config(&b.bootstrap())
+                .with_max_message_bytes(20_000)
+                // layout v2: topics of its own, created with the small limit
+                .with_topic_prefix(unique("small-max")),
         )
         .await
         .expect("journal connects"),
@@ -132,4 +136,5 @@ async fn pipelined_writes_respect_a_small_max_message_bytes() {
     }
     let replayed = seqs(journal.replay(&pid, 1, u64::MAX, u64::MAX)).await;
     assert_eq!(replayed, (1..=60).collect::<Vec<u64>>());
+}
 }

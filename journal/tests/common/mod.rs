@@ -6,10 +6,52 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::{Stream, TryStreamExt};
+use kafka_persistence_journal::Layout;
 use kafka_persistence_journal::{
     AtomicWrite, Journal, JournalConfig, JournalError, PersistentRepr,
 };
 use kafka_persistence_testserver::TestServer;
+
+thread_local! {
+    static LAYOUT: std::cell::Cell<Layout> = const { std::cell::Cell::new(Layout::Shared) };
+}
+
+/// The layout the current test runs in (set by [`layout_tests!`]).
+pub fn layout() -> Layout {
+    LAYOUT.with(|l| l.get())
+}
+
+/// Sets the layout of the current test thread (see [`layout_tests!`]).
+pub fn set_layout(layout: Layout) {
+    LAYOUT.with(|l| l.set(layout));
+}
+
+/// Runs each test once per layout: `per_id::name` and `shared::name`. Every journal a test
+/// builds through [`config`] or [`journal`] uses that layout.
+#[macro_export]
+macro_rules! layout_tests {
+    ($( #[tokio::test $( ( $($args:tt)* ) )? ] $(#[$m:meta])* async fn $name:ident () $body:block )*) => {
+        $( $(#[$m])* async fn $name() $body )*
+        mod per_id {
+            $(
+                #[tokio::test $( ( $($args)* ) )? ]
+                async fn $name() {
+                    $crate::common::set_layout(kafka_persistence_journal::Layout::PerId);
+                    super::$name().await
+                }
+            )*
+        }
+        mod shared {
+            $(
+                #[tokio::test $( ( $($args)* ) )? ]
+                async fn $name() {
+                    $crate::common::set_layout(kafka_persistence_journal::Layout::Shared);
+                    super::$name().await
+                }
+            )*
+        }
+    };
+}
 
 /// A broker for one test.
 pub enum Broker {
@@ -49,8 +91,11 @@ pub async fn embedded() -> TestServer {
     TestServer::start().await.expect("test server starts")
 }
 
+/// The test configuration, in the current test's layout.
 pub fn config(bootstrap: &str) -> JournalConfig {
-    JournalConfig::new(bootstrap).with_timeout(Duration::from_secs(20))
+    JournalConfig::new(bootstrap)
+        .with_timeout(Duration::from_secs(20))
+        .with_layout(layout())
 }
 
 pub async fn journal(broker: &Broker) -> Journal {

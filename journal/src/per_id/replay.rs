@@ -1,4 +1,4 @@
-//! Replay and the queries: streams over a persistence id's log.
+//! Layout v1 replay and the live query: streams over a persistence id's topic.
 
 use std::collections::VecDeque;
 use std::ops::ControlFlow;
@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use futures::stream::{self, BoxStream, StreamExt};
 
+use super::log::{scan, ScanOptions, Until, Verified, FETCH_MAX_BYTES};
+use super::naming::{decode_topic, PARTITION};
+use super::PerId;
 use crate::error::JournalError;
-use crate::journal::{bounded, Inner, Journal};
-use crate::layout::{decode_topic, PARTITION};
-use crate::log::{scan, ScanOptions, Until, Verified, FETCH_MAX_BYTES};
+use crate::journal::bounded;
 use crate::repr::PersistentRepr;
 use crate::scan::Applied;
 
@@ -21,7 +22,7 @@ const TOPIC_POLL: Duration = Duration::from_millis(200);
 
 /// Where a replay stands.
 struct Cursor {
-    inner: Arc<Inner>,
+    inner: Arc<PerId>,
     persistence_id: String,
     topic: String,
     /// The replay's own view of the log, starting at a checkpoint.
@@ -104,7 +105,7 @@ impl Cursor {
 
 /// Sets up a replay: `None` if there is nothing to replay.
 async fn open(
-    inner: Arc<Inner>,
+    inner: Arc<PerId>,
     persistence_id: String,
     from: u64,
     to: u64,
@@ -154,7 +155,7 @@ enum Phase {
 }
 
 struct Replay {
-    inner: Arc<Inner>,
+    inner: Arc<PerId>,
     persistence_id: String,
     from: u64,
     to: u64,
@@ -209,12 +210,15 @@ async fn next(mut r: Replay) -> Option<(Result<PersistentRepr, JournalError>, Re
     }
 }
 
-pub(crate) fn replay(
-    inner: Arc<Inner>,
+/// The events of `persistence_id` in `from..=to`, at most `max`; a live stream (`live`)
+/// waits for new ones and completes only at `to`.
+pub(crate) fn events(
+    inner: Arc<PerId>,
     persistence_id: String,
     from: u64,
     to: u64,
     max: u64,
+    live: bool,
 ) -> BoxStream<'static, Result<PersistentRepr, JournalError>> {
     if max == 0 || from > to || to == 0 {
         return stream::empty().boxed();
@@ -225,74 +229,25 @@ pub(crate) fn replay(
         from,
         to,
         max,
-        live: false,
+        live,
         phase: Phase::Opening,
     };
     stream::unfold(r, next).boxed()
 }
 
-impl Journal {
-    /// The events of `persistence_id` with `from <= seq <= to` that exist now; completes at
-    /// the current end.
-    pub fn current_events_by_persistence_id(
-        &self,
-        persistence_id: &str,
-        from: u64,
-        to: u64,
-    ) -> BoxStream<'static, Result<PersistentRepr, JournalError>> {
-        self.replay(persistence_id, from, to, u64::MAX)
-    }
-
-    /// The events of `persistence_id` with `from <= seq <= to`, including those written
-    /// later: a live stream that completes only once `to` is reached (never for
-    /// `u64::MAX`). It polls with long-poll fetches and never creates the topic.
-    pub fn events_by_persistence_id(
-        &self,
-        persistence_id: &str,
-        from: u64,
-        to: u64,
-    ) -> BoxStream<'static, Result<PersistentRepr, JournalError>> {
-        if from > to || to == 0 {
-            return stream::empty().boxed();
-        }
-        let r = Replay {
-            inner: Arc::clone(&self.inner),
-            persistence_id: persistence_id.to_string(),
-            from,
-            to,
-            max: u64::MAX,
-            live: true,
-            phase: Phase::Opening,
-        };
-        stream::unfold(r, next).boxed()
-    }
-
-    /// Every persistence id with a journal topic (under this journal's prefix); completes.
-    pub fn current_persistence_ids(&self) -> BoxStream<'static, Result<String, JournalError>> {
-        let inner = Arc::clone(&self.inner);
-        stream::once(async move {
-            bounded(&inner.config, "current_persistence_ids", list_ids(&inner)).await
-        })
-        .flat_map(|r| match r {
-            Ok(ids) => stream::iter(ids).boxed(),
-            Err(e) => stream::once(async move { Err(e) }).boxed(),
-        })
-        .boxed()
-    }
-}
-
-async fn list_ids(inner: &Inner) -> Result<Vec<Result<String, JournalError>>, JournalError> {
+/// Every persistence id with a journal topic under this journal's prefix.
+pub(crate) async fn list_ids(inner: &PerId) -> Result<Vec<String>, JournalError> {
     let mut topics = inner.client.list_topics().await?;
     topics.sort();
     let mut ids = Vec::new();
     for topic in topics {
         match decode_topic(&inner.config.topic_prefix, &topic) {
             None => {}
-            Some(Ok(id)) => ids.push(Ok(id)),
+            Some(Ok(id)) => ids.push(id),
             Some(Err(())) => {
                 // A hashed name: the id is the key of every record.
                 if let Some(id) = first_key(inner, &topic).await? {
-                    ids.push(Ok(id));
+                    ids.push(id);
                 }
             }
         }
@@ -300,7 +255,7 @@ async fn list_ids(inner: &Inner) -> Result<Vec<Result<String, JournalError>>, Jo
     Ok(ids)
 }
 
-async fn first_key(inner: &Inner, topic: &str) -> Result<Option<String>, JournalError> {
+async fn first_key(inner: &PerId, topic: &str) -> Result<Option<String>, JournalError> {
     let start = inner
         .client
         .list_offset(
@@ -309,7 +264,7 @@ async fn first_key(inner: &Inner, topic: &str) -> Result<Option<String>, Journal
             kafka_persistence_wire::OffsetSpec::Earliest,
         )
         .await?;
-    let resp = crate::log::fetch(&inner.client, topic, start, 64 * 1024, Duration::ZERO).await?;
+    let resp = super::log::fetch(&inner.client, topic, start, 64 * 1024, Duration::ZERO).await?;
     Ok(resp
         .records
         .into_iter()

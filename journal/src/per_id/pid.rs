@@ -8,13 +8,15 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+pub(crate) use crate::cache::IdCache;
+
 use futures::future::Shared;
 use kafka_persistence_wire::Client;
 use tokio::sync::{oneshot, Notify};
 
+use super::log::{scan, ScanOptions, Until, Verified};
 use crate::error::JournalError;
 use crate::gate::{Gate, Ticket};
-use crate::log::{scan, ScanOptions, Until, Verified};
 
 /// Whether the predecessor write landed where it was expected and was accepted.
 pub(crate) type Outcome = Shared<oneshot::Receiver<bool>>;
@@ -181,137 +183,5 @@ impl Drop for InflightGuard {
     }
 }
 
-/// The journal's [`PidEntry`]s, bounded: beyond `capacity`, the least recently used entries
-/// that nothing holds (no write, read or deletion in progress) are forgotten. A forgotten id
-/// is read from its log again on its next use, as after a restart.
-#[derive(Debug)]
-pub(crate) struct PidCache {
-    entries: std::collections::HashMap<String, (Arc<PidEntry>, u64)>,
-    /// Bumped on every lookup; an entry's stamp is the tick of its last use.
-    tick: u64,
-    capacity: usize,
-}
-
-impl PidCache {
-    pub(crate) fn new(capacity: usize) -> Self {
-        PidCache {
-            entries: std::collections::HashMap::new(),
-            tick: 0,
-            capacity: capacity.max(1),
-        }
-    }
-
-    /// The entry of `persistence_id`, created by `make` if it is not cached.
-    pub(crate) fn get_or_insert(
-        &mut self,
-        persistence_id: &str,
-        make: impl FnOnce() -> PidEntry,
-    ) -> Arc<PidEntry> {
-        self.tick += 1;
-        if let Some((entry, used)) = self.entries.get_mut(persistence_id) {
-            *used = self.tick;
-            return Arc::clone(entry);
-        }
-        if self.entries.len() >= self.capacity {
-            self.evict();
-        }
-        let entry = Arc::new(make());
-        self.entries
-            .insert(persistence_id.to_string(), (Arc::clone(&entry), self.tick));
-        entry
-    }
-
-    /// Forgets idle entries, least recently used first, down to 90% of the capacity (so the
-    /// sweep runs once per tenth of the capacity of new ids, not on every one).
-    fn evict(&mut self) {
-        let target = self.capacity - self.capacity / 10 - 1;
-        let excess = self.entries.len().saturating_sub(target);
-        // Only the map holds an idle entry, and new holders must take the map's lock first.
-        let mut idle: Vec<(u64, &String)> = self
-            .entries
-            .iter()
-            .filter(|(_, (e, _))| Arc::strong_count(e) == 1)
-            .map(|(k, (_, used))| (*used, k))
-            .collect();
-        let n = excess.min(idle.len());
-        if n == 0 {
-            tracing::debug!(
-                cached = self.entries.len(),
-                capacity = self.capacity,
-                reason = "every cached id is in use",
-                "id cache over capacity"
-            );
-            return;
-        }
-        if n < idle.len() {
-            idle.select_nth_unstable(n - 1);
-        }
-        let forget: Vec<String> = idle[..n].iter().map(|(_, k)| (*k).clone()).collect();
-        for k in &forget {
-            self.entries.remove(k);
-        }
-        tracing::debug!(
-            forgotten = forget.len(),
-            cached = self.entries.len(),
-            reason = "id cache at capacity",
-            "forgetting least recently used ids"
-        );
-    }
-
-    #[cfg(test)]
-    fn contains(&self, persistence_id: &str) -> bool {
-        self.entries.contains_key(persistence_id)
-    }
-
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.entries.len()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn entry(id: &str) -> PidEntry {
-        PidEntry::new(id, format!("journal-{id}"))
-    }
-
-    #[test]
-    fn least_recently_used_idle_ids_are_forgotten_first() {
-        let mut cache = PidCache::new(10);
-        let held = cache.get_or_insert("held", || entry("held"));
-        for i in 0..9 {
-            let id = format!("id{i}");
-            drop(cache.get_or_insert(&id, || entry(&id)));
-        }
-        // Touch id0 so that it is recent.
-        drop(cache.get_or_insert("id0", || entry("id0")));
-        assert_eq!(cache.len(), 10);
-        drop(cache.get_or_insert("new", || entry("new")));
-        // Down to 90% - 1 before inserting: two forgotten, the oldest idle ones.
-        assert_eq!(cache.len(), 9);
-        assert!(cache.contains("held"), "an id in use is never forgotten");
-        assert!(cache.contains("id0"), "recently used");
-        assert!(!cache.contains("id1") && !cache.contains("id2"));
-        assert!(cache.contains("id3") && cache.contains("new"));
-        // The held entry is the same object as before.
-        assert!(Arc::ptr_eq(
-            &held,
-            &cache.get_or_insert("held", || entry("held"))
-        ));
-    }
-
-    #[test]
-    fn ids_in_use_may_exceed_the_capacity() {
-        let mut cache = PidCache::new(2);
-        let a = cache.get_or_insert("a", || entry("a"));
-        let b = cache.get_or_insert("b", || entry("b"));
-        let c = cache.get_or_insert("c", || entry("c"));
-        assert_eq!(cache.len(), 3);
-        drop((a, b, c));
-        drop(cache.get_or_insert("d", || entry("d")));
-        assert!(cache.len() <= 2, "{}", cache.len());
-        assert!(cache.contains("d"));
-    }
-}
+/// The journal's [`PidEntry`]s, bounded (see [`IdCache`]).
+pub(crate) type PidCache = IdCache<PidEntry>;

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use kafka_persistence_wire::{self as wire, Client, FetchRequest, OffsetSpec};
 
+use super::naming::PARTITION;
 use crate::error::JournalError;
 use crate::format::JournalRecord;
-use crate::layout::PARTITION;
 use crate::scan::{Applied, ScanState};
 
 /// Bytes asked for per fetch: large, so a recovery needs few round trips.
