@@ -120,13 +120,17 @@ async fn s15_a_snapshot_that_fails_to_decode_falls_back_to_the_next_older_one() 
         .expect("client");
     let producer = client.producer(ProducerConfig::default());
     let corrupt = Record {
-        key: Some(Bytes::copy_from_slice(&4u64.to_be_bytes())),
+        key: Some(store.index_key(&pid, 4)),
         value: Some(Bytes::from_static(b"\xffnot a snapshot\x00\x01")),
         headers: Vec::new(),
         timestamp: 1,
     };
     producer
-        .send(&store.topic_for(&pid), 0, vec![corrupt])
+        .send(
+            &store.topic_for(&pid),
+            store.placement(&pid).index_partition,
+            vec![corrupt],
+        )
         .await
         .expect("write corrupt value");
     let r = recover(&journal, &store, &pid).await.expect("recover");
