@@ -1,4 +1,4 @@
-//! `kafka-persistence bench`: the journal benchmarks P1-P4 of SPEC.md, in the shape of Akka's
+//! `kafka-persistence bench`: the journal benchmarks P1-P5 of SPEC.md, in the shape of Akka's
 //! `JournalPerfSpec`, against the embedded testserver (default) or a broker (`--bootstrap`).
 
 use std::sync::Arc;
@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use kafka_persistence::journal::{AtomicWrite, Journal, JournalConfig, PersistentRepr};
+use kafka_persistence::journal::{AtomicWrite, Journal, JournalConfig, Layout, PersistentRepr};
+
+use crate::bench_scale::{p5_scale, ScaleArgs, ScaleReport};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -38,6 +40,27 @@ pub(crate) struct BenchArgs {
     /// Payload size in bytes.
     #[arg(long, default_value_t = 100)]
     payload: usize,
+    /// Ids of P5 (one event each; 0 skips P5).
+    #[arg(long, default_value_t = 1_000_000)]
+    p5_ids: u64,
+    /// Ids per `write` call in P5.
+    #[arg(long, default_value_t = 100)]
+    p5_batch: usize,
+    /// `write` calls in flight in P5.
+    #[arg(long, default_value_t = 64)]
+    p5_in_flight: usize,
+    /// Random ids P5 recovers on a fresh journal instance.
+    #[arg(long, default_value_t = 1_000)]
+    p5_recover: usize,
+    /// The journal's topic layout: `shared` (v2, default) or `per-id` (v1).
+    #[arg(long, default_value_t = Layout::Shared)]
+    layout: Layout,
+    /// Partitions of layout v2's journal topic (new topics only; existing ones are checked).
+    #[arg(long, default_value_t = 16)]
+    partitions: i32,
+    /// Replication factor of the topics the benchmark creates.
+    #[arg(long, default_value_t = 1)]
+    replication_factor: i16,
     /// Hide the progress bars.
     #[arg(long)]
     quiet: bool,
@@ -78,6 +101,7 @@ impl RuntimeKind {
 struct Report {
     broker: String,
     runtime: RuntimeKind,
+    layout: String,
     p1_events_per_s: f64,
     p1_iteration_events_per_s: Vec<f64>,
     p2_p50_us: f64,
@@ -89,6 +113,8 @@ struct Report {
     p4_ids: usize,
     p4_events_per_s: f64,
     p4_seconds: f64,
+    #[serde(flatten)]
+    p5: Option<ScaleReport>,
 }
 
 pub(crate) async fn run(args: BenchArgs) -> Result<(), BoxError> {
@@ -114,10 +140,12 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), BoxError> {
             return Err("built without the testserver feature: pass --bootstrap".into());
         }
     };
-    let journal = Arc::new(
-        Journal::connect(JournalConfig::new(&bootstrap).with_timeout(Duration::from_secs(60)))
-            .await?,
-    );
+    let config = JournalConfig::new(&bootstrap)
+        .with_timeout(Duration::from_secs(60))
+        .with_layout(args.layout)
+        .with_partitions(args.partitions)
+        .with_replication_factor(args.replication_factor);
+    let journal = Arc::new(Journal::connect(config.clone()).await?);
     let progress = Progress::new(args.quiet);
     let run_id = run_id();
     let payload = Bytes::from(vec![b'x'; args.payload]);
@@ -126,10 +154,23 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), BoxError> {
     let p2 = p2_one_at_a_time(&journal, &progress, &args, &run_id, &payload).await?;
     let p3 = p3_recovery(&journal, &progress, &args, &run_id, &payload).await?;
     let p4 = p4_many_ids(&journal, &progress, &args, &run_id, &payload).await?;
+    let p5 = if args.p5_ids > 0 {
+        let scale = ScaleArgs {
+            ids: args.p5_ids,
+            batch: args.p5_batch,
+            in_flight: args.p5_in_flight,
+            recover: args.p5_recover,
+        };
+        let bar = |name: &str, len: u64| progress.bar(name, len);
+        Some(p5_scale(&config, &journal, bar, &scale, &run_id, &payload).await?)
+    } else {
+        None
+    };
 
     let report = Report {
         broker,
         runtime: args.runtime,
+        layout: args.layout.to_string(),
         p1_events_per_s: median(&p1),
         p1_iteration_events_per_s: p1,
         p2_p50_us: p2.p50_us,
@@ -141,6 +182,7 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), BoxError> {
         p4_ids: args.p4_ids,
         p4_events_per_s: p4.events_per_s,
         p4_seconds: p4.seconds,
+        p5,
     };
     progress.clear();
     if args.json {
@@ -150,6 +192,9 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), BoxError> {
     }
     if !report.p4_ok {
         return Err("P4: some persistence ids did not replay intact".into());
+    }
+    if report.p5.as_ref().is_some_and(|p5| !p5.p5_ok) {
+        return Err("P5: some recovered ids did not replay their event".into());
     }
     Ok(())
 }
@@ -388,9 +433,10 @@ async fn p4_many_ids(
 
 fn print_table(r: &Report, args: &BenchArgs) {
     println!(
-        "kafka-persistence bench on {} ({} B payloads, {} runtime)",
+        "kafka-persistence bench on {} ({} B payloads, layout {}, {} runtime)",
         r.broker,
         args.payload,
+        r.layout,
         match r.runtime {
             RuntimeKind::CurrentThread => "current-thread",
             RuntimeKind::MultiThread => "multi-thread",
@@ -433,6 +479,45 @@ fn print_table(r: &Report, args: &BenchArgs) {
         "P4 every id intact",
         if r.p4_ok { "yes" } else { "NO" }
     );
+    if let Some(p5) = &r.p5 {
+        let rows: [(String, String); 8] = [
+            (
+                format!("P5 write {} ids x 1 event", p5.p5_ids),
+                format!("{:>10.0} ids/s", p5.p5_ids_per_s),
+            ),
+            (
+                "P5 fresh instance: restore".into(),
+                format!("{:>10.2} s", p5.p5_restore_s),
+            ),
+            (
+                "P5 fresh instance: resident memory".into(),
+                format!("{:>10.1} MiB", p5.p5_rss_mb),
+            ),
+            (
+                "P5 fresh instance: memory per id".into(),
+                format!("{:>10.0} B", p5.p5_rss_bytes_per_id),
+            ),
+            (
+                "P5 recovery p50".into(),
+                format!("{:>10.2} ms", p5.p5_recover_p50_ms),
+            ),
+            (
+                "P5 recovery p99".into(),
+                format!("{:>10.2} ms", p5.p5_recover_p99_ms),
+            ),
+            (
+                "P5 recovery max".into(),
+                format!("{:>10.2} ms", p5.p5_recover_max_ms),
+            ),
+            (
+                "P5 every recovered id intact".into(),
+                format!("{:>13}", if p5.p5_ok { "yes" } else { "NO" }),
+            ),
+        ];
+        for (name, value) in rows {
+            println!("{name:<44} {value}");
+        }
+    }
 }
 
 fn median(xs: &[f64]) -> f64 {

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod bench_scale;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -21,7 +22,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Runs the journal benchmarks P1-P4 (SPEC.md) against the embedded testserver or a broker.
+    /// Runs the journal benchmarks P1-P5 (SPEC.md) against the embedded testserver or a broker.
     Bench(bench::BenchArgs),
     /// Runs the in-process Kafka broker standalone, until Ctrl-C.
     #[cfg(feature = "testserver")]

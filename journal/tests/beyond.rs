@@ -558,3 +558,24 @@ async fn x6_racing_writers_exactly_one_wins() {
     }
 }
 }
+
+#[tokio::test]
+async fn shared_restore_from_the_index_after_flush() {
+    set_layout(Layout::Shared);
+    let broker = broker().await;
+    let j = journal(&broker).await;
+    let tag = unique("restore");
+    let writes: Vec<AtomicWrite> = (0..500)
+        .map(|i| event(&format!("{tag}-{i}"), 1, "w").into())
+        .collect();
+    assert!(j.write(writes).await.unwrap().iter().all(|r| r.is_ok()));
+    j.flush_index().await.unwrap();
+    let j2 = journal(&broker).await;
+    for i in 0..500 {
+        assert_eq!(
+            j2.highest_sequence_nr(&format!("{tag}-{i}")).await.unwrap(),
+            1,
+            "{i}"
+        );
+    }
+}

@@ -72,7 +72,8 @@ impl Head {
             initialized,
             as_of: 0,
             ranges: Vec::new(),
-            dirty: true,
+            // Set by the first `apply` (which also queues the head to be stored).
+            dirty: false,
         }
     }
 

@@ -164,7 +164,6 @@ impl PartitionState {
             }
             self.recent.push_back((offset, ok));
             if let Some(p) = self.pending.remove(&offset) {
-                self.sends.finish(p.send);
                 // Another id at our acknowledged offset cannot happen; say unknown rather
                 // than guess.
                 let decision = if p.persistence_id == persistence_id {
@@ -195,7 +194,6 @@ impl PartitionState {
                 break;
             }
             let p = entry.remove();
-            self.sends.finish(p.send);
             let _ = p.tx.send(Decision::Unknown);
         }
     }
@@ -208,8 +206,38 @@ impl PartitionState {
         persistence_id: &str,
         stubs: Vec<JournalRecord>,
     ) -> Registered {
+        let r = self.register_chunk(send, base, persistence_id, stubs);
+        self.sends.finish(send);
+        r
+    }
+
+    /// A send of several chunks (ids) was acknowledged at `base`: each chunk is registered at
+    /// its offset, in order.
+    pub(crate) fn register_acks(
+        &mut self,
+        send: u64,
+        base: i64,
+        chunks: Vec<(String, Vec<JournalRecord>)>,
+    ) -> Vec<Registered> {
+        let mut offset = base;
+        let mut out = Vec::with_capacity(chunks.len());
+        for (persistence_id, stubs) in chunks {
+            let n = stubs.len() as i64;
+            out.push(self.register_chunk(send, offset, &persistence_id, stubs));
+            offset += n;
+        }
+        self.sends.finish(send);
+        out
+    }
+
+    fn register_chunk(
+        &mut self,
+        send: u64,
+        base: i64,
+        persistence_id: &str,
+        stubs: Vec<JournalRecord>,
+    ) -> Registered {
         if base < self.frontier {
-            self.sends.finish(send);
             let found = self
                 .recent
                 .binary_search_by_key(&base, |(o, _)| *o)
@@ -220,7 +248,6 @@ impl PartitionState {
         }
         if base == self.frontier {
             let decision = self.apply_stubs(base, persistence_id, &stubs);
-            self.sends.finish(send);
             self.drain_pending();
             return Registered::Now(decision);
         }
@@ -272,12 +299,12 @@ impl PartitionState {
             }
             let p = entry.remove();
             let decision = self.apply_stubs(self.frontier, &p.persistence_id, &p.stubs);
-            self.sends.finish(p.send);
             let _ = p.tx.send(decision);
         }
     }
 
-    /// Whether a pending send waits behind records only a read can supply.
+    /// Whether a pending send waits behind records only a read can supply: every send made
+    /// before it has reported, and still there is a gap.
     pub(crate) fn needs_read(&self) -> bool {
         self.pending
             .first_key_value()

@@ -24,6 +24,8 @@ const LIVE_WAIT: Duration = Duration::from_millis(200);
 const SMALL_FETCH_BYTES: i32 = 1024 * 1024;
 /// Fetch size for a replay that wants many.
 const LARGE_FETCH_BYTES: i32 = 32 * 1024 * 1024;
+/// A guess of one journal record's size, to size a range's fetch.
+const RECORD_BYTES_GUESS: i64 = 256;
 
 /// One accepted event of a shared journal partition, with where it is
 /// ([`crate::Journal::events_by_partition`]).
@@ -99,13 +101,18 @@ async fn read_range(
     let mut pos = range.start.max(log_start);
     let mut checked = !cut;
     let small = max <= 64 || end.saturating_sub(first) < 64;
+    let cap = if small {
+        SMALL_FETCH_BYTES
+    } else {
+        LARGE_FETCH_BYTES
+    };
     while pos < range.end {
+        // Sized to the range: the broker returns the batch holding `pos` whole even when it
+        // is larger, so a short range costs about one batch, not a megabyte of other ids.
+        let want = (range.end - pos).saturating_mul(RECORD_BYTES_GUESS);
+        let max_bytes = i32::try_from(want).unwrap_or(i32::MAX).clamp(1, cap);
         let req = FetchRequest::new(shared.journal_topic.as_str(), partition, pos)
-            .with_max_bytes(if small {
-                SMALL_FETCH_BYTES
-            } else {
-                LARGE_FETCH_BYTES
-            })
+            .with_max_bytes(max_bytes)
             .with_max_wait(Duration::ZERO);
         let resp = match shared.client.fetch(req).await {
             Ok(r) => r,

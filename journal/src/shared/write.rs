@@ -55,26 +55,149 @@ pub(crate) fn plan(shared: &Shared, writes: Vec<AtomicWrite>) -> Plan {
     }
 }
 
+/// One id's planned chunk, on its way.
+struct Sent {
+    /// Index into the call's ids.
+    id: usize,
+    /// The caller's atomic writes it stores.
+    indices: Vec<usize>,
+    stubs: Vec<JournalRecord>,
+}
+
+/// One send to a partition: several ids' chunks, one record batch.
+struct Send<'a> {
+    partition: &'a Partition,
+    records: Vec<wire::Record>,
+    chunks: Vec<Sent>,
+    size: usize,
+}
+
 pub(crate) async fn write(shared: &Arc<Shared>, plan: Plan) -> Result<Written, JournalError> {
     let Plan { results, ids } = plan;
-    let per_id = ids
-        .into_iter()
-        .map(|(active, ticket, ws)| write_id(shared, active, ticket, ws));
+    // Enter every id's gate, in plan order (tickets were taken in call order, so two calls
+    // never wait for each other crosswise), then plan every id's chunks.
+    let mut entered = Vec::with_capacity(ids.len());
+    for (active, ticket, ws) in ids {
+        let gate = ticket.enter().await;
+        entered.push((active, gate, ws));
+    }
+    let now = crate::now_ms();
+    let mut planned: Vec<Vec<Planned>> = Vec::with_capacity(entered.len());
+    let mut sends: Vec<Send<'_>> = Vec::new();
+    let mut open: Vec<Option<usize>> = vec![None; shared.partitions.len()];
+    let limit = shared.max_message_bytes.min(crate::chunk::MAX_CHUNK_BYTES);
+    // Everything that can fail comes before anything is reserved.
+    let mut highests = Vec::with_capacity(entered.len());
+    for (active, _, ws) in &entered {
+        let mut highest = reserved(shared, active, false).await?;
+        let first = ws.first().map_or(0, |(_, w)| w.lowest_sequence_nr());
+        if first != highest.saturating_add(1) {
+            // Another instance may have written the id since this one last read it: read
+            // the partition before refusing.
+            highest = reserved(shared, active, true).await?;
+        }
+        highests.push(highest);
+    }
+    for (k, ((active, _, ws), highest)) in entered.iter_mut().zip(highests).enumerate() {
+        let pid = active.persistence_id.as_str();
+        let plan = plan_chunks(
+            pid,
+            std::mem::take(ws),
+            highest,
+            shared.max_message_bytes,
+            now,
+            || shared.next_batch_id(),
+        );
+        {
+            let mut st = active.lock();
+            st.reserved = Some(plan.highest);
+            st.inflight += plan.chunks.len();
+        }
+        planned.push(plan.out);
+        let p = &shared.partitions[active.partition];
+        for c in plan.chunks {
+            let slot = match open[active.partition] {
+                Some(i) if sends[i].size + c.size <= limit => i,
+                _ => {
+                    sends.push(Send {
+                        partition: p,
+                        records: Vec::new(),
+                        chunks: Vec::new(),
+                        size: 0,
+                    });
+                    open[active.partition] = Some(sends.len() - 1);
+                    sends.len() - 1
+                }
+            };
+            let s = &mut sends[slot];
+            s.size += c.size;
+            s.records.extend(c.records);
+            s.chunks.push(Sent {
+                id: k,
+                indices: c.indices,
+                stubs: c.stubs,
+            });
+        }
+    }
+    // Hand every send to the producer now, in order (it keeps call order per partition),
+    // numbering them in the partition's send book in the same order.
+    let mut started = Vec::with_capacity(sends.len());
+    for s in sends {
+        let (fut, slot) = start_send(shared, s.partition, s.records);
+        started.push((fut, slot, s.chunks, s.partition));
+    }
+    // Let the next calls of these ids in: their sends queue behind ours.
+    let actives: Vec<Arc<ActiveId>> = entered.into_iter().map(|(a, _, _)| a).collect();
+
+    let decisions = started.into_iter().map(|(fut, slot, chunks, p)| {
+        let actives = &actives;
+        async move {
+            let outcome = decide(shared, p, fut, slot, &chunks, actives).await;
+            for (c, ok) in chunks
+                .iter()
+                .zip(outcome.iter().map(|o| matches!(o, Ok(true))))
+            {
+                actives[c.id].finish(ok);
+            }
+            chunks.into_iter().zip(outcome).collect::<Vec<_>>()
+        }
+    });
+    let mut fenced: Vec<HashSet<usize>> = vec![HashSet::new(); actives.len()];
     let mut first_error = None;
-    let mut planned: Vec<Planned> = Vec::new();
-    for outcome in join_all(per_id).await {
-        match outcome {
-            Ok(done) => planned.extend(done),
-            Err(e) => {
-                first_error.get_or_insert(e);
+    for per_send in join_all(decisions).await {
+        for (c, d) in per_send {
+            match d {
+                Ok(true) => {}
+                Ok(false) => fenced[c.id].extend(c.indices),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
             }
         }
     }
     if let Some(e) = first_error {
         return Err(e);
     }
+    for (k, out) in planned.iter_mut().enumerate() {
+        if fenced[k].is_empty() {
+            continue;
+        }
+        let active = &actives[k];
+        let pid = active.persistence_id.as_str();
+        let expected = shared.partitions[active.partition]
+            .state()
+            .heads
+            .get(pid)
+            .map_or(1, |h| h.highest.saturating_add(1));
+        tracing::warn!(
+            persistence_id = pid,
+            reason = "another writer's records came first",
+            "write fenced"
+        );
+        chunk::mark_fenced(out, &fenced[k], pid, expected);
+    }
     let mut published = Vec::new();
-    let results = chunk::finish(results, planned, &mut published);
+    let results = chunk::finish(results, planned.into_iter().flatten(), &mut published);
     Ok((results, published))
 }
 
@@ -97,6 +220,34 @@ impl Drop for SendSlot<'_> {
             self.partition.state().register_failed(send);
         }
     }
+}
+
+/// Numbers a send in the partition's send book and hands it to the producer, in one step.
+fn start_send<'a>(
+    shared: &Shared,
+    p: &'a Partition,
+    records: Vec<wire::Record>,
+) -> (SendFuture, SendSlot<'a>) {
+    let producer = shared.producer.clone();
+    let topic = shared.journal_topic.clone();
+    let partition = p.id;
+    let mut st = p.state();
+    let send = st.sends.start();
+    let mut fut: SendFuture =
+        async move { producer.send(&topic, partition, records).await }.boxed();
+    // Polled once so it takes its place in the producer's queue now.
+    let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+    if let Poll::Ready(r) = Pin::new(&mut fut).poll(&mut cx) {
+        fut = futures::future::ready(r).boxed();
+    }
+    drop(st);
+    (
+        fut,
+        SendSlot {
+            partition: p,
+            send: Some(send),
+        },
+    )
 }
 
 /// The reservation view of `active`, refreshed from the partition's head when it is unknown
@@ -125,118 +276,103 @@ async fn reserved(shared: &Shared, active: &ActiveId, refresh: bool) -> Result<u
     Ok(highest)
 }
 
-async fn write_id(
-    shared: &Arc<Shared>,
-    active: Arc<ActiveId>,
-    ticket: Ticket,
-    writes: Vec<(usize, AtomicWrite)>,
-) -> Result<Vec<Planned>, JournalError> {
-    let gate = ticket.enter().await;
-    let p = &shared.partitions[active.partition];
-    let mut highest = reserved(shared, &active, false).await?;
-    let first = writes.first().map_or(0, |(_, w)| w.lowest_sequence_nr());
-    if first != highest.saturating_add(1) {
-        // Another instance may have written the id since this one last read it: read the
-        // partition before refusing.
-        highest = reserved(shared, &active, true).await?;
-    }
-    let pid = active.persistence_id.as_str();
-    let plan = plan_chunks(
-        pid,
-        writes,
-        highest,
-        shared.max_message_bytes,
-        crate::now_ms(),
-        || shared.next_batch_id(),
-    );
-    let mut out = plan.out;
-    let mut chunks = plan.chunks;
-    {
-        let mut st = active.lock();
-        st.reserved = Some(plan.highest);
-        st.inflight += chunks.len();
-    }
-    // Hand every send to the producer now, in order (it keeps call order per partition),
-    // numbering them in the partition's send book in the same order.
-    let mut sends: Vec<(SendFuture, SendSlot<'_>, Vec<JournalRecord>)> =
-        Vec::with_capacity(chunks.len());
-    for c in &mut chunks {
-        let records = std::mem::take(&mut c.records);
-        let stubs = std::mem::take(&mut c.stubs);
-        let producer = shared.producer.clone();
-        let topic = shared.journal_topic.clone();
-        let partition = p.id;
-        let mut st = p.state();
-        let send = st.sends.start();
-        let mut fut: SendFuture =
-            async move { producer.send(&topic, partition, records).await }.boxed();
-        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
-        if let Poll::Ready(r) = Pin::new(&mut fut).poll(&mut cx) {
-            fut = futures::future::ready(r).boxed();
-        }
-        drop(st);
-        sends.push((
-            fut,
-            SendSlot {
-                partition: p,
-                send: Some(send),
-            },
-            stubs,
-        ));
-    }
-    drop(gate);
-
-    let decisions = chunks.iter().zip(sends).map(|(chunk, (fut, slot, stubs))| {
-        let active = &active;
-        async move {
-            let d = decide(shared, p, pid, fut, slot, stubs).await;
-            active.finish(matches!(d, Ok(true)));
-            d.map(|ok| (ok, chunk.indices.clone()))
-        }
-    });
-    let mut fenced: HashSet<usize> = HashSet::new();
-    let mut first_error = None;
-    for d in join_all(decisions).await {
-        match d {
-            Ok((true, _)) => {}
-            Ok((false, indices)) => fenced.extend(indices),
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
-    }
-    if let Some(e) = first_error {
-        return Err(e);
-    }
-    if !fenced.is_empty() {
-        let expected = p
-            .state()
-            .heads
-            .get(pid)
-            .map_or(1, |h| h.highest.saturating_add(1));
-        tracing::warn!(
-            persistence_id = pid,
-            reason = "another writer's records came first",
-            "write fenced"
-        );
-        chunk::mark_fenced(&mut out, &fenced, pid, expected);
-    }
-    Ok(out)
-}
-
-/// Waits for one send's acknowledgement and for the partition to decide it.
+/// Waits for one send's acknowledgement and for the partition to decide each of its chunks.
 async fn decide(
     shared: &Shared,
     p: &Partition,
-    pid: &str,
     send: SendFuture,
     mut slot: SendSlot<'_>,
+    chunks: &[Sent],
+    actives: &[Arc<ActiveId>],
+) -> Vec<Result<bool, JournalError>> {
+    let pid = |c: &Sent| actives[c.id].persistence_id.clone();
+    let registered = match send.await {
+        Ok(meta) => {
+            let Some(n) = slot.take() else {
+                return chunks
+                    .iter()
+                    .map(|c| {
+                        Err(JournalError::Unknown(
+                            pid(c),
+                            "send registered twice".into(),
+                        ))
+                    })
+                    .collect();
+            };
+            let list = chunks.iter().map(|c| (pid(c), c.stubs.clone())).collect();
+            let regs = p.state().register_acks(n, meta.base_offset, list);
+            (meta.base_offset, regs)
+        }
+        Err(e) => {
+            tracing::warn!(partition = p.id, error = %e, reason = "produce failed, outcome unknown", "write failed");
+            if let Some(n) = slot.take() {
+                p.state().register_failed(n);
+            }
+            let reason = e.to_string();
+            let mut out: Vec<Result<bool, JournalError>> = Vec::with_capacity(chunks.len());
+            out.push(Err(e.into()));
+            out.extend(
+                chunks
+                    .iter()
+                    .skip(1)
+                    .map(|c| Err(JournalError::Unknown(pid(c), reason.clone()))),
+            );
+            return out;
+        }
+    };
+    let (base, regs) = registered;
+    let mut out = Vec::with_capacity(regs.len());
+    for (c, r) in chunks.iter().zip(regs) {
+        out.push(await_decision(shared, p, r).await.and_then(|d| match d {
+            Decision::Accepted(ok) => Ok(ok),
+            Decision::Unknown => Err(JournalError::Unknown(
+                pid(c),
+                format!(
+                    "the records near offset {base} were read before their acknowledgement and \
+                     their outcome is no longer known"
+                ),
+            )),
+        }));
+    }
+    p.changed.notify_waiters();
+    out
+}
+
+/// Waits for a registered chunk's decision, reading the partition when only a read can fill
+/// the gap before it.
+async fn await_decision(
+    shared: &Shared,
+    p: &Partition,
+    r: Registered,
+) -> Result<Decision, JournalError> {
+    match r {
+        Registered::Now(d) => Ok(d),
+        Registered::Later(mut rx) => loop {
+            match tokio::time::timeout(GAP_PATIENCE, &mut rx).await {
+                Ok(Ok(d)) => return Ok(d),
+                Ok(Err(_)) => return Ok(Decision::Unknown),
+                Err(_) => {
+                    if p.state().needs_read() {
+                        tail::catch_up(shared, p).await?;
+                    }
+                }
+            }
+        },
+    }
+}
+
+/// Sends a deletion marker of `pid` and waits for the partition to apply it.
+pub(crate) async fn send_and_decide(
+    shared: &Shared,
+    p: &Partition,
+    pid: &str,
+    records: Vec<wire::Record>,
     stubs: Vec<JournalRecord>,
 ) -> Result<bool, JournalError> {
-    let meta = match send.await {
+    let (fut, mut slot) = start_send(shared, p, records);
+    let meta = match fut.await {
         Ok(meta) => meta,
         Err(e) => {
-            tracing::warn!(persistence_id = pid, error = %e, reason = "produce failed, outcome unknown", "write failed");
             if let Some(n) = slot.take() {
                 p.state().register_failed(n);
             }
@@ -249,62 +385,14 @@ async fn decide(
             "send registered twice".into(),
         ));
     };
-    let registered = p.state().register_ack(n, meta.base_offset, pid, stubs);
-    let decision = match registered {
-        Registered::Now(d) => d,
-        Registered::Later(mut rx) => loop {
-            match tokio::time::timeout(GAP_PATIENCE, &mut rx).await {
-                Ok(Ok(d)) => break d,
-                Ok(Err(_)) => break Decision::Unknown,
-                Err(_) => {
-                    if p.state().needs_read() {
-                        tail::catch_up(shared, p).await?;
-                    }
-                }
-            }
-        },
-    };
+    let r = p.state().register_ack(n, meta.base_offset, pid, stubs);
+    let d = await_decision(shared, p, r).await?;
     p.changed.notify_waiters();
-    match decision {
+    match d {
         Decision::Accepted(ok) => Ok(ok),
         Decision::Unknown => Err(JournalError::Unknown(
             pid.to_string(),
-            format!(
-                "the records at offset {} were read before their acknowledgement and their \
-                 outcome is no longer known",
-                meta.base_offset
-            ),
+            "deletion marker outcome unknown".into(),
         )),
     }
-}
-
-/// Sends `stubs`' full records for `pid` (a deletion marker) and waits for its decision.
-pub(crate) async fn send_and_decide(
-    shared: &Shared,
-    p: &Partition,
-    pid: &str,
-    records: Vec<wire::Record>,
-    stubs: Vec<JournalRecord>,
-) -> Result<bool, JournalError> {
-    let producer = shared.producer.clone();
-    let topic = shared.journal_topic.clone();
-    let partition = p.id;
-    let (fut, slot) = {
-        let mut st = p.state();
-        let send = st.sends.start();
-        let mut fut: SendFuture =
-            async move { producer.send(&topic, partition, records).await }.boxed();
-        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
-        if let Poll::Ready(r) = Pin::new(&mut fut).poll(&mut cx) {
-            fut = futures::future::ready(r).boxed();
-        }
-        (
-            fut,
-            SendSlot {
-                partition: p,
-                send: Some(send),
-            },
-        )
-    };
-    decide(shared, p, pid, fut, slot, stubs).await
 }
