@@ -7,5 +7,8 @@ pub use kafka_persistence_snapshot as snapshot;
 pub use kafka_persistence_testserver as testserver;
 pub use kafka_persistence_wire as wire;
 
+pub mod codec;
+pub mod entities;
 pub mod entity;
 pub mod recovery;
+pub mod snapshot_policy;
