@@ -21,6 +21,9 @@ use crate::snapshot::SnapshotMetadata;
 /// A reply channel of one request.
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, EntityError>>;
 
+/// A read of the state that sends its own reply (an error if the entity stopped first).
+pub(crate) type ReadState<S> = Box<dyn FnOnce(Result<&S, EntityError>) + Send>;
+
 /// A request in an entity's mailbox.
 pub(crate) enum Message<B: Behavior> {
     /// Handle a command.
@@ -29,7 +32,7 @@ pub(crate) enum Message<B: Behavior> {
         reply: Reply<Handled<B::Rejection>>,
     },
     /// Read the state (the closure sends its own reply).
-    State(Box<dyn FnOnce(Result<&B::State, EntityError>) + Send>),
+    State(ReadState<B::State>),
     /// Save a snapshot now.
     Snapshot { reply: Reply<SnapshotMetadata> },
 }
