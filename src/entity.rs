@@ -61,7 +61,7 @@ use bytes::Bytes;
 use tracing::warn;
 
 use crate::journal::{AtomicWrite, Journal, JournalError, PersistentRepr, WriteError};
-use crate::recovery::{recover_with, RecoveryError};
+use crate::recovery::{recover_decoded, RecoveryError};
 use crate::snapshot::{SnapshotError, SnapshotMetadata, SnapshotSelectionCriteria, SnapshotStore};
 use crate::snapshot_policy::SnapshotPolicy;
 
@@ -253,34 +253,19 @@ impl<B: Behavior> Entity<B> {
         persistence_id: String,
         behavior: Arc<B>,
     ) -> Result<Self, EntityError> {
-        let mut criteria = SnapshotSelectionCriteria::latest();
-        let (recovered, state) = loop {
-            let recovered = recover_with(&journal, &store, &persistence_id, criteria)
-                .await
-                .map_err(|source| EntityError::Recovery {
-                    persistence_id: persistence_id.clone(),
-                    source,
-                })?;
-            let Some(selected) = &recovered.snapshot else {
-                break (recovered, B::State::default());
-            };
-            let snapshot_nr = selected.metadata.sequence_nr;
-            match behavior.decode_state(&selected.snapshot) {
-                Ok(state) => break (recovered, state),
-                Err(e) => {
-                    warn!(
-                        persistence_id,
-                        snapshot_nr,
-                        reason = %e,
-                        "snapshot cannot be decoded by the behaviour; trying an older one"
-                    );
-                    criteria = match snapshot_nr.checked_sub(1) {
-                        Some(below) if below > 0 => criteria.with_max_sequence_nr(below),
-                        _ => SnapshotSelectionCriteria::none(),
-                    };
-                }
-            }
-        };
+        let (recovered, state) = recover_decoded(
+            &journal,
+            &store,
+            &persistence_id,
+            SnapshotSelectionCriteria::latest(),
+            |payload| behavior.decode_state(payload),
+        )
+        .await
+        .map_err(|source| EntityError::Recovery {
+            persistence_id: persistence_id.clone(),
+            source,
+        })?;
+        let state = state.unwrap_or_default();
         let snapshot_nr = recovered
             .snapshot
             .as_ref()
@@ -434,7 +419,8 @@ impl<B: Behavior> Entity<B> {
     }
 }
 
-fn now_ms() -> i64 {
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -442,7 +428,7 @@ fn now_ms() -> i64 {
 }
 
 /// A random writer id (128 bits from the clock, the process id and a counter, mixed).
-fn writer_uuid() -> String {
+pub(crate) fn writer_uuid() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()

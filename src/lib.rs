@@ -8,6 +8,8 @@ pub use kafka_persistence_testserver as testserver;
 pub use kafka_persistence_wire as wire;
 
 pub mod codec;
+#[cfg(feature = "cqrs-es")]
+pub mod cqrs;
 pub mod entities;
 pub mod entity;
 pub mod recovery;
