@@ -78,7 +78,9 @@ impl<T: Serialize + DeserializeOwned> JsonCodec<T> {
     pub fn decode_state(&self, payload: &Bytes) -> Result<T, CodecError> {
         Self::parse(payload)
     }
+}
 
+impl<T: DeserializeOwned> JsonCodec<T> {
     /// Parses JSON `payload` as `T` (also useful inside an upcaster for an old type).
     pub fn parse(payload: &Bytes) -> Result<T, CodecError> {
         serde_json::from_slice(payload).map_err(|e| {
