@@ -413,3 +413,63 @@ async fn tail_refuses_an_unknown_topic_and_a_topic_that_is_not_an_event_topic() 
         out.stderr
     );
 }
+
+#[tokio::test]
+async fn bench_json_keeps_the_p1_to_p4_keys_and_adds_the_entity_figure() {
+    let out = run(&[
+        "bench",
+        "--iterations",
+        "1",
+        "--events",
+        "50",
+        "--p4-ids",
+        "5",
+        "--p4-events",
+        "2",
+        "--entities",
+        "20",
+        "--entity-asks",
+        "3",
+        "--json",
+        "--quiet",
+    ])
+    .await;
+    let doc = json(&out);
+    for key in [
+        "p1_events_per_s",
+        "p2_p50_us",
+        "p2_p99_us",
+        "p2_events_per_s",
+        "p3_recovery_ms",
+        "p4_ok",
+        "p4_ids",
+        "p4_events_per_s",
+        "p4_seconds",
+    ] {
+        assert!(doc.get(key).is_some(), "missing {key}: {doc}");
+    }
+    let entities = &doc["entities"];
+    assert_eq!(entities["entities"], 20);
+    assert_eq!(entities["asks_per_entity"], 3);
+    assert_eq!(entities["ok"], true);
+    assert!(entities["ask_p99_us"].as_f64() >= entities["ask_p50_us"].as_f64());
+    let skipped = json(
+        &run(&[
+            "bench",
+            "--iterations",
+            "1",
+            "--events",
+            "10",
+            "--p4-ids",
+            "2",
+            "--p4-events",
+            "1",
+            "--entities",
+            "0",
+            "--json",
+            "--quiet",
+        ])
+        .await,
+    );
+    assert_eq!(skipped["entities"], serde_json::Value::Null);
+}
