@@ -149,7 +149,7 @@ pub enum EntityError {
     /// Another incarnation of the entity wrote first: this one must stop.
     #[error("fenced by another writer: {0}")]
     Fenced(WriteError),
-    /// Saving a snapshot failed (the events are stored).
+    /// Saving a snapshot on demand failed ([`Entity::save_snapshot`]).
     #[error("snapshot: {0}")]
     Snapshot(#[from] SnapshotError),
     /// An event or the state could not be serialized; nothing was persisted.
@@ -321,7 +321,9 @@ impl<B: Behavior> Entity<B> {
     }
 
     /// Handles a command: the events it produces are persisted in one atomic write, then
-    /// applied; a snapshot is saved when the [`Behavior::snapshot_policy`] says one is due.
+    /// applied; a snapshot is saved when the [`Behavior::snapshot_policy`] says one is due (a
+    /// failed automatic snapshot is logged, not returned: the command succeeded, and the next
+    /// command tries the snapshot again).
     ///
     /// A rejected write ([`EntityError::Rejected`]) consumed its sequence numbers (the gap is
     /// legal) and left the state unchanged; after [`EntityError::Fenced`] or
@@ -370,7 +372,12 @@ impl<B: Behavior> Entity<B> {
         }
         self.sequence_nr += count;
         if self.policy.is_due(self.sequence_nr, self.last_snapshot_nr) {
-            self.save_snapshot().await?;
+            // The command succeeded (its events are stored and applied): a failed snapshot
+            // must not make the caller think otherwise and retry it. The next command tries
+            // the snapshot again.
+            if let Err(e) = self.save_snapshot().await {
+                warn!(persistence_id = %self.persistence_id, sequence_nr = self.sequence_nr, reason = %e, "automatic snapshot failed");
+            }
         }
         Ok(Handled::Persisted {
             sequence_nr: self.sequence_nr,

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use futures::TryStreamExt;
 use kafka_persistence::entities::{Entities, EntitiesConfig};
+use kafka_persistence::entity::{Behavior, CodecError, EntityError, Handled};
 use kafka_persistence::journal::Journal;
 use kafka_persistence::snapshot::{SnapshotSelectionCriteria, SnapshotStore};
 use kafka_persistence::snapshot_policy::SnapshotPolicy;
@@ -144,4 +145,66 @@ async fn on_demand_snapshots_follow_the_same_deletion_rules() {
     assert_eq!(o.snapshots, vec![7]);
     assert_eq!(o.deleted_to, 7);
     assert_eq!(o.events, vec![8, 9, 10]);
+}
+
+/// The account, except that its state cannot be encoded: every snapshot fails.
+struct Unsnapshottable(Account);
+
+impl Behavior for Unsnapshottable {
+    type State = Balance;
+    type Command = AccountCommand;
+    type Event = common::account::AccountEvent;
+    type Rejection = String;
+
+    fn handle(&self, s: &Balance, c: AccountCommand) -> Result<Vec<Self::Event>, String> {
+        self.0.handle(s, c)
+    }
+    fn apply(&self, s: &mut Balance, e: &Self::Event) {
+        self.0.apply(s, e)
+    }
+    fn encode_event(&self, e: &Self::Event) -> Result<(String, bytes::Bytes), CodecError> {
+        self.0.encode_event(e)
+    }
+    fn decode_event(&self, m: &str, p: &bytes::Bytes) -> Result<Self::Event, CodecError> {
+        self.0.decode_event(m, p)
+    }
+    fn encode_state(&self, _: &Balance) -> Result<bytes::Bytes, CodecError> {
+        Err(CodecError::new("this state has no encoding"))
+    }
+    fn decode_state(&self, s: &bytes::Bytes) -> Result<Balance, CodecError> {
+        self.0.decode_state(s)
+    }
+    fn snapshot_policy(&self) -> SnapshotPolicy {
+        SnapshotPolicy::every(2)
+    }
+}
+
+#[tokio::test]
+async fn a_failed_automatic_snapshot_does_not_fail_the_command_but_one_on_demand_does() {
+    let broker = broker().await;
+    let (journal, store) = broker.parts().await;
+    let pid = unique_pid("no-snapshot");
+    let accounts = Entities::new(
+        Arc::clone(&journal),
+        Arc::clone(&store),
+        Unsnapshottable(Account::new(SnapshotPolicy::on_demand())),
+        EntitiesConfig::default(),
+    );
+    let handle = accounts.entity(pid.clone());
+    for n in 1..=3u64 {
+        assert_eq!(
+            handle
+                .ask(AccountCommand::Deposit(n))
+                .await
+                .expect("deposit"),
+            Handled::Persisted { sequence_nr: n }
+        );
+    }
+    assert!(matches!(
+        handle.snapshot().await,
+        Err(EntityError::Encode(_))
+    ));
+    assert!(snapshot_seqs(&store, &pid).await.is_empty());
+    assert_eq!(event_seqs(&journal, &pid).await, vec![1, 2, 3]);
+    assert_eq!(accounts.stats().failed, 0, "the entity kept running");
 }

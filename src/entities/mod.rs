@@ -36,7 +36,7 @@
 mod registry;
 mod task;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -166,7 +166,6 @@ pub(crate) struct Shared<B: Behavior> {
     config: EntitiesConfig,
     registry: Mutex<Registry<Message<B>>>,
     stats: Stats,
-    shut_down: AtomicBool,
 }
 
 impl<B: Behavior> Shared<B> {
@@ -186,10 +185,9 @@ async fn deliver<B: Behavior>(
     // A mailbox closed under a waiting sender (the entity failed) is retried once with a new
     // incarnation; a third attempt means something keeps killing the entity.
     for _ in 0..3 {
-        if shared.shut_down.load(Ordering::Acquire) {
+        let Some(lookup) = shared.registry().mailbox(persistence_id) else {
             return Err(EntityError::ShutDown);
-        }
-        let lookup = shared.registry().mailbox(persistence_id);
+        };
         if lookup.evicted.is_some() {
             shared.stats.evicted();
         }
@@ -258,7 +256,6 @@ impl<B: Behavior> Entities<B> {
                 config,
                 registry: Mutex::new(registry),
                 stats: Stats::default(),
-                shut_down: AtomicBool::new(false),
             }),
         }
     }
@@ -303,8 +300,7 @@ impl<B: Behavior> Entities<B> {
     /// Stops every entity after it handled what is queued, and waits until all have ended.
     /// Later requests fail with [`EntityError::ShutDown`].
     pub async fn shutdown(&self) {
-        self.shared.shut_down.store(true, Ordering::Release);
-        let done = self.shared.registry().stop_all();
+        let done = self.shared.registry().close();
         for d in done {
             let _ = d.await;
         }

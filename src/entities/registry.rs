@@ -59,6 +59,8 @@ pub(crate) struct Registry<M> {
     next_generation: u64,
     capacity: usize,
     max_running: usize,
+    /// Set by [`Registry::close`]: no new incarnation starts.
+    closed: bool,
 }
 
 /// What [`Registry::mailbox`] found or made.
@@ -79,6 +81,7 @@ impl<M> Registry<M> {
             next_generation: 0,
             capacity: mailbox_capacity.max(1),
             max_running: max_running.max(1),
+            closed: false,
         }
     }
 
@@ -94,8 +97,11 @@ impl<M> Registry<M> {
 
     /// The mailbox of `persistence_id`, marking it most recently used; starts a new
     /// incarnation (stopping the least recently used entity first when full) if it is not
-    /// running.
-    pub(crate) fn mailbox(&mut self, persistence_id: &str) -> Lookup<M> {
+    /// running. `None` once the registry is closed.
+    pub(crate) fn mailbox(&mut self, persistence_id: &str) -> Option<Lookup<M>> {
+        if self.closed {
+            return None;
+        }
         let tick = self.next_tick;
         self.next_tick += 1;
         if let Some(Slot::Running {
@@ -113,11 +119,11 @@ impl<M> Registry<M> {
             if let Some(id) = self.lru.remove(&old) {
                 self.lru.insert(tick, id);
             }
-            return Lookup {
+            return Some(Lookup {
                 mailbox,
                 spawn: None,
                 evicted: None,
-            };
+            });
         }
         let mut evicted = None;
         if self.lru.len() >= self.max_running {
@@ -145,7 +151,7 @@ impl<M> Registry<M> {
             },
         );
         self.lru.insert(tick, persistence_id.to_string());
-        Lookup {
+        Some(Lookup {
             mailbox: Mailbox { sender, generation },
             spawn: Some(Spawn {
                 receiver,
@@ -154,7 +160,7 @@ impl<M> Registry<M> {
                 generation,
             }),
             evicted,
-        }
+        })
     }
 
     /// Moves a running slot to stopping (drops the registry's sender).
@@ -205,8 +211,10 @@ impl<M> Registry<M> {
         }
     }
 
-    /// Stops every running entity and returns the `done` receivers to wait for.
-    pub(crate) fn stop_all(&mut self) -> Vec<oneshot::Receiver<()>> {
+    /// Closes the registry (no new incarnation starts), stops every running entity and returns
+    /// the `done` receivers to wait for.
+    pub(crate) fn close(&mut self) -> Vec<oneshot::Receiver<()>> {
+        self.closed = true;
         let ids: Vec<String> = self.lru.values().cloned().collect();
         for id in &ids {
             self.stop_slot(id);
@@ -228,16 +236,16 @@ mod tests {
     #[test]
     fn least_recently_used_is_stopped_first() {
         let mut r: Registry<()> = Registry::new(4, 2);
-        assert!(r.mailbox("a").spawn.is_some());
-        assert!(r.mailbox("b").spawn.is_some());
+        assert!(r.mailbox("a").expect("open").spawn.is_some());
+        assert!(r.mailbox("b").expect("open").spawn.is_some());
         // "a" is used again, so "b" is the least recently used.
-        assert!(r.mailbox("a").spawn.is_none());
-        let c = r.mailbox("c");
+        assert!(r.mailbox("a").expect("open").spawn.is_none());
+        let c = r.mailbox("c").expect("open");
         assert_eq!(c.evicted.as_deref(), Some("b"));
         assert_eq!(r.running(), 2);
         assert!(r.is_running("a") && r.is_running("c") && !r.is_running("b"));
         // "b" again: a new incarnation that waits for the stopping one.
-        let b = r.mailbox("b");
+        let b = r.mailbox("b").expect("open");
         let spawn = b.spawn.expect("new incarnation");
         assert!(spawn.previous.is_some());
         assert_eq!(b.evicted.as_deref(), Some("a"));
@@ -246,9 +254,9 @@ mod tests {
     #[test]
     fn only_the_own_generation_stops_or_finishes_a_slot() {
         let mut r: Registry<()> = Registry::new(4, 10);
-        let first = r.mailbox("a").mailbox.generation;
+        let first = r.mailbox("a").expect("open").mailbox.generation;
         assert!(r.stop("a", first));
-        let second = r.mailbox("a").mailbox.generation;
+        let second = r.mailbox("a").expect("open").mailbox.generation;
         assert_ne!(first, second);
         // The old incarnation's late calls change nothing.
         assert!(!r.stop("a", first));
@@ -260,11 +268,12 @@ mod tests {
     }
 
     #[test]
-    fn stop_all_returns_every_done_receiver() {
+    fn close_returns_every_done_receiver_and_starts_nothing_more() {
         let mut r: Registry<()> = Registry::new(4, 10);
         let _a = r.mailbox("a");
         let _b = r.mailbox("b");
-        assert_eq!(r.stop_all().len(), 2);
+        assert_eq!(r.close().len(), 2);
         assert_eq!(r.running(), 0);
+        assert!(r.mailbox("c").is_none());
     }
 }
