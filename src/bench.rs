@@ -109,10 +109,14 @@ struct Report {
 struct EntityFigure {
     entities: usize,
     asks_per_entity: u64,
+    /// Seconds until every entity answered its first ask (start: recovery, and on a fresh
+    /// journal its first write); not part of the figures below.
+    start_seconds: f64,
     asks_per_s: f64,
     ask_p50_us: f64,
     ask_p99_us: f64,
-    /// Resident memory growth from before the first ask to all entities in memory.
+    /// Resident memory growth of the whole process (journal, client, embedded broker
+    /// included) from before the first ask to all entities in memory.
     rss_growth_mib: Option<f64>,
     ok: bool,
 }
@@ -464,9 +468,9 @@ fn rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-/// The entity figure: `--entities` entities, all at once, each asked `--entity-asks` times
-/// through its `EntityRef` (each ask awaited before the next); asks/s and the ask latency.
-/// Every entity must end at its count (`ok`).
+/// The entity figure: `--entities` entities started with one ask each, then all at once
+/// asked `--entity-asks` times each through their `EntityRef`s (each ask awaited before the
+/// next); asks/s and the ask latency of those. Every entity must end at its count (`ok`).
 async fn entities_through_handles(
     bootstrap: &str,
     journal: Arc<Journal>,
@@ -489,12 +493,27 @@ async fn entities_through_handles(
             .with_idle_timeout(None)
             .with_ask_timeout(Duration::from_secs(120)),
     );
-    let total = args.entities as u64 * args.entity_asks;
-    let bar = progress.bar("entities (asks)", total);
+    let handles: Vec<_> = (0..args.entities)
+        .map(|i| entities.entity(format!("bench-entity-{run_id}-{i}")))
+        .collect();
+    let bar = progress.bar("entities (start)", args.entities as u64);
     let rss_before = rss_mib();
     let start = Instant::now();
-    let work = (0..args.entities).map(|i| {
-        let handle = entities.entity(format!("bench-entity-{run_id}-{i}"));
+    let starts = handles.iter().map(|handle| {
+        let bar = bar.clone();
+        async move {
+            handle.ask(()).await.map_err(|e| format!("entities: {e}"))?;
+            bar.inc(1);
+            Ok::<_, BoxError>(())
+        }
+    });
+    futures::future::try_join_all(starts).await?;
+    let start_seconds = start.elapsed().as_secs_f64();
+    bar.finish();
+    let total = args.entities as u64 * args.entity_asks;
+    let bar = progress.bar("entities (asks)", total);
+    let start = Instant::now();
+    let work = handles.iter().map(|handle| {
         let bar = bar.clone();
         let asks = args.entity_asks;
         async move {
@@ -509,7 +528,7 @@ async fn entities_through_handles(
                 .state(|c: &u64| *c)
                 .await
                 .map_err(|e| format!("entities: {e}"))?;
-            Ok::<_, BoxError>((latencies, count == asks))
+            Ok::<_, BoxError>((latencies, count == asks + 1))
         }
     });
     let results: Vec<(Vec<Duration>, bool)> = futures::future::try_join_all(work).await?;
@@ -523,6 +542,7 @@ async fn entities_through_handles(
     Ok(EntityFigure {
         entities: args.entities,
         asks_per_entity: args.entity_asks,
+        start_seconds,
         asks_per_s: total as f64 / seconds.max(f64::EPSILON),
         ask_p50_us: percentile(&latencies, 0.50),
         ask_p99_us: percentile(&latencies, 0.99),
@@ -579,6 +599,11 @@ fn print_table(r: &Report, args: &BenchArgs) {
         if r.p4_ok { "yes" } else { "NO" }
     );
     if let Some(e) = &r.entities {
+        println!(
+            "{:<44} {:>10.2} s",
+            format!("entities: {} started (first ask each)", e.entities),
+            e.start_seconds
+        );
         println!(
             "{:<44} {:>10.0} asks/s",
             format!(
