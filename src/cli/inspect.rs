@@ -53,6 +53,15 @@ async fn snapshots(
     Ok(found)
 }
 
+/// `-` for an empty cell.
+fn or_dash(s: &str) -> String {
+    if s.is_empty() {
+        "-".to_string()
+    } else {
+        s.to_string()
+    }
+}
+
 /// The sequence numbers in `deleted_to + 1 ..= highest` that no event holds.
 fn gaps(events: &[PersistentRepr], deleted_to: u64, highest: u64) -> Vec<u64> {
     let mut present = events.iter().map(|e| e.sequence_nr).peekable();
@@ -146,11 +155,11 @@ pub(crate) async fn run(args: InspectArgs) -> Result<(), CliError> {
     for e in &events {
         table.row(vec![
             e.sequence_nr.to_string(),
-            e.manifest.clone(),
-            e.writer_uuid.clone(),
+            or_dash(&e.manifest),
+            or_dash(&e.writer_uuid),
             utc(e.timestamp),
             e.payload.len().to_string(),
-            e.tags.join(","),
+            or_dash(&e.tags.join(",")),
         ]);
     }
     println!("events ({})", events.len());

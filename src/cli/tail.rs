@@ -88,7 +88,7 @@ fn print(json: bool, partition: i32, record: &ConsumedRecord, event: &Event) {
             utc(record.timestamp),
             event.persistence_id,
             event.sequence_nr,
-            manifest,
+            if manifest.is_empty() { "-" } else { &manifest },
             event.payload.len(),
         );
     }
