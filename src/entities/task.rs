@@ -91,12 +91,14 @@ pub(crate) async fn run<B: Behavior>(
         let _ = previous.await;
     }
     shared.stats.recovered();
-    let mut entity = match Entity::recover_shared(
+    // Boxed: the recovery's and the journal calls' futures are large, and an entity task
+    // that held them inline would keep their size for its whole (mostly idle) life.
+    let mut entity = match Box::pin(Entity::recover_shared(
         Arc::clone(&shared.journal),
         Arc::clone(&shared.store),
         persistence_id.to_string(),
         Arc::clone(&shared.behavior),
-    )
+    ))
     .await
     {
         Ok(entity) => entity,
@@ -139,7 +141,7 @@ pub(crate) async fn run<B: Behavior>(
             return;
         };
         let failure = match message {
-            Message::Command { command, reply } => match entity.handle(command).await {
+            Message::Command { command, reply } => match Box::pin(entity.handle(command)).await {
                 Err(error) if error.must_stop() => Some((error, Some(reply))),
                 result => {
                     let _ = reply.send(result);
@@ -151,7 +153,7 @@ pub(crate) async fn run<B: Behavior>(
                 None
             }
             Message::Snapshot { reply } => {
-                let _ = reply.send(entity.save_snapshot().await);
+                let _ = reply.send(Box::pin(entity.save_snapshot()).await);
                 None
             }
         };
