@@ -1,5 +1,6 @@
 //! `kafka-persistence bench`: the journal benchmarks P1-P5 of SPEC.md, in the shape of Akka's
-//! `JournalPerfSpec`, against the embedded testserver (default) or a broker (`--bootstrap`).
+//! `JournalPerfSpec`, against the embedded testserver (default) or a broker (`--bootstrap`),
+//! and the entity figure (`entities_through_handles`: asks through `EntityRef`s).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -7,7 +8,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use kafka_persistence::entities::{Entities, EntitiesConfig};
+use kafka_persistence::entity::{Behavior, CodecError};
 use kafka_persistence::journal::{AtomicWrite, Journal, JournalConfig, Layout, PersistentRepr};
+use kafka_persistence::snapshot::{SnapshotConfig, SnapshotStore};
 
 use crate::bench_scale::{p5_scale, ScaleArgs, ScaleReport};
 
@@ -61,6 +65,13 @@ pub(crate) struct BenchArgs {
     /// Replication factor of the topics the benchmark creates.
     #[arg(long, default_value_t = 1)]
     replication_factor: i16,
+    /// Entities of the entity figure, each asked `--entity-asks` times through its handle
+    /// (0 skips it).
+    #[arg(long, default_value_t = 10_000)]
+    entities: usize,
+    /// Asks per entity in the entity figure, awaited one after another.
+    #[arg(long, default_value_t = 10)]
+    entity_asks: u64,
     /// Hide the progress bars.
     #[arg(long)]
     quiet: bool,
@@ -115,6 +126,25 @@ struct Report {
     p4_seconds: f64,
     #[serde(flatten)]
     p5: Option<ScaleReport>,
+    /// The entity figure (`None` with `--entities 0`).
+    entities: Option<EntityFigure>,
+}
+
+/// What `entities_through_handles` measured.
+#[derive(Debug, serde::Serialize)]
+struct EntityFigure {
+    entities: usize,
+    asks_per_entity: u64,
+    /// Seconds until every entity answered its first ask (start: recovery, and on a fresh
+    /// journal its first write); not part of the figures below.
+    start_seconds: f64,
+    asks_per_s: f64,
+    ask_p50_us: f64,
+    ask_p99_us: f64,
+    /// Resident memory growth of the whole process (journal, client, embedded broker
+    /// included) from before the first ask to all entities in memory.
+    rss_growth_mib: Option<f64>,
+    ok: bool,
 }
 
 pub(crate) async fn run(args: BenchArgs) -> Result<(), BoxError> {
@@ -166,6 +196,14 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), BoxError> {
     } else {
         None
     };
+    let entities = if args.entities == 0 || args.entity_asks == 0 {
+        None
+    } else {
+        Some(
+            entities_through_handles(&bootstrap, Arc::clone(&journal), &progress, &args, &run_id)
+                .await?,
+        )
+    };
 
     let report = Report {
         broker,
@@ -183,12 +221,16 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), BoxError> {
         p4_events_per_s: p4.events_per_s,
         p4_seconds: p4.seconds,
         p5,
+        entities,
     };
     progress.clear();
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         print_table(&report, &args);
+    }
+    if report.entities.as_ref().is_some_and(|e| !e.ok) {
+        return Err("entities: some entities did not end at their expected state".into());
     }
     if !report.p4_ok {
         return Err("P4: some persistence ids did not replay intact".into());
@@ -431,6 +473,129 @@ async fn p4_many_ids(
     })
 }
 
+/// A counter entity for the entity figure: each ask adds 1 (one event of 8 bytes).
+struct BenchCounter;
+
+impl Behavior for BenchCounter {
+    type State = u64;
+    type Command = ();
+    type Event = u64;
+    type Rejection = std::convert::Infallible;
+
+    fn handle(&self, count: &u64, (): ()) -> Result<Vec<u64>, Self::Rejection> {
+        Ok(vec![count + 1])
+    }
+    fn apply(&self, count: &mut u64, event: &u64) {
+        *count = *event;
+    }
+    fn encode_event(&self, event: &u64) -> Result<(String, Bytes), CodecError> {
+        Ok((String::new(), Bytes::copy_from_slice(&event.to_be_bytes())))
+    }
+    fn decode_event(&self, _: &str, payload: &Bytes) -> Result<u64, CodecError> {
+        let raw: [u8; 8] = payload[..]
+            .try_into()
+            .map_err(|_| CodecError::new("not 8 bytes"))?;
+        Ok(u64::from_be_bytes(raw))
+    }
+    fn encode_state(&self, count: &u64) -> Result<Bytes, CodecError> {
+        self.encode_event(count).map(|(_, b)| b)
+    }
+    fn decode_state(&self, snapshot: &Bytes) -> Result<u64, CodecError> {
+        self.decode_event("", snapshot)
+    }
+}
+
+/// Resident memory of this process (VmRSS in /proc/self/status), in MiB; `None` off Linux.
+fn rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// The entity figure: `--entities` entities started with one ask each, then all at once
+/// asked `--entity-asks` times each through their `EntityRef`s (each ask awaited before the
+/// next); asks/s and the ask latency of those. Every entity must end at its count (`ok`).
+async fn entities_through_handles(
+    bootstrap: &str,
+    journal: Arc<Journal>,
+    progress: &Progress,
+    args: &BenchArgs,
+    run_id: &str,
+) -> Result<EntityFigure, BoxError> {
+    let store = Arc::new(
+        SnapshotStore::connect(
+            SnapshotConfig::new(bootstrap).with_timeout(Duration::from_secs(60)),
+        )
+        .await?,
+    );
+    let entities = Entities::new(
+        journal,
+        store,
+        BenchCounter,
+        EntitiesConfig::default()
+            .with_max_entities(args.entities)
+            .with_idle_timeout(None)
+            .with_ask_timeout(Duration::from_secs(120)),
+    );
+    let handles: Vec<_> = (0..args.entities)
+        .map(|i| entities.entity(format!("bench-entity-{run_id}-{i}")))
+        .collect();
+    let bar = progress.bar("entities (start)", args.entities as u64);
+    let rss_before = rss_mib();
+    let start = Instant::now();
+    let starts = handles.iter().map(|handle| {
+        let bar = bar.clone();
+        async move {
+            handle.ask(()).await.map_err(|e| format!("entities: {e}"))?;
+            bar.inc(1);
+            Ok::<_, BoxError>(())
+        }
+    });
+    futures::future::try_join_all(starts).await?;
+    let start_seconds = start.elapsed().as_secs_f64();
+    bar.finish();
+    let total = args.entities as u64 * args.entity_asks;
+    let bar = progress.bar("entities (asks)", total);
+    let start = Instant::now();
+    let work = handles.iter().map(|handle| {
+        let bar = bar.clone();
+        let asks = args.entity_asks;
+        async move {
+            let mut latencies = Vec::with_capacity(asks as usize);
+            for _ in 0..asks {
+                let t = Instant::now();
+                handle.ask(()).await.map_err(|e| format!("entities: {e}"))?;
+                latencies.push(t.elapsed());
+                bar.inc(1);
+            }
+            let count = handle
+                .state(|c: &u64| *c)
+                .await
+                .map_err(|e| format!("entities: {e}"))?;
+            Ok::<_, BoxError>((latencies, count == asks + 1))
+        }
+    });
+    let results: Vec<(Vec<Duration>, bool)> = futures::future::try_join_all(work).await?;
+    let seconds = start.elapsed().as_secs_f64();
+    let rss_after = rss_mib();
+    bar.finish();
+    let ok = results.iter().all(|(_, ok)| *ok) && entities.running() == args.entities;
+    let mut latencies: Vec<Duration> = results.into_iter().flat_map(|(l, _)| l).collect();
+    latencies.sort_unstable();
+    entities.shutdown().await;
+    Ok(EntityFigure {
+        entities: args.entities,
+        asks_per_entity: args.entity_asks,
+        start_seconds,
+        asks_per_s: total as f64 / seconds.max(f64::EPSILON),
+        ask_p50_us: percentile(&latencies, 0.50),
+        ask_p99_us: percentile(&latencies, 0.99),
+        rss_growth_mib: rss_before.zip(rss_after).map(|(b, a)| a - b),
+        ok,
+    })
+}
+
 fn print_table(r: &Report, args: &BenchArgs) {
     println!(
         "kafka-persistence bench on {} ({} B payloads, layout {}, {} runtime)",
@@ -517,6 +682,40 @@ fn print_table(r: &Report, args: &BenchArgs) {
         for (name, value) in rows {
             println!("{name:<44} {value}");
         }
+    }
+    if let Some(e) = &r.entities {
+        println!(
+            "{:<44} {:>10.2} s",
+            format!("entities: {} started (first ask each)", e.entities),
+            e.start_seconds
+        );
+        println!(
+            "{:<44} {:>10.0} asks/s",
+            format!(
+                "entities: {} x {} asks via handles",
+                e.entities, e.asks_per_entity
+            ),
+            e.asks_per_s
+        );
+        println!(
+            "{:<44} {:>10.1} us",
+            "entities: ask latency p50", e.ask_p50_us
+        );
+        println!(
+            "{:<44} {:>10.1} us",
+            "entities: ask latency p99", e.ask_p99_us
+        );
+        if let Some(mib) = e.rss_growth_mib {
+            println!(
+                "{:<44} {:>10.1} MiB",
+                "entities: resident memory growth", mib
+            );
+        }
+        println!(
+            "{:<44} {:>13}",
+            "entities: every entity at its count",
+            if e.ok { "yes" } else { "NO" }
+        );
     }
 }
 

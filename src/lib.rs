@@ -7,5 +7,10 @@ pub use kafka_persistence_snapshot as snapshot;
 pub use kafka_persistence_testserver as testserver;
 pub use kafka_persistence_wire as wire;
 
+pub mod codec;
+#[cfg(feature = "cqrs-es")]
+pub mod cqrs;
+pub mod entities;
 pub mod entity;
 pub mod recovery;
+pub mod snapshot_policy;

@@ -1,13 +1,17 @@
-//! The `kafka-persistence` command line: `bench` (the main job) and `serve` (the standalone
-//! in-process broker for use with other tools).
+//! The `kafka-persistence` command line: `bench` (the journal benchmarks), the operator
+//! commands `inspect`, `ids` and `tail`, and `serve` (the standalone in-process broker).
+//! This file parses and dispatches; each command lives in its own module under `cli/`
+//! (`bench` in `bench.rs`).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 mod bench;
 mod bench_scale;
+mod cli;
+
+use cli::CliError;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -24,27 +28,15 @@ struct Cli {
 enum Command {
     /// Runs the journal benchmarks P1-P5 (SPEC.md) against the embedded testserver or a broker.
     Bench(bench::BenchArgs),
+    /// Shows a persistence id: events, gaps, deletion mark, snapshots.
+    Inspect(cli::inspect::InspectArgs),
+    /// Lists the persistence ids with their sequence numbers and event counts.
+    Ids(cli::ids::IdsArgs),
+    /// Prints the events of an event topic as they arrive.
+    Tail(cli::tail::TailArgs),
     /// Runs the in-process Kafka broker standalone, until Ctrl-C.
     #[cfg(feature = "testserver")]
-    Serve(ServeArgs),
-}
-
-/// Arguments of `serve`.
-#[cfg(feature = "testserver")]
-#[derive(Debug, clap::Args)]
-struct ServeArgs {
-    /// Port of the first node (the others take the next ports); 0 picks free ports.
-    #[arg(long, default_value_t = 9092)]
-    port: u16,
-    /// Number of broker nodes.
-    #[arg(long, default_value_t = 1)]
-    nodes: usize,
-    /// Keep the data in this directory so that it survives a restart (default: in memory).
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
-    /// Let Metadata requests create missing topics, as `auto.create.topics.enable=true` does.
-    #[arg(long)]
-    auto_create_topics: bool,
+    Serve(cli::serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,8 +50,7 @@ fn main() -> ExitCode {
         .init();
     let runtime = match &cli.command {
         Command::Bench(args) => args.runtime.build(),
-        #[cfg(feature = "testserver")]
-        Command::Serve(_) => tokio::runtime::Builder::new_multi_thread()
+        _ => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build(),
     };
@@ -70,48 +61,21 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async move {
+    let result: Result<(), CliError> = runtime.block_on(async move {
         match cli.command {
-            Command::Bench(args) => bench::run(args).await,
+            Command::Bench(args) => bench::run(args).await.map_err(CliError::from),
+            Command::Inspect(args) => cli::inspect::run(args).await,
+            Command::Ids(args) => cli::ids::run(args).await,
+            Command::Tail(args) => cli::tail::run(args).await,
             #[cfg(feature = "testserver")]
-            Command::Serve(args) => serve(args).await,
+            Command::Serve(args) => cli::serve::run(args).await,
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            e.exit_code()
         }
     }
-}
-
-#[cfg(feature = "testserver")]
-async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    use kafka_persistence::testserver::TestServer;
-    if args.nodes == 0 {
-        return Err("--nodes must be at least 1".into());
-    }
-    let mut builder = TestServer::builder()
-        .nodes(args.nodes)
-        .port(args.port)
-        .auto_create_topics(args.auto_create_topics);
-    if let Some(dir) = &args.data_dir {
-        builder = builder.data_dir(dir.clone());
-    }
-    let server = builder.start().await?;
-    println!("{}", server.bootstrap_servers());
-    eprintln!(
-        "kafka-persistence testserver: {} node(s) listening on {}{}; Ctrl-C stops it",
-        args.nodes,
-        server.bootstrap_servers(),
-        args.data_dir
-            .as_ref()
-            .map(|d| format!(", data in {}", d.display()))
-            .unwrap_or_default()
-    );
-    tokio::signal::ctrl_c().await?;
-    eprintln!("stopping");
-    server.shutdown().await;
-    Ok(())
 }

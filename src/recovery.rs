@@ -6,8 +6,9 @@
 //! decode falls back to the next older one, with a `tracing` warning), and replays the events
 //! after the snapshot up to the highest sequence number.
 
+use bytes::Bytes;
 use futures::TryStreamExt;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::journal::{Journal, JournalError, PersistentRepr};
 use crate::snapshot::{SelectedSnapshot, SnapshotError, SnapshotSelectionCriteria, SnapshotStore};
@@ -90,4 +91,40 @@ pub async fn recover_with(
         events,
         highest_sequence_nr: highest,
     })
+}
+
+/// [`recover_with`], then decodes the snapshot's payload with `decode`; a snapshot that
+/// `decode` refuses (say, of an older state type) is skipped for the next older one, down to
+/// a full replay. Returns the recovery and the decoded state of its snapshot (`None`: start
+/// from the empty state). The entity runtime and the cqrs-es adapter both recover this way.
+pub async fn recover_decoded<S, E: std::fmt::Display>(
+    journal: &Journal,
+    store: &SnapshotStore,
+    persistence_id: &str,
+    criteria: SnapshotSelectionCriteria,
+    decode: impl Fn(&Bytes) -> Result<S, E>,
+) -> Result<(Recovered, Option<S>), RecoveryError> {
+    let mut criteria = criteria;
+    loop {
+        let recovered = recover_with(journal, store, persistence_id, criteria).await?;
+        let Some(selected) = &recovered.snapshot else {
+            return Ok((recovered, None));
+        };
+        let snapshot_nr = selected.metadata.sequence_nr;
+        match decode(&selected.snapshot) {
+            Ok(state) => return Ok((recovered, Some(state))),
+            Err(e) => {
+                warn!(
+                    persistence_id,
+                    snapshot_nr,
+                    reason = %e,
+                    "snapshot cannot be decoded into the state; trying an older one"
+                );
+                criteria = match snapshot_nr.checked_sub(1) {
+                    Some(below) if below > 0 => criteria.with_max_sequence_nr(below),
+                    _ => SnapshotSelectionCriteria::none(),
+                };
+            }
+        }
+    }
 }

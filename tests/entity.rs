@@ -3,15 +3,15 @@
 
 mod common;
 
-use common::{broker, unique_pid, Broker};
+use common::{broker, unique_pid};
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
 use kafka_persistence::entity::{Behavior, CodecError, Entity, EntityError, Handled};
-use kafka_persistence::journal::{Journal, PersistentRepr};
-use kafka_persistence::snapshot::{SnapshotSelectionCriteria, SnapshotStore};
+use kafka_persistence::journal::PersistentRepr;
+use kafka_persistence::snapshot::SnapshotSelectionCriteria;
 
 /// A bank account: deposits and withdrawals; an overdraft is refused.
 #[derive(Debug, Clone, Copy)]
@@ -50,8 +50,8 @@ impl Behavior for Account {
         *balance = balance.saturating_add_signed(*event);
     }
 
-    fn encode_event(&self, event: &i64) -> (String, Bytes) {
-        ("amount".to_string(), Bytes::from(event.to_string()))
+    fn encode_event(&self, event: &i64) -> Result<(String, Bytes), CodecError> {
+        Ok(("amount".to_string(), Bytes::from(event.to_string())))
     }
 
     fn decode_event(&self, manifest: &str, payload: &Bytes) -> Result<i64, CodecError> {
@@ -64,8 +64,8 @@ impl Behavior for Account {
             .ok_or_else(|| CodecError::new("not an amount"))
     }
 
-    fn encode_state(&self, balance: &u64) -> Bytes {
-        Bytes::from(format!("balance={balance}"))
+    fn encode_state(&self, balance: &u64) -> Result<Bytes, CodecError> {
+        Ok(Bytes::from(format!("balance={balance}")))
     }
 
     fn decode_state(&self, snapshot: &Bytes) -> Result<u64, CodecError> {
@@ -78,12 +78,6 @@ impl Behavior for Account {
 
     fn snapshot_every(&self) -> Option<u64> {
         self.snapshot_every
-    }
-}
-
-impl Broker {
-    async fn parts(&self) -> (Arc<Journal>, Arc<SnapshotStore>) {
-        (Arc::new(self.journal().await), Arc::new(self.store().await))
     }
 }
 

@@ -1,5 +1,9 @@
 //! Shared by the facade's integration tests: the broker a test runs against, its journal and
-//! snapshot store, unique persistence ids.
+//! snapshot store, unique persistence ids, a bank-account behaviour on the serde codec.
+// Each test binary uses a part of this.
+#![allow(dead_code)]
+
+pub(crate) mod account;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -31,6 +35,20 @@ pub(crate) async fn broker() -> Broker {
 }
 
 impl Broker {
+    /// The in-process server (`None` against `KP_EXTERNAL_BOOTSTRAP`: fault-injecting tests
+    /// skip themselves).
+    pub(crate) fn server(&self) -> Option<&TestServer> {
+        self._server.as_ref()
+    }
+
+    /// A journal and a snapshot store on this broker, shareable.
+    pub(crate) async fn parts(&self) -> (std::sync::Arc<Journal>, std::sync::Arc<SnapshotStore>) {
+        (
+            std::sync::Arc::new(self.journal().await),
+            std::sync::Arc::new(self.store().await),
+        )
+    }
+
     /// A journal on this broker (30 s bound per call).
     pub(crate) async fn journal(&self) -> Journal {
         Journal::connect(JournalConfig::new(&self.bootstrap).with_timeout(Duration::from_secs(30)))

@@ -62,6 +62,27 @@ struct Sent {
     /// The caller's atomic writes it stores.
     indices: Vec<usize>,
     stubs: Vec<JournalRecord>,
+    /// Counts the chunk as in flight for its id until decided (or dropped).
+    inflight: Inflight,
+}
+
+/// One write in flight of an id; finished when decided, or, when the write is dropped
+/// (timeout, cancellation) before that, finished as failed, so the id's next call reads the
+/// log instead of waiting for it.
+struct Inflight(Option<Arc<ActiveId>>);
+
+impl Inflight {
+    fn finish(&mut self, ok: bool) {
+        if let Some(a) = self.0.take() {
+            a.finish(ok);
+        }
+    }
+}
+
+impl Drop for Inflight {
+    fn drop(&mut self) {
+        self.finish(false);
+    }
 }
 
 /// One send to a partition: several ids' chunks, one record batch.
@@ -136,6 +157,7 @@ pub(crate) async fn write(shared: &Arc<Shared>, plan: Plan) -> Result<Written, J
                 id: k,
                 indices: c.indices,
                 stubs: c.stubs,
+                inflight: Inflight(Some(Arc::clone(active))),
             });
         }
     }
@@ -149,15 +171,12 @@ pub(crate) async fn write(shared: &Arc<Shared>, plan: Plan) -> Result<Written, J
     // Let the next calls of these ids in: their sends queue behind ours.
     let actives: Vec<Arc<ActiveId>> = entered.into_iter().map(|(a, _, _)| a).collect();
 
-    let decisions = started.into_iter().map(|(fut, slot, chunks, p)| {
+    let decisions = started.into_iter().map(|(fut, slot, mut chunks, p)| {
         let actives = &actives;
         async move {
-            let outcome = decide(shared, p, fut, slot, &chunks, actives).await;
-            for (c, ok) in chunks
-                .iter()
-                .zip(outcome.iter().map(|o| matches!(o, Ok(true))))
-            {
-                actives[c.id].finish(ok);
+            let outcome = decide(shared, p, fut, slot, &mut chunks, actives).await;
+            for (c, o) in chunks.iter_mut().zip(&outcome) {
+                c.inflight.finish(matches!(o, Ok(true)));
             }
             chunks.into_iter().zip(outcome).collect::<Vec<_>>()
         }
@@ -282,7 +301,7 @@ async fn decide(
     p: &Partition,
     send: SendFuture,
     mut slot: SendSlot<'_>,
-    chunks: &[Sent],
+    chunks: &mut [Sent],
     actives: &[Arc<ActiveId>],
 ) -> Vec<Result<bool, JournalError>> {
     let pid = |c: &Sent| actives[c.id].persistence_id.clone();
@@ -299,7 +318,10 @@ async fn decide(
                     })
                     .collect();
             };
-            let list = chunks.iter().map(|c| (pid(c), c.stubs.clone())).collect();
+            let list = chunks
+                .iter_mut()
+                .map(|c| (pid(c), std::mem::take(&mut c.stubs)))
+                .collect();
             let regs = p.state().register_acks(n, meta.base_offset, list);
             (meta.base_offset, regs)
         }
