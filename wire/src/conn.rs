@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -30,6 +30,8 @@ use tracing::{debug, warn, Instrument};
 
 use crate::error::{Error, ErrorCode};
 use crate::protocol::{self, ProtocolError};
+// A poisoned state lock only means a callback panicked; the map itself is still consistent.
+use crate::sync::lock;
 
 /// Callback invoked on the reader task with a response frame (or the failure).
 pub(crate) type Callback = Box<dyn FnOnce(Result<Bytes, Error>) + Send>;
@@ -131,11 +133,6 @@ impl std::fmt::Debug for Connection {
             .field("addr", &self.addr)
             .finish_non_exhaustive()
     }
-}
-
-fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
-    // A poisoned mutex only means a callback panicked; the map itself is still consistent.
-    state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Fails the connection: records the reason and fails every waiter.

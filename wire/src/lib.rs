@@ -9,10 +9,12 @@
 //! - [`producer`], [`fetch`], [`admin`]: the client's three faces.
 //! - [`client`]: [`Client`] ties them together; [`config`] holds the builders.
 //! - [`partitioner`]: the Java client's murmur2 partitioner.
+//! - `backoff` and [`sync`]: the one retry backoff and the one poison-recovering lock helper.
 //! - [`layout`]: [`Layout`], the journal's and snapshot store's topic layout setting.
 #![cfg_attr(not(test), warn(missing_docs))]
 
 pub mod admin;
+mod backoff;
 pub mod client;
 pub mod compression;
 pub mod config;
@@ -26,6 +28,7 @@ pub mod partitioner;
 pub mod producer;
 pub mod protocol;
 pub mod record;
+pub mod sync;
 
 pub use admin::{NewTopic, OffsetSpec};
 pub use client::Client;
@@ -34,6 +37,6 @@ pub use error::{Error, ErrorCode, ErrorInfo};
 pub use fetch::{FetchRequest, FetchResponse, IsolationLevel};
 pub use layout::Layout;
 pub use metadata::{PartitionMetadata, TopicMetadata};
-pub use partitioner::murmur2_partition;
-pub use producer::{Producer, RecordMetadata};
+pub use partitioner::{murmur2_partition, DefaultPartitioner, Partitioner};
+pub use producer::{DeliveryFuture, Producer, RecordMetadata};
 pub use record::{Compression, ConsumedRecord, Header, Record};
