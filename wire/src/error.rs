@@ -344,6 +344,15 @@ pub enum Error {
         /// Which error led here.
         reason: String,
     },
+    /// A consumer has no position for a partition: nothing committed, and
+    /// `auto.offset.reset` is `none`.
+    #[error("no committed offset for {topic}/{partition} and auto.offset.reset is none")]
+    NoOffset {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+    },
     /// The client or producer has been shut down.
     #[error("client closed")]
     Closed,
@@ -473,6 +482,10 @@ impl Error {
                 topic: topic.clone(),
                 partition: *partition,
                 reason: reason.clone(),
+            },
+            Error::NoOffset { topic, partition } => Error::NoOffset {
+                topic: topic.clone(),
+                partition: *partition,
             },
             Error::Closed => Error::Closed,
         }

@@ -6,7 +6,8 @@
 //! - [`error`]: the one table that classifies every Kafka error code, and [`Error`].
 //! - `conn`: one multiplexed connection per broker, ApiVersions negotiation.
 //! - [`metadata`]: the metadata cache.
-//! - [`producer`], [`fetch`], [`admin`]: the client's three faces.
+//! - [`producer`], [`fetch`], [`admin`]: the client's three faces; [`consumer`]: consumer
+//!   groups (classic protocol) and manual assignment on top of the fetcher.
 //! - [`client`]: [`Client`] ties them together; [`config`] holds the builders.
 //! - [`partitioner`]: the Java client's murmur2 partitioner.
 //! - `backoff` and [`sync`]: the one retry backoff and the one poison-recovering lock helper.
@@ -19,6 +20,7 @@ pub mod client;
 pub mod compression;
 pub mod config;
 mod conn;
+pub mod consumer;
 pub mod error;
 pub mod fetch;
 pub mod layout;
@@ -33,6 +35,10 @@ pub mod sync;
 pub use admin::{NewTopic, OffsetSpec};
 pub use client::Client;
 pub use config::{Acks, ClientConfig, ProducerConfig};
+pub use consumer::{
+    Assignor, Consumer, ConsumerConfig, ConsumerRecord, OffsetAndMetadata, OffsetReset,
+    RebalanceContext, RebalanceListener, TopicPartition,
+};
 pub use error::{Error, ErrorCode, ErrorInfo};
 pub use fetch::{FetchRequest, FetchResponse, IsolationLevel};
 pub use layout::Layout;
