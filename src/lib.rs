@@ -9,3 +9,4 @@ pub use kafka_persistence_wire as wire;
 
 pub mod entity;
 pub mod recovery;
+pub mod stream;
