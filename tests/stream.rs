@@ -70,7 +70,7 @@ fn consumer(client: &Client, group: &str, topic: &str) -> Consumer {
 async fn committed(client: &Client, group: &str, topic: &str) -> Option<i64> {
     let mut c = client.consumer(ConsumerConfig::new(group)).unwrap();
     let tp = TopicPartition::new(topic, 0);
-    c.assign(vec![tp.clone()]);
+    c.assign(vec![tp.clone()]).unwrap();
     c.committed(std::slice::from_ref(&tp))
         .await
         .unwrap()

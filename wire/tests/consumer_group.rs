@@ -313,7 +313,7 @@ async fn pause_resume_and_seek_with_assigned_partitions() {
     let mut c = client
         .consumer(ConsumerConfig::default().with_auto_offset_reset(OffsetReset::Earliest))
         .unwrap();
-    c.assign(vec![p0.clone(), p1.clone()]);
+    c.assign(vec![p0.clone(), p1.clone()]).unwrap();
     c.pause(std::slice::from_ref(&p1)).unwrap();
     assert_eq!(c.paused(), vec![p1.clone()]);
     let got = poll_until(&mut c, 10).await;
@@ -355,7 +355,7 @@ async fn auto_offset_reset_earliest_latest_none() {
     let mut none = client
         .consumer(group_config(&unique("g")).with_auto_offset_reset(OffsetReset::None))
         .unwrap();
-    none.assign(vec![tp.clone()]);
+    none.assign(vec![tp.clone()]).unwrap();
     assert!(matches!(
         none.poll(Duration::from_millis(100)).await,
         Err(Error::NoOffset { .. })
@@ -363,12 +363,12 @@ async fn auto_offset_reset_earliest_latest_none() {
     let mut latest = client
         .consumer(group_config(&unique("g")).with_auto_offset_reset(OffsetReset::Latest))
         .unwrap();
-    latest.assign(vec![tp.clone()]);
+    latest.assign(vec![tp.clone()]).unwrap();
     assert_eq!(latest.position(&tp).await.unwrap(), 5);
     let mut earliest = client
         .consumer(group_config(&unique("g")).with_auto_offset_reset(OffsetReset::Earliest))
         .unwrap();
-    earliest.assign(vec![tp.clone()]);
+    earliest.assign(vec![tp.clone()]).unwrap();
     assert_eq!(earliest.position(&tp).await.unwrap(), 0);
     produce(&client, &t, 1, 1, "new").await;
     let got = poll_until(&mut latest, 1).await;
@@ -522,4 +522,40 @@ async fn a_static_member_restarting_keeps_its_partitions_without_a_rebalance() {
     );
     ps.stop().await;
     pa.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsubscribe_revokes_and_leaves_then_assign_is_allowed() {
+    let b = broker().await;
+    let admin = b.client().await;
+    let t = topic(&admin, 2).await;
+    produce(&admin, &t, 2, 3, "u").await;
+    let group = unique("g");
+    let l = CommitOnRevoke::default();
+    let mut c = b.client().await.consumer(group_config(&group)).unwrap();
+    c.subscribe(vec![t.clone()], Some(Box::new(l.clone())))
+        .unwrap();
+    poll_until(&mut c, 6).await;
+    assert_eq!(c.assignment().len(), 2);
+    let tp0 = TopicPartition::new(t.clone(), 0);
+    assert!(matches!(c.assign(vec![tp0.clone()]), Err(Error::Config(_))));
+    c.unsubscribe().await.unwrap();
+    assert!(c.assignment().is_empty());
+    assert_eq!(
+        l.events.lock().unwrap().last().map(String::as_str),
+        Some("revoked 2 commit None"),
+        "the listener committed on revoke"
+    );
+    // The group is empty now: manual assignment with simple commits works.
+    c.assign(vec![tp0.clone()]).unwrap();
+    assert_eq!(
+        c.position(&tp0).await.unwrap(),
+        3,
+        "resumes at the committed offset"
+    );
+    c.commit(&[(tp0.clone(), OffsetAndMetadata::new(1))])
+        .await
+        .unwrap();
+    let committed = c.committed(std::slice::from_ref(&tp0)).await.unwrap();
+    assert_eq!(committed[&tp0], Some(OffsetAndMetadata::new(1)));
 }

@@ -227,13 +227,37 @@ impl Consumer {
     }
 
     /// Consumes exactly `partitions`, without group membership (commits, if a `group.id` is
-    /// set, are simple commits). Replaces a subscription.
-    pub fn assign(&mut self, partitions: Vec<TopicPartition>) {
-        self.subscription = None;
+    /// set, are simple commits, which the coordinator accepts for a group without members).
+    /// A subscribed consumer must [`Consumer::unsubscribe`] first.
+    pub fn assign(&mut self, partitions: Vec<TopicPartition>) -> Result<(), Error> {
+        if self.subscription.is_some() {
+            return Err(Error::Config(
+                "assign on a subscribed consumer: unsubscribe first".to_owned(),
+            ));
+        }
         let keep: BTreeSet<TopicPartition> = partitions.into_iter().collect();
         self.positions.retain(|tp, _| keep.contains(tp));
         for tp in keep {
             self.positions.entry(tp).or_default();
+        }
+        Ok(())
+    }
+
+    /// Gives up the subscription: the listener is told the partitions are revoked (it may
+    /// commit), then the member leaves the group.
+    pub async fn unsubscribe(&mut self) -> Result<(), Error> {
+        if self.subscription.take().is_none() {
+            return Ok(());
+        }
+        if self.group.as_ref().is_some_and(|g| g.is_active()) {
+            let owned = self.assignment();
+            self.call_listener(Callback::Revoked, &owned).await;
+        }
+        self.positions.clear();
+        self.protocol = None;
+        match &mut self.group {
+            Some(g) => g.leave().await,
+            None => Ok(()),
         }
     }
 
