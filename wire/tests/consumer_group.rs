@@ -559,3 +559,27 @@ async fn unsubscribe_revokes_and_leaves_then_assign_is_allowed() {
     let committed = c.committed(std::slice::from_ref(&tp0)).await.unwrap();
     assert_eq!(committed[&tp0], Some(OffsetAndMetadata::new(1)));
 }
+
+/// Bug: a rejoin that failed with a non-retriable error left the consumer without an
+/// assignment and without a heartbeat task, and no later poll tried again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_a_failed_rejoin_is_retried_by_the_next_poll() {
+    let b = common::test_server(1).await;
+    let admin = b.client().await;
+    let t = topic(&admin, 2).await;
+    let group = unique("g");
+    let mut c = b.client().await.consumer(group_config(&group)).unwrap();
+    c.subscribe(vec![t.clone()], None).unwrap();
+    c.poll(Duration::from_millis(100)).await.unwrap();
+    assert_eq!(c.assignment().len(), 2);
+    // GROUP_AUTHORIZATION_FAILED (not retriable) for the next JoinGroup.
+    b.server().inject_error(11, 30, 1).await;
+    c.subscribe(vec![t.clone()], None).unwrap();
+    assert!(matches!(
+        c.poll(Duration::from_millis(100)).await,
+        Err(Error::Broker { code: 30, .. })
+    ));
+    c.poll(Duration::from_millis(100)).await.unwrap();
+    assert_eq!(c.assignment().len(), 2, "the next poll rejoined");
+    c.close().await.unwrap();
+}

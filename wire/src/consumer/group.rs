@@ -276,7 +276,14 @@ impl GroupMember {
                 }
                 // The round must be run again (rebalance restarted, member id required...).
                 Ok(None) => continue,
-                Err(e) => self.retry_after(e, "JoinGroup", deadline).await?,
+                Err(e) => {
+                    if let Err(e) = self.retry_after(e, "JoinGroup", deadline).await {
+                        // The next poll must try again: without a heartbeat task nothing
+                        // else would ask it to.
+                        self.flags.rejoin.store(true, Ordering::Release);
+                        return Err(e);
+                    }
+                }
             }
         }
     }
