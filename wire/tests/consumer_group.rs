@@ -583,3 +583,31 @@ async fn fault_a_failed_rejoin_is_retried_by_the_next_poll() {
     assert_eq!(c.assignment().len(), 2, "the next poll rejoined");
     c.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_coordinator_errors_rediscover_the_coordinator_and_retry() {
+    let b = common::test_server(1).await;
+    let admin = b.client().await;
+    let t = topic(&admin, 1).await;
+    let group = unique("g");
+    let mut c = b.client().await.consumer(group_config(&group)).unwrap();
+    c.subscribe(vec![t.clone()], None).unwrap();
+    // NOT_COORDINATOR for JoinGroup, then twice for OffsetCommit: each is retried after
+    // asking FindCoordinator again.
+    b.server().inject_error(11, 16, 1).await;
+    c.poll(Duration::from_millis(100)).await.unwrap();
+    assert_eq!(c.assignment().len(), 1);
+    let finds = b.server().request_count(10).await;
+    b.server().inject_error(8, 16, 2).await;
+    let tp = TopicPartition::new(t.clone(), 0);
+    c.commit(&[(tp.clone(), OffsetAndMetadata::new(0))])
+        .await
+        .unwrap();
+    assert!(
+        b.server().request_count(10).await > finds,
+        "FindCoordinator was asked again"
+    );
+    let committed = c.committed(std::slice::from_ref(&tp)).await.unwrap();
+    assert_eq!(committed[&tp], Some(OffsetAndMetadata::new(0)));
+    c.close().await.unwrap();
+}
