@@ -45,27 +45,15 @@ use super::config::ConsumerConfig;
 use crate::backoff::Backoff;
 use crate::client::Client;
 use crate::conn::Connection;
-use crate::error::Error;
+use crate::error::{Error, ErrorCode};
 use crate::sync::lock;
-
-/// Group error codes the member handles itself.
-pub(crate) mod code {
-    pub(crate) const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
-    pub(crate) const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-    pub(crate) const NOT_COORDINATOR: i16 = 16;
-    pub(crate) const ILLEGAL_GENERATION: i16 = 22;
-    pub(crate) const UNKNOWN_MEMBER_ID: i16 = 25;
-    pub(crate) const REBALANCE_IN_PROGRESS: i16 = 27;
-    pub(crate) const MEMBER_ID_REQUIRED: i16 = 79;
-    pub(crate) const FENCED_INSTANCE_ID: i16 = 82;
-}
 
 fn coordinator_error(c: i16) -> bool {
     matches!(
         c,
-        code::COORDINATOR_LOAD_IN_PROGRESS
-            | code::COORDINATOR_NOT_AVAILABLE
-            | code::NOT_COORDINATOR
+        ErrorCode::COORDINATOR_LOAD_IN_PROGRESS
+            | ErrorCode::COORDINATOR_NOT_AVAILABLE
+            | ErrorCode::NOT_COORDINATOR
     )
 }
 
@@ -199,7 +187,7 @@ impl GroupMember {
         let (err, node, host, port) = if version >= 4 {
             match resp.coordinators.first() {
                 Some(c) => (c.error_code, c.node_id.0, c.host.to_string(), c.port),
-                None => (code::COORDINATOR_NOT_AVAILABLE, -1, String::new(), -1),
+                None => (ErrorCode::COORDINATOR_NOT_AVAILABLE, -1, String::new(), -1),
             }
         } else {
             (
@@ -219,7 +207,7 @@ impl GroupMember {
         }
         if port <= 0 || host.is_empty() {
             return Err(Error::broker(
-                code::COORDINATOR_NOT_AVAILABLE,
+                ErrorCode::COORDINATOR_NOT_AVAILABLE,
                 None,
                 None,
                 Some(format!("coordinator {node} without an address")),
@@ -324,18 +312,18 @@ impl GroupMember {
             .await?;
         match resp.error_code {
             0 => {}
-            code::MEMBER_ID_REQUIRED => {
+            ErrorCode::MEMBER_ID_REQUIRED => {
                 // KIP-394: join again with the id the coordinator gave us.
                 self.member_id = resp.member_id.to_string();
                 return Ok(None);
             }
-            code::UNKNOWN_MEMBER_ID | code::ILLEGAL_GENERATION => {
+            ErrorCode::UNKNOWN_MEMBER_ID | ErrorCode::ILLEGAL_GENERATION => {
                 info!(group = %self.group_id, member = %self.member_id, reason = "member unknown to the coordinator", "joining as a new member");
                 self.member_id.clear();
                 self.generation = -1;
                 return Ok(None);
             }
-            code::REBALANCE_IN_PROGRESS => return Ok(None),
+            ErrorCode::REBALANCE_IN_PROGRESS => return Ok(None),
             c => {
                 return Err(Error::broker(
                     c,
@@ -380,8 +368,8 @@ impl GroupMember {
             .await?;
         match resp.error_code {
             0 => {}
-            code::REBALANCE_IN_PROGRESS | code::ILLEGAL_GENERATION => return Ok(None),
-            code::UNKNOWN_MEMBER_ID => {
+            ErrorCode::REBALANCE_IN_PROGRESS | ErrorCode::ILLEGAL_GENERATION => return Ok(None),
+            ErrorCode::UNKNOWN_MEMBER_ID => {
                 self.member_id.clear();
                 self.generation = -1;
                 return Ok(None);
@@ -485,11 +473,13 @@ impl GroupMember {
                 .await;
                 match r {
                     Ok(0) => {}
-                    Ok(code::REBALANCE_IN_PROGRESS) => flags.rejoin.store(true, Ordering::Release),
+                    Ok(ErrorCode::REBALANCE_IN_PROGRESS) => {
+                        flags.rejoin.store(true, Ordering::Release)
+                    }
                     Ok(
-                        code::UNKNOWN_MEMBER_ID
-                        | code::ILLEGAL_GENERATION
-                        | code::FENCED_INSTANCE_ID,
+                        ErrorCode::UNKNOWN_MEMBER_ID
+                        | ErrorCode::ILLEGAL_GENERATION
+                        | ErrorCode::FENCED_INSTANCE_ID,
                     ) => {
                         debug!(group = %group_id, member = %member_id, reason = "fenced or expired", "membership lost");
                         flags.lost.store(true, Ordering::Release);
@@ -594,9 +584,9 @@ impl GroupMember {
                 if p.error_code != 0 {
                     if matches!(
                         p.error_code,
-                        code::UNKNOWN_MEMBER_ID
-                            | code::ILLEGAL_GENERATION
-                            | code::FENCED_INSTANCE_ID
+                        ErrorCode::UNKNOWN_MEMBER_ID
+                            | ErrorCode::ILLEGAL_GENERATION
+                            | ErrorCode::FENCED_INSTANCE_ID
                     ) {
                         self.flags.lost.store(true, Ordering::Release);
                     }
@@ -743,7 +733,7 @@ async fn leave(
             .find(|c| *c != 0)
             .unwrap_or(0)
     };
-    if code != 0 && code != code::UNKNOWN_MEMBER_ID {
+    if code != 0 && code != ErrorCode::UNKNOWN_MEMBER_ID {
         return Err(Error::broker(
             code,
             None,
