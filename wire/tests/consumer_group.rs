@@ -611,3 +611,34 @@ async fn fault_coordinator_errors_rediscover_the_coordinator_and_retry() {
     assert_eq!(committed[&tp], Some(OffsetAndMetadata::new(0)));
     c.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_dies_is_expired_after_its_session_timeout() {
+    let b = broker().await;
+    let admin = b.client().await;
+    let t = topic(&admin, 2).await;
+    let group = unique("g");
+    let cfg = group_config(&group)
+        .with_session_timeout(Duration::from_millis(1000))
+        .with_assignors(vec![Assignor::RoundRobin]);
+    let mut a = b.client().await.consumer(cfg.clone()).unwrap();
+    let mut d = b.client().await.consumer(cfg).unwrap();
+    a.subscribe(vec![t.clone()], None).unwrap();
+    d.subscribe(vec![t.clone()], None).unwrap();
+    let pa = spawn_poller(a);
+    let pd = spawn_poller(d);
+    wait_until("one partition each", || {
+        pa.assigned().len() == 1 && pd.assigned().len() == 1
+    })
+    .await;
+    // Dropped without close: no LeaveGroup, no more heartbeats (a crashed process).
+    let started = Instant::now();
+    drop(pd.stop().await);
+    wait_until("A holds both", || pa.assigned().len() == 2).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "moved before the session timeout: {:?}",
+        started.elapsed()
+    );
+    pa.stop().await.close().await.unwrap();
+}
