@@ -642,3 +642,30 @@ async fn a_member_that_dies_is_expired_after_its_session_timeout() {
     );
     pa.stop().await.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_a_lost_coordinator_connection_resumes_heartbeats_without_a_rebalance() {
+    let b = common::test_server(1).await;
+    let admin = b.client().await;
+    let t = topic(&admin, 2).await;
+    let group = unique("g");
+    let l = CommitOnRevoke::default();
+    let mut c = b.client().await.consumer(group_config(&group)).unwrap();
+    c.subscribe(vec![t.clone()], Some(Box::new(l.clone())))
+        .unwrap();
+    c.poll(Duration::from_millis(100)).await.unwrap();
+    assert_eq!(c.assignment().len(), 2);
+    let generation = c.group_generation().unwrap();
+    b.server().drop_connections().await;
+    let heartbeats = b.server().request_count(12).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.server().request_count(12).await < heartbeats + 3 {
+        assert!(Instant::now() < deadline, "heartbeats never resumed");
+        c.poll(Duration::from_millis(100)).await.unwrap();
+    }
+    assert_eq!(c.group_generation().unwrap(), generation, "no rebalance");
+    assert_eq!(c.assignment().len(), 2);
+    let events = l.events.lock().unwrap().clone();
+    assert_eq!(events, vec!["assigned 2".to_owned()], "{events:?}");
+    c.close().await.unwrap();
+}

@@ -6,8 +6,9 @@
 //!   until the round is decided and a broker answers one connection's requests in order, so a
 //!   shared connection would make the members of one process wait for each other forever.
 //! - The heartbeat task runs between polls. It never rebalances itself: it raises flags
-//!   (`rejoin` on REBALANCE_IN_PROGRESS, `lost` when fenced or expired, `coordinator_lost`),
-//!   and the next `poll` acts on them, so rebalance callbacks run on the caller's task. It
+//!   (`rejoin` on REBALANCE_IN_PROGRESS, `lost` when fenced or expired, `coordinator_lost`
+//!   when the coordinator moved or its connection failed: the next poll finds it again and
+//!   resumes heartbeats in the same generation, without a rebalance), and `poll` acts on them, so rebalance callbacks run on the caller's task. It
 //!   also enforces `max.poll.interval.ms`: a member that stopped polling leaves the group.
 //! - Static membership (KIP-345): `group.instance.id` is sent in every request; a static
 //!   member does not send LeaveGroup on close (the coordinator keeps its slot for the
@@ -240,6 +241,26 @@ impl GroupMember {
         if let Some(h) = self.heartbeat.take() {
             h.abort();
         }
+    }
+
+    /// After the heartbeat task lost the coordinator: finds it again and resumes heartbeats
+    /// in the same generation (the membership survives a coordinator move or a dropped
+    /// connection; if it did not, the next heartbeat says so and the member rejoins).
+    pub(crate) async fn resume_heartbeat(&mut self) -> Result<(), Error> {
+        if !self.flags.coordinator_lost.load(Ordering::Acquire) || !self.is_active() {
+            return Ok(());
+        }
+        self.stop_heartbeat();
+        let deadline = Instant::now() + self.client.inner.config.delivery_timeout;
+        loop {
+            match self.coordinator().await {
+                Ok(_) => break,
+                Err(e) => self.retry_after(e, "FindCoordinator", deadline).await?,
+            }
+        }
+        info!(group = %self.group_id, member = %self.member_id, generation = self.generation, reason = "coordinator lost", "heartbeats resumed");
+        self.spawn_heartbeat();
+        Ok(())
     }
 
     /// One complete join round: JoinGroup (until a generation is decided), the assignment if
@@ -486,8 +507,8 @@ impl GroupMember {
                         return;
                     }
                     Ok(c) if coordinator_error(c) => {
+                        debug!(group = %group_id, code = c, reason = "coordinator moved", "coordinator lost");
                         flags.coordinator_lost.store(true, Ordering::Release);
-                        flags.rejoin.store(true, Ordering::Release);
                         return;
                     }
                     Ok(c) => {
@@ -496,7 +517,6 @@ impl GroupMember {
                     Err(e) => {
                         debug!(group = %group_id, error = %e, reason = "heartbeat failed", "coordinator lost");
                         flags.coordinator_lost.store(true, Ordering::Release);
-                        flags.rejoin.store(true, Ordering::Release);
                         return;
                     }
                 }

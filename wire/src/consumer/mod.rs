@@ -413,6 +413,9 @@ impl Consumer {
         let Some(topics) = self.subscription.clone() else {
             return Ok(());
         };
+        if let Some(g) = self.group.as_mut() {
+            g.resume_heartbeat().await?;
+        }
         loop {
             let Some(g) = &self.group else {
                 return Ok(());
@@ -599,7 +602,9 @@ impl Consumer {
                 }
             }
             let rejoin = self.group.as_ref().is_some_and(|g| {
-                g.flags.rejoin.load(Ordering::Acquire) || g.flags.lost.load(Ordering::Acquire)
+                g.flags.rejoin.load(Ordering::Acquire)
+                    || g.flags.lost.load(Ordering::Acquire)
+                    || g.flags.coordinator_lost.load(Ordering::Acquire)
             });
             if !out.is_empty() || rejoin || Instant::now() >= deadline {
                 return Ok(out);
