@@ -669,3 +669,46 @@ async fn fault_a_lost_coordinator_connection_resumes_heartbeats_without_a_rebala
     assert_eq!(events, vec!["assigned 2".to_owned()], "{events:?}");
     c.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_poll_records_bounds_a_poll_and_positions_follow_what_was_returned() {
+    let b = broker().await;
+    let client = b.client().await;
+    let t = topic(&client, 1).await;
+    produce(&client, &t, 1, 30, "m").await;
+    let tp = TopicPartition::new(t.clone(), 0);
+    let group = unique("g");
+    let mut c = client
+        .consumer(group_config(&group).with_max_poll_records(7))
+        .unwrap();
+    c.assign(vec![tp.clone()]).unwrap();
+    let first = c.poll(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(
+        first.iter().map(|r| r.offset()).collect::<Vec<_>>(),
+        (0..7).collect::<Vec<i64>>()
+    );
+    assert_eq!(
+        c.position(&tp).await.unwrap(),
+        7,
+        "the position is what was returned"
+    );
+    c.commit_positions().await.unwrap();
+    assert_eq!(
+        c.committed(std::slice::from_ref(&tp)).await.unwrap()[&tp],
+        Some(OffsetAndMetadata::new(7))
+    );
+    let second = c.poll(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(second.first().map(|r| r.offset()), Some(7));
+    assert_eq!(second.len(), 7);
+    // A seek drops what was buffered.
+    c.seek(&tp, 25).unwrap();
+    let rest = poll_until(&mut c, 5).await;
+    assert_eq!(
+        rest.iter().map(|r| r.offset()).collect::<Vec<_>>(),
+        (25..30).collect::<Vec<i64>>()
+    );
+    assert!(matches!(
+        client.consumer(ConsumerConfig::new("g").with_max_poll_records(0)),
+        Err(Error::Config(_))
+    ));
+}

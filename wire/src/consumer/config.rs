@@ -61,6 +61,9 @@ pub struct ConsumerConfig {
     /// `isolation.level` (default read_uncommitted).
     #[serde(skip)]
     pub(crate) isolation: IsolationLevel,
+    /// `max.poll.records`: the most records one `poll` returns (default 500).
+    #[serde(rename = "max.poll.records")]
+    pub(crate) max_poll_records: usize,
 }
 
 impl Default for ConsumerConfig {
@@ -78,6 +81,7 @@ impl Default for ConsumerConfig {
             fetch_max_wait: Duration::from_millis(100),
             max_partition_fetch_bytes: 1024 * 1024,
             isolation: IsolationLevel::ReadUncommitted,
+            max_poll_records: 500,
         }
     }
 }
@@ -146,6 +150,12 @@ impl ConsumerConfig {
         self
     }
 
+    /// Sets the most records one `poll` returns (default 500).
+    pub fn with_max_poll_records(mut self, n: usize) -> Self {
+        self.max_poll_records = n;
+        self
+    }
+
     /// Checks the settings.
     pub(crate) fn validate(&self) -> Result<(), crate::Error> {
         let bad = |m: &str| Err(crate::Error::Config(m.to_owned()));
@@ -160,6 +170,9 @@ impl ConsumerConfig {
         }
         if self.heartbeat_interval >= self.session_timeout {
             return bad("heartbeat.interval.ms must be lower than session.timeout.ms");
+        }
+        if self.max_poll_records == 0 {
+            return bad("max.poll.records must be at least 1");
         }
         if self.max_poll_interval.is_zero() {
             return bad("max.poll.interval.ms must be greater than zero");

@@ -14,10 +14,14 @@
 //! position starts at the group's committed offset, else per `auto.offset.reset`. Records
 //! are returned in offset order per partition; `pause`d partitions are not fetched.
 //!
-//! Skipped: `max.poll.records` (a poll returns what one fetch round brought), KIP-848
+//! A poll returns at most `max.poll.records`; the rest of a fetch round waits in a buffer
+//! (its partitions are not fetched again meanwhile; a seek, a pause or a revocation drops a
+//! partition's buffered records, which are fetched again from the position when needed).
+//!
+//! Skipped: KIP-848
 //! (`ConsumerGroupHeartbeat`), regex subscriptions, rack-aware fetching.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -160,6 +164,9 @@ pub struct Consumer {
     positions: BTreeMap<TopicPartition, Position>,
     protocol: Option<Assignor>,
     last_auto_commit: Instant,
+    /// Fetched records not returned yet (`max.poll.records`); a partition with buffered
+    /// records is not fetched again until they are returned.
+    buffer: VecDeque<ConsumerRecord>,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -197,6 +204,7 @@ impl Consumer {
             positions: BTreeMap::new(),
             protocol: None,
             last_auto_commit: Instant::now(),
+            buffer: VecDeque::new(),
         })
     }
 
@@ -237,6 +245,7 @@ impl Consumer {
         }
         let keep: BTreeSet<TopicPartition> = partitions.into_iter().collect();
         self.positions.retain(|tp, _| keep.contains(tp));
+        self.buffer.retain(|r| keep.contains(&r.topic_partition()));
         for tp in keep {
             self.positions.entry(tp).or_default();
         }
@@ -254,6 +263,7 @@ impl Consumer {
             self.call_listener(Callback::Revoked, &owned).await;
         }
         self.positions.clear();
+        self.buffer.clear();
         self.protocol = None;
         match &mut self.group {
             Some(g) => g.leave().await,
@@ -280,12 +290,39 @@ impl Consumer {
             .ok_or_else(|| Error::Config(format!("partition {tp} is not assigned")))
     }
 
+    fn drop_buffered(&mut self, tp: &TopicPartition) {
+        self.buffer
+            .retain(|r| !(r.partition == tp.partition && *r.topic == *tp.topic));
+    }
+
+    /// Takes up to `max.poll.records` buffered records that are still wanted (assigned, not
+    /// paused, at their partition's position), advancing the positions.
+    fn take_buffered(&mut self) -> Vec<ConsumerRecord> {
+        let mut out = Vec::new();
+        while out.len() < self.config.max_poll_records {
+            let Some(r) = self.buffer.pop_front() else {
+                break;
+            };
+            let tp = r.topic_partition();
+            match self.positions.get_mut(&tp) {
+                Some(p) if !p.paused && p.offset == Some(r.offset()) => {
+                    p.offset = Some(r.offset() + 1);
+                    out.push(r);
+                }
+                // Stale: revoked, paused or moved by a seek meanwhile.
+                _ => {}
+            }
+        }
+        out
+    }
+
     /// Sets the next offset `poll` returns for `tp`.
     pub fn seek(&mut self, tp: &TopicPartition, offset: i64) -> Result<(), Error> {
         if offset < 0 {
             return Err(Error::Config(format!("invalid offset {offset}")));
         }
         self.assigned(tp)?.offset = Some(offset);
+        self.drop_buffered(tp);
         Ok(())
     }
 
@@ -311,6 +348,7 @@ impl Consumer {
                 .list_offset(&tp.topic, tp.partition, spec)
                 .await?;
             self.assigned(tp)?.offset = Some(o);
+            self.drop_buffered(tp);
         }
         Ok(())
     }
@@ -329,6 +367,8 @@ impl Consumer {
     pub fn pause(&mut self, partitions: &[TopicPartition]) -> Result<(), Error> {
         for tp in partitions {
             self.assigned(tp)?.paused = true;
+            // Fetched again from the position after `resume`.
+            self.drop_buffered(tp);
         }
         Ok(())
     }
@@ -434,6 +474,7 @@ impl Consumer {
                 );
                 self.call_listener(Callback::Lost, &owned).await;
                 self.positions.clear();
+                self.buffer.clear();
             }
             let cooperative = self.protocol.is_some_and(Assignor::is_cooperative);
             if !cooperative {
@@ -441,6 +482,7 @@ impl Consumer {
                 let owned = self.assignment();
                 self.call_listener(Callback::Revoked, &owned).await;
                 self.positions.clear();
+                self.buffer.clear();
             }
             let owned = self.assignment();
             let Some(g) = self.group.as_mut() else {
@@ -459,6 +501,7 @@ impl Consumer {
                 self.call_listener(Callback::Revoked, &revoked).await;
                 for tp in &revoked {
                     self.positions.remove(tp);
+                    self.drop_buffered(tp);
                 }
             }
             let added: Vec<TopicPartition> = new
@@ -553,12 +596,21 @@ impl Consumer {
         self.ensure_group().await?;
         self.init_positions().await?;
         self.maybe_auto_commit().await?;
-        let mut out = Vec::new();
+        let out = self.take_buffered();
+        if !out.is_empty() {
+            return Ok(out);
+        }
         loop {
+            let buffered: HashSet<(Arc<str>, i32)> = self
+                .buffer
+                .iter()
+                .map(|r| (Arc::clone(&r.topic), r.partition))
+                .collect();
             let fetchable: Vec<(TopicPartition, i64)> = self
                 .positions
                 .iter()
                 .filter(|(_, p)| !p.paused)
+                .filter(|(tp, _)| !buffered.contains(&(Arc::from(tp.topic.as_str()), tp.partition)))
                 .filter_map(|(tp, p)| p.offset.map(|o| (tp.clone(), o)))
                 .collect();
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -571,25 +623,27 @@ impl Consumer {
                 for (tp, offset, r) in results {
                     match r {
                         Ok(resp) => {
-                            let topic: Arc<str> = Arc::from(tp.topic.as_str());
-                            let next = resp
-                                .records
-                                .last()
-                                .map_or(resp.next_offset, |r| r.offset + 1)
-                                .max(offset);
-                            // The position may have been moved meanwhile only by this task.
-                            if let Some(p) = self.positions.get_mut(&tp) {
-                                if p.offset == Some(offset) {
-                                    p.offset = Some(next);
-                                    out.extend(resp.records.into_iter().map(|record| {
-                                        ConsumerRecord {
-                                            topic: Arc::clone(&topic),
-                                            partition: tp.partition,
-                                            record,
-                                        }
-                                    }));
-                                }
+                            // Only this task moves positions, but a result for a position
+                            // that changed (seek) would be stale.
+                            let Some(p) = self.positions.get_mut(&tp) else {
+                                continue;
+                            };
+                            if p.offset != Some(offset) {
+                                continue;
                             }
+                            if resp.records.is_empty() {
+                                // Control batches or aborted records skipped.
+                                p.offset = Some(resp.next_offset.max(offset));
+                                continue;
+                            }
+                            let topic: Arc<str> = Arc::from(tp.topic.as_str());
+                            self.buffer.extend(resp.records.into_iter().map(|record| {
+                                ConsumerRecord {
+                                    topic: Arc::clone(&topic),
+                                    partition: tp.partition,
+                                    record,
+                                }
+                            }));
                         }
                         Err(Error::OffsetOutOfRange { .. }) => {
                             let o = self.reset_offset(&tp).await?;
@@ -601,6 +655,7 @@ impl Consumer {
                     }
                 }
             }
+            let out = self.take_buffered();
             let rejoin = self.group.as_ref().is_some_and(|g| {
                 g.flags.rejoin.load(Ordering::Acquire)
                     || g.flags.lost.load(Ordering::Acquire)
@@ -637,6 +692,7 @@ impl Consumer {
             self.call_listener(Callback::Revoked, &owned).await;
         }
         self.positions.clear();
+        self.buffer.clear();
         match &mut self.group {
             Some(g) => g.leave().await,
             None => Ok(()),
