@@ -23,7 +23,7 @@ use crate::conn::{ConnConfig, Connection};
 use crate::error::Error;
 use crate::metadata::{MetadataCache, TopicMetadata, TopicState};
 use crate::producer::Producer;
-pub(crate) use crate::sync::lock;
+use crate::sync::lock;
 
 /// Which of a broker's connections to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
