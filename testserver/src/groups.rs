@@ -540,11 +540,13 @@ impl Groups {
             return code::UNKNOWN_MEMBER_ID;
         };
         m.last_seen = now;
-        if g.state == GroupState::PreparingRebalance {
-            return code::REBALANCE_IN_PROGRESS;
-        }
+        // Kafka's order: a stale generation is fenced (ILLEGAL_GENERATION) before the
+        // current one is told to rejoin.
         if generation != g.generation {
             return code::ILLEGAL_GENERATION;
+        }
+        if g.state == GroupState::PreparingRebalance {
+            return code::REBALANCE_IN_PROGRESS;
         }
         code::NONE
     }

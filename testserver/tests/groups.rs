@@ -379,3 +379,43 @@ async fn group_static_member_rejoin_keeps_assignment_without_rebalance() {
         "the old id is fenced"
     );
 }
+
+/// Bug: a heartbeat of a stale generation got REBALANCE_IN_PROGRESS while the group prepared a
+/// rebalance; Kafka fences it with ILLEGAL_GENERATION first.
+#[tokio::test]
+async fn group_stale_heartbeat_is_illegal_generation_even_while_preparing() {
+    let b = broker().await;
+    let mut boot = Raw::connect(&b.addr()).await;
+    let group = unique("stale");
+    let coord = coordinator(&mut boot, &group).await;
+    let mut a = Raw::connect(&coord).await;
+    let ja = join(&mut a, &group, "").await;
+    let id_a = ja.member_id.to_string();
+    let gen1 = ja.generation_id;
+    assert_eq!(
+        sync(&mut a, &group, gen1, &id_a, &[(&id_a, "x")])
+            .await
+            .error_code,
+        0
+    );
+    let coord_b = coord.clone();
+    let group_b = group.clone();
+    let _jb = tokio::spawn(async move {
+        let mut bconn = Raw::connect(&coord_b).await;
+        join(&mut bconn, &group_b, "").await
+    });
+    let mut hb = 0;
+    for _ in 0..100 {
+        hb = heartbeat(&mut a, &group, gen1, &id_a).await;
+        if hb == 27 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(hb, 27, "the current generation is told to rejoin");
+    assert_eq!(
+        heartbeat(&mut a, &group, gen1 - 1, &id_a).await,
+        22,
+        "a stale generation is fenced"
+    );
+}
