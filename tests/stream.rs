@@ -232,3 +232,33 @@ async fn consume_transform_produce_then_drain_commits_everything_once() {
     );
     control.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_source_stops_polling_while_the_downstream_does_not_pull() {
+    let b = broker().await;
+    let client = client(&b.bootstrap).await;
+    let t = topic_with(&client, 30).await;
+    let group = unique("g");
+    let mut c = client
+        .consumer(
+            ConsumerConfig::new(&group)
+                .with_heartbeat_interval(Duration::from_millis(100))
+                .with_auto_offset_reset(OffsetReset::Earliest)
+                .with_max_poll_records(10)
+                // Commits the positions on close: shows how far the consumer got.
+                .with_auto_commit(true, Duration::from_secs(3600)),
+        )
+        .unwrap();
+    c.subscribe(vec![t.clone()], None).unwrap();
+    let settings = SourceSettings {
+        poll_timeout: Duration::from_millis(50),
+        buffer_batches: 1,
+    };
+    let (mut stream, control) = plain_source(c, settings);
+    let first = stream.next().await.unwrap().unwrap();
+    assert_eq!(first.offset(), 0);
+    // The stream holds the rest of batch 1, the channel batch 2; batch 3 must wait.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    control.shutdown().await.unwrap();
+    assert_eq!(committed(&client, &group, &t).await, Some(20));
+}
