@@ -586,8 +586,11 @@ async fn reset_offset(
 }
 
 impl Consumer {
-    /// Returns the records that arrived within `timeout` (possibly none). Joins or rejoins
-    /// the group first when needed (running the listener), and auto-commits if enabled.
+    /// Returns the records that arrived within `timeout` (possibly none), at most
+    /// `max.poll.records`. Joins or rejoins the group first when needed (running the
+    /// listener), and auto-commits if enabled. A rebalance can make a poll last longer than
+    /// `timeout`: the join round waits for every member, up to the rebalance timeout
+    /// (`max.poll.interval.ms`), as the Java client's does.
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>, Error> {
         let deadline = Instant::now() + timeout;
         if let Some(g) = &self.group {
