@@ -14,3 +14,4 @@ pub mod entities;
 pub mod entity;
 pub mod recovery;
 pub mod snapshot_policy;
+pub mod stream;

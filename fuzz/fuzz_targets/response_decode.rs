@@ -1,4 +1,5 @@
-//! Client side: `wire::protocol::decode_response` for every API the client uses, at every
+//! Client side: `wire::protocol::decode_response` for every API the client uses (the consumer
+//! group APIs included, with the embedded subscription and assignment), at every
 //! version `kafka-protocol` knows. Byte 0 picks the API, byte 1 the version, the rest is the
 //! response frame (without its length prefix). Fetch responses' record sets go through
 //! `decode_batches` too, as the client does.
@@ -9,13 +10,15 @@ use kafka_persistence_wire::protocol::decode_response;
 use kafka_persistence_wire::record::{decode_batches, DecodeLimits};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, CreateTopicsResponse, DeleteRecordsResponse,
-    DescribeConfigsResponse, FetchResponse, InitProducerIdResponse, ListOffsetsResponse,
-    MetadataResponse, ProduceResponse,
+    DescribeConfigsResponse, FetchResponse, FindCoordinatorResponse, HeartbeatResponse,
+    InitProducerIdResponse, JoinGroupResponse, LeaveGroupResponse, ListOffsetsResponse,
+    MetadataResponse, OffsetCommitResponse, OffsetFetchResponse, ProduceResponse,
+    SyncGroupResponse,
 };
 use libfuzzer_sys::fuzz_target;
 
 /// The APIs the client decodes responses of, in selector order (byte 0 modulo the count).
-const APIS: [ApiKey; 9] = [
+const APIS: [ApiKey; 16] = [
     ApiKey::Produce,
     ApiKey::Fetch,
     ApiKey::Metadata,
@@ -25,6 +28,13 @@ const APIS: [ApiKey; 9] = [
     ApiKey::DeleteRecords,
     ApiKey::InitProducerId,
     ApiKey::DescribeConfigs,
+    ApiKey::FindCoordinator,
+    ApiKey::JoinGroup,
+    ApiKey::SyncGroup,
+    ApiKey::Heartbeat,
+    ApiKey::LeaveGroup,
+    ApiKey::OffsetCommit,
+    ApiKey::OffsetFetch,
 ];
 
 fuzz_target!(|data: &[u8]| {
@@ -78,6 +88,38 @@ fuzz_target!(|data: &[u8]| {
         }
         ApiKey::DescribeConfigs => {
             let _ = decode_response::<DescribeConfigsResponse>(api, version, frame);
+        }
+        ApiKey::FindCoordinator => {
+            let _ = decode_response::<FindCoordinatorResponse>(api, version, frame);
+        }
+        ApiKey::JoinGroup => {
+            // The leader also decodes every member's embedded subscription.
+            if let Ok((_, resp)) = decode_response::<JoinGroupResponse>(api, version, frame) {
+                for m in resp.members.iter().take(100) {
+                    let _ = kafka_persistence_wire::consumer::decode_subscription(
+                        &m.member_id,
+                        None,
+                        m.metadata.clone(),
+                    );
+                }
+            }
+        }
+        ApiKey::SyncGroup => {
+            if let Ok((_, resp)) = decode_response::<SyncGroupResponse>(api, version, frame) {
+                let _ = kafka_persistence_wire::consumer::decode_assignment(resp.assignment);
+            }
+        }
+        ApiKey::Heartbeat => {
+            let _ = decode_response::<HeartbeatResponse>(api, version, frame);
+        }
+        ApiKey::LeaveGroup => {
+            let _ = decode_response::<LeaveGroupResponse>(api, version, frame);
+        }
+        ApiKey::OffsetCommit => {
+            let _ = decode_response::<OffsetCommitResponse>(api, version, frame);
+        }
+        ApiKey::OffsetFetch => {
+            let _ = decode_response::<OffsetFetchResponse>(api, version, frame);
         }
         _ => {}
     }

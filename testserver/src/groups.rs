@@ -8,7 +8,9 @@
 //! JoinGroup and SyncGroup wait (without holding the lock) on the group's `Notify` until
 //! their round is decided. Sessions expire lazily: every group call first removes members
 //! whose last heartbeat is older than their session timeout (members parked in a join are
-//! alive). The coordinator of every group is the lowest running node; group state is shared
+//! alive). A static member (KIP-345) rejoining a stable group with unchanged protocols takes
+//! over its slot and assignment without a rebalance; offsets may be committed while the group
+//! prepares a rebalance (not while it waits for the leader's SyncGroup). The coordinator of every group is the lowest running node; group state is shared
 //! by the cluster, so it survives coordinator moves. Nothing is persisted to `data_dir`.
 
 use std::collections::{BTreeMap, HashMap};
@@ -269,6 +271,59 @@ impl Groups {
             {
                 return fail(code::INCONSISTENT_GROUP_PROTOCOL, &args.member_id);
             }
+            // KIP-345: a static member that rejoins (restarted, so with an empty member id)
+            // a stable group with the same protocols takes over its old slot under a new
+            // member id, keeps its assignment, and no rebalance happens.
+            if args.member_id.is_empty() && g.state == GroupState::Stable {
+                if let Some(inst) = &args.instance_id {
+                    let old = g
+                        .members
+                        .values()
+                        .find(|m| m.instance_id.as_ref() == Some(inst))
+                        .map(|m| {
+                            // The same protocol names: the chosen protocol cannot change.
+                            // (The metadata bytes differ after a restart: no owned partitions.)
+                            let names = |p: &[(String, Bytes)]| -> Vec<String> {
+                                p.iter().map(|(n, _)| n.clone()).collect()
+                            };
+                            (m.id.clone(), names(&m.protocols) == names(&args.protocols))
+                        });
+                    if let Some((old_id, true)) = old {
+                        let n = self.member_counter.fetch_add(1, Ordering::Relaxed);
+                        let new_id = format!(
+                            "{}-{n}",
+                            if args.client_id.is_empty() {
+                                "member"
+                            } else {
+                                &args.client_id
+                            }
+                        );
+                        if let Some(mut m) = g.members.remove(&old_id) {
+                            m.id = new_id.clone();
+                            m.protocols = args.protocols.clone();
+                            m.session_timeout = args.session_timeout;
+                            m.rebalance_timeout = args.rebalance_timeout;
+                            m.last_seen = now;
+                            m.waiting = false;
+                            g.members.insert(new_id.clone(), m);
+                        }
+                        if g.leader.as_deref() == Some(old_id.as_str()) {
+                            g.leader = Some(new_id.clone());
+                        }
+                        tracing::debug!(instance = %inst, old = %old_id, new = %new_id, reason = "static member rejoined", "member id replaced without a rebalance");
+                        return JoinResult {
+                            error: code::NONE,
+                            generation: g.generation,
+                            protocol_type: g.protocol_type.clone(),
+                            protocol: g.protocol.clone(),
+                            leader: g.leader.clone().unwrap_or_default(),
+                            member_id: new_id,
+                            // Like Kafka, the leader is not asked to assign again.
+                            members: Vec::new(),
+                        };
+                    }
+                }
+            }
             member_id = if args.member_id.is_empty() {
                 // A static member (KIP-345) keeps its slot under a new member id.
                 if let Some(inst) = &args.instance_id {
@@ -485,11 +540,13 @@ impl Groups {
             return code::UNKNOWN_MEMBER_ID;
         };
         m.last_seen = now;
-        if g.state == GroupState::PreparingRebalance {
-            return code::REBALANCE_IN_PROGRESS;
-        }
+        // Kafka's order: a stale generation is fenced (ILLEGAL_GENERATION) before the
+        // current one is told to rejoin.
         if generation != g.generation {
             return code::ILLEGAL_GENERATION;
+        }
+        if g.state == GroupState::PreparingRebalance {
+            return code::REBALANCE_IN_PROGRESS;
         }
         code::NONE
     }
@@ -529,7 +586,8 @@ impl Groups {
     }
 
     /// OffsetCommit validation: simple commits (generation -1, no member) need an empty
-    /// group; members must be known and in the current generation.
+    /// group; members must be known and in the current generation, and the group must not be
+    /// waiting for the leader's assignment (CompletingRebalance).
     pub(crate) fn commit(
         &self,
         group_id: &str,
@@ -558,7 +616,11 @@ impl Groups {
             if generation != g.generation {
                 return code::ILLEGAL_GENERATION;
             }
-            if g.state == GroupState::PreparingRebalance {
+            // Kafka accepts commits of the current generation while the group prepares a
+            // rebalance: that is when an eager member commits what it is about to give up
+            // (before its JoinGroup). Only between the join and the leader's SyncGroup is a
+            // commit refused, as the member cannot know its new assignment yet.
+            if g.state == GroupState::CompletingRebalance {
                 return code::REBALANCE_IN_PROGRESS;
             }
         }

@@ -230,3 +230,192 @@ async fn group_unknown_member_and_simple_commits() {
         "UNKNOWN_MEMBER_ID"
     );
 }
+
+async fn join_static(
+    raw: &mut Raw,
+    group: &str,
+    member_id: &str,
+    instance: &str,
+) -> JoinGroupResponse {
+    let mut req = JoinGroupRequest::default();
+    req.group_id = GroupId(sb(group));
+    req.session_timeout_ms = 30_000;
+    req.rebalance_timeout_ms = 30_000;
+    req.member_id = sb(member_id);
+    req.group_instance_id = Some(sb(instance));
+    req.protocol_type = sb("consumer");
+    let mut p = JoinGroupRequestProtocol::default();
+    p.name = sb("range");
+    p.metadata = Bytes::from(format!("meta-{member_id}"));
+    req.protocols.push(p);
+    raw.call(ApiKey::JoinGroup, 7, &req).await
+}
+
+/// Bug: commits were refused with REBALANCE_IN_PROGRESS while the group prepared a
+/// rebalance, so an eager consumer could not commit what it was about to revoke (Kafka
+/// accepts them; only CompletingRebalance refuses).
+#[tokio::test]
+async fn group_commit_of_the_current_generation_is_accepted_while_preparing_a_rebalance() {
+    let b = broker().await;
+    let mut boot = Raw::connect(&b.addr()).await;
+    let topic = unique("gp");
+    assert_eq!(create_topic(&mut boot, &topic, 1, &[]).await, 0);
+    let group = unique("prep");
+    let coord = coordinator(&mut boot, &group).await;
+    let mut a = Raw::connect(&coord).await;
+    let ja = join(&mut a, &group, "").await;
+    let id_a = ja.member_id.to_string();
+    let gen1 = ja.generation_id;
+    assert_eq!(
+        sync(&mut a, &group, gen1, &id_a, &[(&id_a, "x")])
+            .await
+            .error_code,
+        0
+    );
+    // B's join puts the group into PreparingRebalance.
+    let coord_b = coord.clone();
+    let group_b = group.clone();
+    let jb = tokio::spawn(async move {
+        let mut bconn = Raw::connect(&coord_b).await;
+        let r = join(&mut bconn, &group_b, "").await;
+        (bconn, r)
+    });
+    let mut hb = 0;
+    for _ in 0..100 {
+        hb = heartbeat(&mut a, &group, gen1, &id_a).await;
+        if hb == 27 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(hb, 27);
+    assert_eq!(
+        commit(&mut a, &group, gen1, &id_a, &topic, 11).await,
+        0,
+        "the revoking member's commit"
+    );
+    assert_eq!(committed(&mut a, &group, &topic).await, 11);
+    // After the join round, before SyncGroup: REBALANCE_IN_PROGRESS.
+    let ja2 = join(&mut a, &group, &id_a).await;
+    let (_bconn, jb) = jb.await.unwrap();
+    assert_eq!((ja2.error_code, jb.error_code), (0, 0));
+    assert_eq!(
+        commit(&mut a, &group, ja2.generation_id, &id_a, &topic, 12).await,
+        27
+    );
+}
+
+/// Bug: a restarted static member (KIP-345) always caused a rebalance; now it takes over its
+/// slot and assignment, and the other members keep their generation.
+#[tokio::test]
+async fn group_static_member_rejoin_keeps_assignment_without_rebalance() {
+    let b = broker().await;
+    let mut boot = Raw::connect(&b.addr()).await;
+    let group = unique("static");
+    let coord = coordinator(&mut boot, &group).await;
+    let mut a = Raw::connect(&coord).await;
+    let ja1 = join_static(&mut a, &group, "", "a").await;
+    let id_a = ja1.member_id.to_string();
+    assert_eq!(
+        sync(&mut a, &group, ja1.generation_id, &id_a, &[(&id_a, "A")])
+            .await
+            .error_code,
+        0
+    );
+    let js = tokio::spawn({
+        let coord = coord.clone();
+        let group = group.clone();
+        async move {
+            let mut c = Raw::connect(&coord).await;
+            let r = join_static(&mut c, &group, "", "s").await;
+            (c, r)
+        }
+    });
+    let mut hb = 0;
+    for _ in 0..100 {
+        hb = heartbeat(&mut a, &group, ja1.generation_id, &id_a).await;
+        if hb == 27 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(hb, 27);
+    let ja = join_static(&mut a, &group, &id_a, "a").await;
+    let (mut s, js) = js.await.unwrap();
+    assert_eq!((ja.error_code, js.error_code), (0, 0));
+    let gen = ja.generation_id;
+    assert_eq!(js.generation_id, gen);
+    let (id_a, id_s) = (ja.member_id.to_string(), js.member_id.to_string());
+    let leader = ja.leader.to_string();
+    let assign = [(id_a.as_str(), "A"), (id_s.as_str(), "S")];
+    let (lconn, fconn, lid, fid) = if leader == id_a {
+        (&mut a, &mut s, id_a.clone(), id_s.clone())
+    } else {
+        (&mut s, &mut a, id_s.clone(), id_a.clone())
+    };
+    let group2 = group.clone();
+    let (ls, fs) = tokio::join!(
+        sync(lconn, &group, gen, &lid, &assign),
+        sync(fconn, &group2, gen, &fid, &[])
+    );
+    assert_eq!((ls.error_code, fs.error_code), (0, 0));
+    // "s" restarts: empty member id, same instance id.
+    let mut s2 = Raw::connect(&coord).await;
+    let js2 = join_static(&mut s2, &group, "", "s").await;
+    assert_eq!(js2.error_code, 0);
+    assert_eq!(js2.generation_id, gen, "no new generation");
+    let id_s2 = js2.member_id.to_string();
+    assert_ne!(id_s2, id_s);
+    let ss = sync(&mut s2, &group, gen, &id_s2, &[]).await;
+    assert_eq!((ss.error_code, &ss.assignment[..]), (0, &b"S"[..]));
+    assert_eq!(
+        heartbeat(&mut a, &group, gen, &id_a).await,
+        0,
+        "A is not rebalanced"
+    );
+    assert_eq!(
+        heartbeat(&mut s2, &group, gen, &id_s).await,
+        25,
+        "the old id is fenced"
+    );
+}
+
+/// Bug: a heartbeat of a stale generation got REBALANCE_IN_PROGRESS while the group prepared a
+/// rebalance; Kafka fences it with ILLEGAL_GENERATION first.
+#[tokio::test]
+async fn group_stale_heartbeat_is_illegal_generation_even_while_preparing() {
+    let b = broker().await;
+    let mut boot = Raw::connect(&b.addr()).await;
+    let group = unique("stale");
+    let coord = coordinator(&mut boot, &group).await;
+    let mut a = Raw::connect(&coord).await;
+    let ja = join(&mut a, &group, "").await;
+    let id_a = ja.member_id.to_string();
+    let gen1 = ja.generation_id;
+    assert_eq!(
+        sync(&mut a, &group, gen1, &id_a, &[(&id_a, "x")])
+            .await
+            .error_code,
+        0
+    );
+    let coord_b = coord.clone();
+    let group_b = group.clone();
+    let _jb = tokio::spawn(async move {
+        let mut bconn = Raw::connect(&coord_b).await;
+        join(&mut bconn, &group_b, "").await
+    });
+    let mut hb = 0;
+    for _ in 0..100 {
+        hb = heartbeat(&mut a, &group, gen1, &id_a).await;
+        if hb == 27 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(hb, 27, "the current generation is told to rejoin");
+    assert_eq!(
+        heartbeat(&mut a, &group, gen1 - 1, &id_a).await,
+        22,
+        "a stale generation is fenced"
+    );
+}

@@ -26,9 +26,10 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use tracing::debug;
 
-use crate::client::{lock, Client, ConnKind};
+use crate::client::{Client, ConnKind};
 use crate::error::{Error, ErrorCode};
 use crate::metadata::{TopicMetadata, TopicState};
+use crate::sync::lock;
 
 /// A topic to create.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,19 +9,21 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use tracing::{debug, warn};
 
+use crate::backoff::{time_seed, Backoff};
 use crate::config::{ClientConfig, ProducerConfig};
 use crate::conn::{ConnConfig, Connection};
 use crate::error::Error;
 use crate::metadata::{MetadataCache, TopicMetadata, TopicState};
 use crate::producer::Producer;
+use crate::sync::lock;
 
 /// Which of a broker's connections to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -64,55 +66,6 @@ impl std::fmt::Debug for ClientInner {
             .field("bootstrap", &self.bootstrap)
             .finish_non_exhaustive()
     }
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Exponential backoff with jitter x0.8-1.2 (xorshift; no `rand` needed).
-#[derive(Debug, Clone)]
-pub(crate) struct Backoff {
-    min: Duration,
-    max: Duration,
-    attempt: u32,
-    state: u64,
-}
-
-impl Backoff {
-    pub(crate) fn new(min: Duration, max: Duration, seed: u64) -> Backoff {
-        Backoff {
-            min,
-            max,
-            attempt: 0,
-            state: seed | 1,
-        }
-    }
-
-    fn next_random(&mut self) -> u64 {
-        let mut x = self.state;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.state = x;
-        x
-    }
-
-    /// The next delay: `min * 2^attempt`, capped at `max`, times a jitter in 0.8..=1.2.
-    pub(crate) fn next_delay(&mut self) -> Duration {
-        let exp = self.attempt.min(20);
-        self.attempt = self.attempt.saturating_add(1);
-        let base = self.min.saturating_mul(1u32 << exp).min(self.max);
-        let jitter = 0.8 + (self.next_random() % 401) as f64 / 1000.0;
-        base.mul_f64(jitter)
-    }
-}
-
-fn time_seed() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0x9e37_79b9)
 }
 
 impl Client {
@@ -409,34 +362,5 @@ impl ClientInner {
     /// Forgets the cached state of a topic (next use refreshes it).
     pub(crate) fn invalidate(&self, topic: &str) {
         lock(&self.metadata).invalidate(topic);
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_with_jitter_and_caps() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(5), 42);
-        let d: Vec<Duration> = (0..10).map(|_| b.next_delay()).collect();
-        assert!(
-            d[0] >= Duration::from_millis(80) && d[0] <= Duration::from_millis(120),
-            "{:?}",
-            d[0]
-        );
-        assert!(d[1] >= Duration::from_millis(160) && d[1] <= Duration::from_millis(240));
-        assert!(d[2] >= Duration::from_millis(320) && d[2] <= Duration::from_millis(480));
-        for x in &d[6..] {
-            assert!(
-                *x >= Duration::from_secs(4) && *x <= Duration::from_secs(6),
-                "{x:?}"
-            );
-        }
-        // Jitter really varies.
-        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(1), 7);
-        let xs: Vec<Duration> = (0..20).map(|_| b.next_delay()).collect();
-        assert!(xs.iter().any(|x| *x != xs[0]));
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::Error;
+use crate::partitioner::Partitioner;
 use crate::protocol::DEFAULT_MAX_FRAME_SIZE;
 use crate::record::Compression;
 
@@ -275,6 +276,14 @@ pub struct ProducerConfig {
     /// (default 64 MiB).
     #[serde(rename = "buffer.memory")]
     pub(crate) buffer_memory: usize,
+    /// `max.block.ms`: how long a send may wait for buffer space or the producer id before it
+    /// fails with [`Error::Timeout`] (default 60 s).
+    #[serde(rename = "max.block.ms", with = "millis")]
+    pub(crate) max_block: Duration,
+    /// Picks partitions for [`Producer::send_keyed`](crate::Producer::send_keyed) (default
+    /// [`DefaultPartitioner`](crate::partitioner::DefaultPartitioner)).
+    #[serde(skip)]
+    pub(crate) partitioner: Option<std::sync::Arc<dyn Partitioner>>,
 }
 
 impl Default for ProducerConfig {
@@ -287,6 +296,8 @@ impl Default for ProducerConfig {
             max_in_flight: 5,
             compression: Compression::None,
             buffer_memory: 64 * 1024 * 1024,
+            max_block: Duration::from_secs(60),
+            partitioner: None,
         }
     }
 }
@@ -334,6 +345,18 @@ impl ProducerConfig {
     /// Sets the bytes of records that may be buffered or in flight before `send` waits.
     pub fn with_buffer_memory(mut self, bytes: usize) -> Self {
         self.buffer_memory = bytes.max(1);
+        self
+    }
+
+    /// Sets how long a send may wait for buffer space or the producer id (default 60 s).
+    pub fn with_max_block(mut self, d: Duration) -> Self {
+        self.max_block = d;
+        self
+    }
+
+    /// Sets the partitioner of [`Producer::send_keyed`](crate::Producer::send_keyed).
+    pub fn with_partitioner(mut self, p: std::sync::Arc<dyn Partitioner>) -> Self {
+        self.partitioner = Some(p);
         self
     }
 

@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -30,6 +30,8 @@ use tracing::{debug, warn, Instrument};
 
 use crate::error::{Error, ErrorCode};
 use crate::protocol::{self, ProtocolError};
+// A poisoned state lock only means a callback panicked; the map itself is still consistent.
+use crate::sync::lock;
 
 /// Callback invoked on the reader task with a response frame (or the failure).
 pub(crate) type Callback = Box<dyn FnOnce(Result<Bytes, Error>) + Send>;
@@ -74,6 +76,14 @@ pub(crate) const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::InitProducerId, 0, 4),
     (ApiKey::DescribeConfigs, 0, 4),
+    // Consumer groups (classic protocol).
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 7),
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::JoinGroup, 1, 7),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 4),
+    (ApiKey::SyncGroup, 0, 5),
 ];
 
 /// Highest ApiVersions version we send first.
@@ -131,11 +141,6 @@ impl std::fmt::Debug for Connection {
             .field("addr", &self.addr)
             .finish_non_exhaustive()
     }
-}
-
-fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
-    // A poisoned mutex only means a callback panicked; the map itself is still consistent.
-    state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Fails the connection: records the reason and fails every waiter.
@@ -448,6 +453,13 @@ pub(crate) fn api_name(api: ApiKey) -> &'static str {
         ApiKey::DeleteRecords => "DeleteRecords",
         ApiKey::InitProducerId => "InitProducerId",
         ApiKey::DescribeConfigs => "DescribeConfigs",
+        ApiKey::OffsetCommit => "OffsetCommit",
+        ApiKey::OffsetFetch => "OffsetFetch",
+        ApiKey::FindCoordinator => "FindCoordinator",
+        ApiKey::JoinGroup => "JoinGroup",
+        ApiKey::Heartbeat => "Heartbeat",
+        ApiKey::LeaveGroup => "LeaveGroup",
+        ApiKey::SyncGroup => "SyncGroup",
         _ => "other",
     }
 }

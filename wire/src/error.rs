@@ -228,9 +228,15 @@ impl ErrorCode {
     pub const REQUEST_TIMED_OUT: i16 = 7;
     pub const MESSAGE_TOO_LARGE: i16 = 10;
     pub const NETWORK_EXCEPTION: i16 = 13;
+    pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
+    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+    pub const NOT_COORDINATOR: i16 = 16;
     pub const NOT_ENOUGH_REPLICAS: i16 = 19;
     pub const NOT_ENOUGH_REPLICAS_AFTER_APPEND: i16 = 20;
     pub const RECORD_LIST_TOO_LARGE: i16 = 18;
+    pub const ILLEGAL_GENERATION: i16 = 22;
+    pub const UNKNOWN_MEMBER_ID: i16 = 25;
+    pub const REBALANCE_IN_PROGRESS: i16 = 27;
     pub const UNSUPPORTED_VERSION: i16 = 35;
     pub const TOPIC_ALREADY_EXISTS: i16 = 36;
     pub const NOT_CONTROLLER: i16 = 41;
@@ -239,6 +245,8 @@ impl ErrorCode {
     pub const INVALID_PRODUCER_EPOCH: i16 = 47;
     pub const INVALID_PRODUCER_ID_MAPPING: i16 = 49;
     pub const UNKNOWN_PRODUCER_ID: i16 = 59;
+    pub const MEMBER_ID_REQUIRED: i16 = 79;
+    pub const FENCED_INSTANCE_ID: i16 = 82;
     pub const FENCED_LEADER_EPOCH: i16 = 74;
     pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
     pub const THROTTLING_QUOTA_EXCEEDED: i16 = 89;
@@ -343,6 +351,15 @@ pub enum Error {
         partition: i32,
         /// Which error led here.
         reason: String,
+    },
+    /// A consumer has no position for a partition: nothing committed, and
+    /// `auto.offset.reset` is `none`.
+    #[error("no committed offset for {topic}/{partition} and auto.offset.reset is none")]
+    NoOffset {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
     },
     /// The client or producer has been shut down.
     #[error("client closed")]
@@ -473,6 +490,10 @@ impl Error {
                 topic: topic.clone(),
                 partition: *partition,
                 reason: reason.clone(),
+            },
+            Error::NoOffset { topic, partition } => Error::NoOffset {
+                topic: topic.clone(),
+                partition: *partition,
             },
             Error::Closed => Error::Closed,
         }

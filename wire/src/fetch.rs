@@ -22,9 +22,10 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use crate::admin::OffsetSpec;
-use crate::client::{lock, Client, ConnKind};
+use crate::client::{Client, ConnKind};
 use crate::error::{Error, ErrorCode};
 use crate::record::{decode_batches, ConsumedRecord, DecodeLimits};
+use crate::sync::lock;
 
 /// Which records a fetch may see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -6,17 +6,21 @@
 //! - [`error`]: the one table that classifies every Kafka error code, and [`Error`].
 //! - `conn`: one multiplexed connection per broker, ApiVersions negotiation.
 //! - [`metadata`]: the metadata cache.
-//! - [`producer`], [`fetch`], [`admin`]: the client's three faces.
+//! - [`producer`], [`fetch`], [`admin`]: the client's three faces; [`consumer`]: consumer
+//!   groups (classic protocol) and manual assignment on top of the fetcher.
 //! - [`client`]: [`Client`] ties them together; [`config`] holds the builders.
 //! - [`partitioner`]: the Java client's murmur2 partitioner.
+//! - `backoff` and [`sync`]: the one retry backoff and the one poison-recovering lock helper.
 //! - [`layout`]: [`Layout`], the journal's and snapshot store's topic layout setting.
 #![cfg_attr(not(test), warn(missing_docs))]
 
 pub mod admin;
+mod backoff;
 pub mod client;
 pub mod compression;
 pub mod config;
 mod conn;
+pub mod consumer;
 pub mod error;
 pub mod fetch;
 pub mod layout;
@@ -26,14 +30,19 @@ pub mod partitioner;
 pub mod producer;
 pub mod protocol;
 pub mod record;
+pub mod sync;
 
 pub use admin::{NewTopic, OffsetSpec};
 pub use client::Client;
 pub use config::{Acks, ClientConfig, ProducerConfig};
+pub use consumer::{
+    Assignor, Consumer, ConsumerConfig, ConsumerRecord, OffsetAndMetadata, OffsetReset,
+    RebalanceContext, RebalanceListener, TopicPartition,
+};
 pub use error::{Error, ErrorCode, ErrorInfo};
 pub use fetch::{FetchRequest, FetchResponse, IsolationLevel};
 pub use layout::Layout;
 pub use metadata::{PartitionMetadata, TopicMetadata};
-pub use partitioner::murmur2_partition;
-pub use producer::{Producer, RecordMetadata};
+pub use partitioner::{murmur2_partition, DefaultPartitioner, Partitioner};
+pub use producer::{DeliveryFuture, Producer, RecordMetadata};
 pub use record::{Compression, ConsumedRecord, Header, Record};

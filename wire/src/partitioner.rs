@@ -1,6 +1,11 @@
 //! The Java client's default partitioner for keyed records: `murmur2` (seed `0x9747b28c`) of
 //! the key bytes, made positive by masking the sign bit, modulo the partition count. Using the
 //! same function means a key lands on the partition every other Kafka client picks.
+//!
+//! [`Partitioner`] lets a producer pick partitions its own way; [`DefaultPartitioner`] is
+//! murmur2 for keyed records and round-robin for records without a key.
+
+use std::sync::atomic::{AtomicU32, Ordering};
 
 const SEED: u32 = 0x9747_b28c;
 const M: u32 = 0x5bd1_e995;
@@ -45,10 +50,43 @@ pub fn murmur2_partition(key: &[u8], num_partitions: i32) -> i32 {
     (murmur2(key) & 0x7fff_ffff) % num_partitions
 }
 
+/// Chooses the partition of a record that the caller did not place itself
+/// ([`Producer::send_keyed`](crate::Producer::send_keyed)).
+pub trait Partitioner: Send + Sync + std::fmt::Debug {
+    /// The partition in `0..num_partitions` (`num_partitions >= 1`) for a record of `topic`
+    /// with `key` (`None`: no key). A value outside the range is refused by the producer.
+    fn partition(&self, topic: &str, key: Option<&[u8]>, num_partitions: i32) -> i32;
+}
+
+/// The Java client's choice for keyed records ([`murmur2_partition`]); records without a key
+/// go round-robin over the partitions.
+#[derive(Debug, Default)]
+pub struct DefaultPartitioner {
+    next: AtomicU32,
+}
+
+impl Partitioner for DefaultPartitioner {
+    fn partition(&self, _topic: &str, key: Option<&[u8]>, num_partitions: i32) -> i32 {
+        let n = num_partitions.max(1);
+        match key {
+            Some(k) => murmur2_partition(k, n),
+            None => (self.next.fetch_add(1, Ordering::Relaxed) % n as u32) as i32,
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_partitioner_hashes_keys_and_rotates_the_rest() {
+        let p = DefaultPartitioner::default();
+        assert_eq!(p.partition("t", Some(b"abc"), 7), 479_470_107 % 7);
+        let unkeyed: Vec<i32> = (0..6).map(|_| p.partition("t", None, 3)).collect();
+        assert_eq!(unkeyed, vec![0, 1, 2, 0, 1, 2]);
+    }
 
     #[test]
     fn known_answers_from_the_java_client() {

@@ -3,8 +3,9 @@
 //! Behaviour: stores offsets (with leader epoch, v6+, and metadata) per group and partition.
 //! A "simple" commit (generation -1, empty member id) is accepted for a group without
 //! members; otherwise the member must be known (UNKNOWN_MEMBER_ID) and in the current
-//! generation (ILLEGAL_GENERATION), and the group must not be rebalancing
-//! (REBALANCE_IN_PROGRESS). Unknown topics/partitions are UNKNOWN_TOPIC_OR_PARTITION.
+//! generation (ILLEGAL_GENERATION); while the group prepares a rebalance the current
+//! generation may still commit (an eager member commits before rejoining), but between the
+//! join round and the leader's SyncGroup (CompletingRebalance) it is REBALANCE_IN_PROGRESS. Unknown topics/partitions are UNKNOWN_TOPIC_OR_PARTITION.
 //! NOT_COORDINATOR off the coordinator.
 //!
 //! Skipped: retention time (v2-4; offsets never expire), metadata size limits.

@@ -6,7 +6,10 @@
 //! once (no MEMBER_ID_REQUIRED round trip, as brokers before KIP-394 did); an unknown non-empty
 //! member id is UNKNOWN_MEMBER_ID; protocol type or protocol mismatch is
 //! INCONSISTENT_GROUP_PROTOCOL; requests reaching a node that is not the coordinator get
-//! NOT_COORDINATOR. v0 has no rebalance timeout: the session timeout is used.
+//! NOT_COORDINATOR. v0 has no rebalance timeout: the session timeout is used. A static member
+//! (v5+ `group_instance_id`) rejoining a stable group with an empty member id and the same
+//! protocols gets a new member id, the current generation and its old assignment, without a
+//! rebalance (KIP-345).
 //!
 //! Skipped: the initial rebalance delay, group max size, KIP-848 consumer protocol.
 

@@ -1,7 +1,8 @@
 //! Heartbeat (key 12), versions 0-4.
 //!
 //! Behaviour: refreshes the member's session; REBALANCE_IN_PROGRESS tells it to rejoin,
-//! ILLEGAL_GENERATION / UNKNOWN_MEMBER_ID that it was fenced or expired; NOT_COORDINATOR off
+//! ILLEGAL_GENERATION / UNKNOWN_MEMBER_ID that it was fenced or expired (a stale generation is
+//! ILLEGAL_GENERATION even while a rebalance is prepared, as in Kafka); NOT_COORDINATOR off
 //! the coordinator.
 //!
 //! Skipped: nothing beyond the classic protocol.

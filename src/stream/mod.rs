@@ -1,0 +1,27 @@
+//! Streams over Kafka topics in the Alpakka Kafka style, as plain `futures::Stream`s.
+//!
+//! - [`plain_source`]: the records of a [`Consumer`](crate::wire::Consumer), back-pressured
+//!   (the consumer polls only while the stream's small buffer has room).
+//! - [`committable_source`]: the same, each message carrying its [`CommittableOffset`].
+//! - [`commit_offsets`]: the committer, batching offsets by count and by interval.
+//! - [`producer_flow`] / [`produce_all`]: a producing flow (results in input order, with a
+//!   passthrough such as the consumed message's offset) and sink.
+//! - [`Control`]: the draining control handle: stop polling, let in-flight messages finish,
+//!   commit, leave the group.
+//!
+//! The consumer runs on its own task (the source's "actor"): it polls when the downstream has
+//! room, and serves commits and control commands in between, so committing never depends on
+//! the downstream pulling. Delivery is at least once: offsets not committed when partitions
+//! move (a rebalance) are consumed again by the new owner. The source refuses commits for
+//! partitions it no longer holds, so a late commit cannot move a new owner's offset back.
+
+mod committer;
+mod producer;
+mod source;
+
+pub use committer::{commit_offsets, CommitStats, CommitterSettings};
+pub use producer::{produce_all, producer_flow, ProducerMessage};
+pub use source::{
+    committable_source, plain_source, CommittableMessage, CommittableOffset, CommittableStream,
+    Control, RecordStream, SourceSettings,
+};

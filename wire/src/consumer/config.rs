@@ -1,0 +1,227 @@
+//! [`ConsumerConfig`]: a builder, and `serde::Deserialize` under the Java client's property
+//! names.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::assignor::Assignor;
+use crate::fetch::IsolationLevel;
+
+/// Where a partition without a committed offset starts (`auto.offset.reset`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OffsetReset {
+    /// The log start offset.
+    Earliest,
+    /// The high watermark: only records produced from now on (the Java default).
+    #[default]
+    Latest,
+    /// No reset: `poll` fails with [`Error::NoOffset`](crate::Error::NoOffset).
+    None,
+}
+
+/// Configuration of a [`Consumer`](super::Consumer).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsumerConfig {
+    /// `group.id`: needed for `subscribe` and for committing.
+    #[serde(rename = "group.id")]
+    pub(crate) group_id: Option<String>,
+    /// `group.instance.id`: static membership (KIP-345).
+    #[serde(rename = "group.instance.id")]
+    pub(crate) instance_id: Option<String>,
+    /// `session.timeout.ms` (default 45 s).
+    #[serde(rename = "session.timeout.ms", with = "millis")]
+    pub(crate) session_timeout: Duration,
+    /// `heartbeat.interval.ms` (default 3 s).
+    #[serde(rename = "heartbeat.interval.ms", with = "millis")]
+    pub(crate) heartbeat_interval: Duration,
+    /// `max.poll.interval.ms` (default 5 min): also the rebalance timeout.
+    #[serde(rename = "max.poll.interval.ms", with = "millis")]
+    pub(crate) max_poll_interval: Duration,
+    /// `auto.offset.reset` (default latest).
+    #[serde(rename = "auto.offset.reset")]
+    pub(crate) auto_offset_reset: OffsetReset,
+    /// `enable.auto.commit` (default **false**: commits are explicit).
+    #[serde(rename = "enable.auto.commit")]
+    pub(crate) enable_auto_commit: bool,
+    /// `auto.commit.interval.ms` (default 5 s).
+    #[serde(rename = "auto.commit.interval.ms", with = "millis")]
+    pub(crate) auto_commit_interval: Duration,
+    /// `partition.assignment.strategy` in preference order (default range, cooperative-sticky).
+    #[serde(skip)]
+    pub(crate) assignors: Vec<Assignor>,
+    /// `fetch.max.wait.ms`: the long-poll wait of one fetch (default 100 ms).
+    #[serde(rename = "fetch.max.wait.ms", with = "millis")]
+    pub(crate) fetch_max_wait: Duration,
+    /// `max.partition.fetch.bytes` (default 1 MiB).
+    #[serde(rename = "max.partition.fetch.bytes")]
+    pub(crate) max_partition_fetch_bytes: i32,
+    /// `isolation.level` (default read_uncommitted).
+    #[serde(skip)]
+    pub(crate) isolation: IsolationLevel,
+    /// `max.poll.records`: the most records one `poll` returns (default 500).
+    #[serde(rename = "max.poll.records")]
+    pub(crate) max_poll_records: usize,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        ConsumerConfig {
+            group_id: None,
+            instance_id: None,
+            session_timeout: Duration::from_secs(45),
+            heartbeat_interval: Duration::from_secs(3),
+            max_poll_interval: Duration::from_secs(300),
+            auto_offset_reset: OffsetReset::Latest,
+            enable_auto_commit: false,
+            auto_commit_interval: Duration::from_secs(5),
+            assignors: vec![Assignor::Range, Assignor::CooperativeSticky],
+            fetch_max_wait: Duration::from_millis(100),
+            max_partition_fetch_bytes: 1024 * 1024,
+            isolation: IsolationLevel::ReadUncommitted,
+            max_poll_records: 500,
+        }
+    }
+}
+
+impl ConsumerConfig {
+    /// A configuration for consumer group `group_id`, defaults otherwise.
+    pub fn new(group_id: impl Into<String>) -> Self {
+        ConsumerConfig {
+            group_id: Some(group_id.into()),
+            ..Default::default()
+        }
+    }
+
+    /// Sets `group.instance.id` (static membership).
+    pub fn with_instance_id(mut self, id: impl Into<String>) -> Self {
+        self.instance_id = Some(id.into());
+        self
+    }
+
+    /// Sets the session timeout (default 45 s).
+    pub fn with_session_timeout(mut self, d: Duration) -> Self {
+        self.session_timeout = d;
+        self
+    }
+
+    /// Sets the heartbeat interval (default 3 s).
+    pub fn with_heartbeat_interval(mut self, d: Duration) -> Self {
+        self.heartbeat_interval = d;
+        self
+    }
+
+    /// Sets the longest time between two polls before the member leaves (default 5 min).
+    pub fn with_max_poll_interval(mut self, d: Duration) -> Self {
+        self.max_poll_interval = d;
+        self
+    }
+
+    /// Sets `auto.offset.reset`.
+    pub fn with_auto_offset_reset(mut self, r: OffsetReset) -> Self {
+        self.auto_offset_reset = r;
+        self
+    }
+
+    /// Turns auto-commit of the positions on `poll` on (default off) with its interval.
+    pub fn with_auto_commit(mut self, on: bool, interval: Duration) -> Self {
+        self.enable_auto_commit = on;
+        self.auto_commit_interval = interval;
+        self
+    }
+
+    /// Sets the assignors in preference order (the coordinator picks the first all support).
+    pub fn with_assignors(mut self, a: Vec<Assignor>) -> Self {
+        self.assignors = a;
+        self
+    }
+
+    /// Sets the long-poll wait of one fetch.
+    pub fn with_fetch_max_wait(mut self, d: Duration) -> Self {
+        self.fetch_max_wait = d;
+        self
+    }
+
+    /// Sets the isolation level.
+    pub fn with_isolation(mut self, i: IsolationLevel) -> Self {
+        self.isolation = i;
+        self
+    }
+
+    /// Sets the most records one `poll` returns (default 500).
+    pub fn with_max_poll_records(mut self, n: usize) -> Self {
+        self.max_poll_records = n;
+        self
+    }
+
+    /// Checks the settings.
+    pub(crate) fn validate(&self) -> Result<(), crate::Error> {
+        let bad = |m: &str| Err(crate::Error::Config(m.to_owned()));
+        if self.group_id.as_deref() == Some("") {
+            return bad("group.id must not be empty");
+        }
+        if self.assignors.is_empty() {
+            return bad("partition.assignment.strategy needs at least one assignor");
+        }
+        if self.session_timeout.is_zero() || self.heartbeat_interval.is_zero() {
+            return bad("session.timeout.ms and heartbeat.interval.ms must be greater than zero");
+        }
+        if self.heartbeat_interval >= self.session_timeout {
+            return bad("heartbeat.interval.ms must be lower than session.timeout.ms");
+        }
+        if self.max_poll_records == 0 {
+            return bad("max.poll.records must be at least 1");
+        }
+        if self.max_poll_interval.is_zero() {
+            return bad("max.poll.interval.ms must be greater than zero");
+        }
+        Ok(())
+    }
+}
+
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_validation() {
+        let c = ConsumerConfig::new("g");
+        assert!(!c.enable_auto_commit, "auto-commit is off by default");
+        assert_eq!(c.auto_offset_reset, OffsetReset::Latest);
+        assert!(c.validate().is_ok());
+        assert!(ConsumerConfig::new("").validate().is_err());
+        assert!(ConsumerConfig::new("g")
+            .with_heartbeat_interval(Duration::from_secs(50))
+            .validate()
+            .is_err());
+        assert!(ConsumerConfig::new("g")
+            .with_assignors(vec![])
+            .validate()
+            .is_err());
+    }
+
+    #[test]
+    fn deserializes_java_property_names() {
+        let c: ConsumerConfig = serde_json::from_str(
+            r#"{"group.id":"g","group.instance.id":"i","auto.offset.reset":"earliest","session.timeout.ms":6000}"#,
+        )
+        .unwrap();
+        assert_eq!(c.group_id.as_deref(), Some("g"));
+        assert_eq!(c.instance_id.as_deref(), Some("i"));
+        assert_eq!(c.auto_offset_reset, OffsetReset::Earliest);
+        assert_eq!(c.session_timeout, Duration::from_secs(6));
+    }
+}

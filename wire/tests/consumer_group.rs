@@ -1,0 +1,714 @@
+//! Consumer groups against the in-process broker's coordinator: rebalances with commits on
+//! revoke, committed offsets across restarts, static membership, `max.poll.interval.ms`,
+//! and the consumer's positions (seek, pause/resume, auto.offset.reset).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{broker, now_ms, unique};
+use futures::future::BoxFuture;
+use kafka_persistence_wire::{
+    Assignor, Client, Consumer, ConsumerConfig, Error, NewTopic, OffsetAndMetadata, OffsetReset,
+    ProducerConfig, RebalanceContext, RebalanceListener, Record, TopicPartition,
+};
+
+fn group_config(group: &str) -> ConsumerConfig {
+    ConsumerConfig::new(group)
+        .with_heartbeat_interval(Duration::from_millis(100))
+        .with_session_timeout(Duration::from_secs(10))
+        .with_max_poll_interval(Duration::from_secs(10))
+        .with_auto_offset_reset(OffsetReset::Earliest)
+}
+
+async fn produce(client: &Client, topic: &str, partitions: i32, per_partition: usize, tag: &str) {
+    let p = client.producer(ProducerConfig::default());
+    let mut futs = Vec::new();
+    for i in 0..per_partition {
+        for part in 0..partitions {
+            futs.push(p.enqueue(
+                topic,
+                part,
+                vec![Record::new(format!("{tag}-{part}-{i}"), now_ms())],
+            ));
+        }
+    }
+    for f in futs {
+        f.await.expect("produced");
+    }
+}
+
+async fn topic(client: &Client, partitions: i32) -> String {
+    let t = unique("group");
+    client
+        .create_topics(vec![NewTopic::new(&t, partitions, 1)])
+        .await
+        .unwrap();
+    t
+}
+
+/// Commits the positions of revoked partitions; records what happened.
+#[derive(Clone, Default)]
+struct CommitOnRevoke {
+    events: Arc<Mutex<Vec<String>>>,
+    commits_ok: Arc<Mutex<usize>>,
+}
+
+impl RebalanceListener for CommitOnRevoke {
+    fn on_partitions_revoked<'a>(
+        &'a mut self,
+        ctx: &'a mut RebalanceContext<'_>,
+        partitions: &'a [TopicPartition],
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let r = ctx.commit_positions(partitions).await;
+            if r.is_ok() {
+                *self.commits_ok.lock().unwrap() += 1;
+            }
+            self.events.lock().unwrap().push(format!(
+                "revoked {} commit {:?}",
+                partitions.len(),
+                r.err()
+            ));
+        })
+    }
+
+    fn on_partitions_assigned<'a>(
+        &'a mut self,
+        _ctx: &'a mut RebalanceContext<'_>,
+        partitions: &'a [TopicPartition],
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            self.events
+                .lock()
+                .unwrap()
+                .push(format!("assigned {}", partitions.len()));
+        })
+    }
+
+    fn on_partitions_lost<'a>(
+        &'a mut self,
+        _ctx: &'a mut RebalanceContext<'_>,
+        partitions: &'a [TopicPartition],
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            self.events
+                .lock()
+                .unwrap()
+                .push(format!("lost {}", partitions.len()));
+        })
+    }
+}
+
+type Seen = Arc<Mutex<Vec<(i32, i64)>>>;
+
+/// Polls until `total` records were seen by all members together, then closes.
+async fn member_loop(
+    mut c: Consumer,
+    seen: Seen,
+    total: usize,
+    stop: Arc<AtomicBool>,
+    mine: Arc<Mutex<usize>>,
+    assigned: Arc<Mutex<usize>>,
+) {
+    loop {
+        if stop.load(Ordering::Acquire) {
+            break;
+        }
+        let recs = c.poll(Duration::from_millis(200)).await.expect("poll");
+        let n = recs.len();
+        {
+            let mut s = seen.lock().unwrap();
+            s.extend(recs.iter().map(|r| (r.partition, r.offset())));
+            if s.len() >= total {
+                stop.store(true, Ordering::Release);
+            }
+        }
+        *mine.lock().unwrap() += n;
+        *assigned.lock().unwrap() = c.assignment().len();
+    }
+    c.close().await.ok();
+}
+
+async fn every_record_exactly_once_across_a_rebalance(assignors: Vec<Assignor>) {
+    let b = broker().await;
+    let admin = b.client().await;
+    let t = topic(&admin, 6).await;
+    let group = unique("g");
+    produce(&admin, &t, 6, 50, "first").await;
+    let total = 2 * 6 * 50;
+    let seen: Seen = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let listener_a = CommitOnRevoke::default();
+    let mut a = b
+        .client()
+        .await
+        .consumer(group_config(&group).with_assignors(assignors.clone()))
+        .unwrap();
+    a.subscribe(vec![t.clone()], Some(Box::new(listener_a.clone())))
+        .unwrap();
+    // A alone: everything is A's; consume some of it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while seen.lock().unwrap().len() < 100 {
+        assert!(Instant::now() < deadline, "A consumed nothing");
+        let recs = a.poll(Duration::from_millis(200)).await.unwrap();
+        seen.lock()
+            .unwrap()
+            .extend(recs.iter().map(|r| (r.partition, r.offset())));
+    }
+    assert_eq!(a.assignment().len(), 6);
+    let counts: Vec<Arc<Mutex<usize>>> = (0..3).map(|_| Arc::default()).collect();
+    let assigned: Vec<Arc<Mutex<usize>>> = (0..3).map(|_| Arc::default()).collect();
+    let mut tasks = vec![tokio::spawn(member_loop(
+        a,
+        Arc::clone(&seen),
+        total,
+        Arc::clone(&stop),
+        Arc::clone(&counts[0]),
+        Arc::clone(&assigned[0]),
+    ))];
+    let mut listeners = vec![listener_a];
+    for i in 1..3 {
+        let l = CommitOnRevoke::default();
+        let mut c = b
+            .client()
+            .await
+            .consumer(group_config(&group).with_assignors(assignors.clone()))
+            .unwrap();
+        c.subscribe(vec![t.clone()], Some(Box::new(l.clone())))
+            .unwrap();
+        listeners.push(l);
+        tasks.push(tokio::spawn(member_loop(
+            c,
+            Arc::clone(&seen),
+            total,
+            Arc::clone(&stop),
+            Arc::clone(&counts[i]),
+            Arc::clone(&assigned[i]),
+        )));
+    }
+    // Once the three share the partitions, more records.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let sizes: Vec<usize> = assigned.iter().map(|a| *a.lock().unwrap()).collect();
+        if sizes.iter().all(|n| *n >= 1) && sizes.iter().sum::<usize>() == 6 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no rebalance to three members: {sizes:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    produce(&admin, &t, 6, 50, "second").await;
+    let all = async {
+        for t in tasks {
+            t.await.unwrap();
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), all)
+        .await
+        .expect("members finished");
+    let seen = seen.lock().unwrap().clone();
+    let unique_seen: HashSet<(i32, i64)> = seen.iter().copied().collect();
+    assert_eq!(
+        unique_seen.len(),
+        seen.len(),
+        "a record was delivered twice"
+    );
+    let mut per_partition: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+    for (p, o) in &seen {
+        per_partition.entry(*p).or_default().push(*o);
+    }
+    for (p, mut offsets) in per_partition.clone() {
+        offsets.sort();
+        assert_eq!(offsets, (0..100).collect::<Vec<i64>>(), "partition {p}");
+    }
+    assert_eq!(per_partition.len(), 6);
+    // The joiners really got partitions, and A committed on revoke.
+    let joiners = *counts[1].lock().unwrap() + *counts[2].lock().unwrap();
+    assert!(joiners > 0, "the new members consumed nothing");
+    assert!(
+        *listeners[0].commits_ok.lock().unwrap() >= 1,
+        "A never committed on revoke: {:?}",
+        listeners[0].events.lock().unwrap()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_consumers_range_every_record_exactly_once_with_commit_on_revoke() {
+    every_record_exactly_once_across_a_rebalance(vec![Assignor::Range]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_consumers_cooperative_sticky_every_record_exactly_once() {
+    every_record_exactly_once_across_a_rebalance(vec![Assignor::CooperativeSticky]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_consumers_round_robin_every_record_exactly_once() {
+    every_record_exactly_once_across_a_rebalance(vec![Assignor::RoundRobin]).await;
+}
+
+async fn poll_until(c: &mut Consumer, n: usize) -> Vec<kafka_persistence_wire::ConsumerRecord> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut out = Vec::new();
+    while out.len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} records",
+            out.len()
+        );
+        out.extend(c.poll(Duration::from_millis(200)).await.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_offsets_and_metadata_resume_after_restart() {
+    let b = broker().await;
+    let admin = b.client().await;
+    let t = topic(&admin, 1).await;
+    let group = unique("g");
+    produce(&admin, &t, 1, 10, "a").await;
+    let tp = TopicPartition::new(t.clone(), 0);
+    let mut c = b.client().await.consumer(group_config(&group)).unwrap();
+    c.subscribe(vec![t.clone()], None).unwrap();
+    let got = poll_until(&mut c, 10).await;
+    assert_eq!(got.len(), 10);
+    assert_eq!(c.position(&tp).await.unwrap(), 10);
+    c.commit(&[(
+        tp.clone(),
+        OffsetAndMetadata::with_metadata(10, "after ten"),
+    )])
+    .await
+    .unwrap();
+    c.close().await.unwrap();
+    produce(&admin, &t, 1, 5, "b").await;
+    let mut c = b.client().await.consumer(group_config(&group)).unwrap();
+    c.subscribe(vec![t.clone()], None).unwrap();
+    let got = poll_until(&mut c, 5).await;
+    assert_eq!(got.first().map(|r| r.offset()), Some(10));
+    assert_eq!(got.len(), 5);
+    let committed = c.committed(std::slice::from_ref(&tp)).await.unwrap();
+    assert_eq!(
+        committed.get(&tp).cloned().flatten(),
+        Some(OffsetAndMetadata::with_metadata(10, "after ten"))
+    );
+    c.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_resume_and_seek_with_assigned_partitions() {
+    let b = broker().await;
+    let client = b.client().await;
+    let t = topic(&client, 2).await;
+    produce(&client, &t, 2, 10, "x").await;
+    let p0 = TopicPartition::new(t.clone(), 0);
+    let p1 = TopicPartition::new(t.clone(), 1);
+    let mut c = client
+        .consumer(ConsumerConfig::default().with_auto_offset_reset(OffsetReset::Earliest))
+        .unwrap();
+    c.assign(vec![p0.clone(), p1.clone()]).unwrap();
+    c.pause(std::slice::from_ref(&p1)).unwrap();
+    assert_eq!(c.paused(), vec![p1.clone()]);
+    let got = poll_until(&mut c, 10).await;
+    assert!(
+        got.iter().all(|r| r.partition == 0),
+        "a paused partition was fetched"
+    );
+    assert!(c.poll(Duration::from_millis(300)).await.unwrap().is_empty());
+    c.resume(std::slice::from_ref(&p1)).unwrap();
+    let got = poll_until(&mut c, 10).await;
+    assert!(got.iter().all(|r| r.partition == 1));
+    assert_eq!(got.first().map(|r| r.offset()), Some(0));
+    // seek
+    c.seek(&p0, 7).unwrap();
+    assert_eq!(c.position(&p0).await.unwrap(), 7);
+    c.pause(std::slice::from_ref(&p1)).unwrap();
+    let got = poll_until(&mut c, 3).await;
+    assert_eq!(
+        got.iter().map(|r| r.offset()).collect::<Vec<_>>(),
+        vec![7, 8, 9]
+    );
+    c.seek_to_beginning(std::slice::from_ref(&p0))
+        .await
+        .unwrap();
+    assert_eq!(c.position(&p0).await.unwrap(), 0);
+    c.seek_to_end(std::slice::from_ref(&p0)).await.unwrap();
+    assert_eq!(c.position(&p0).await.unwrap(), 10);
+    let unassigned = TopicPartition::new(t.clone(), 5);
+    assert!(matches!(c.seek(&unassigned, 0), Err(Error::Config(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_offset_reset_earliest_latest_none() {
+    let b = broker().await;
+    let client = b.client().await;
+    let t = topic(&client, 1).await;
+    produce(&client, &t, 1, 5, "old").await;
+    let tp = TopicPartition::new(t.clone(), 0);
+    let mut none = client
+        .consumer(group_config(&unique("g")).with_auto_offset_reset(OffsetReset::None))
+        .unwrap();
+    none.assign(vec![tp.clone()]).unwrap();
+    assert!(matches!(
+        none.poll(Duration::from_millis(100)).await,
+        Err(Error::NoOffset { .. })
+    ));
+    let mut latest = client
+        .consumer(group_config(&unique("g")).with_auto_offset_reset(OffsetReset::Latest))
+        .unwrap();
+    latest.assign(vec![tp.clone()]).unwrap();
+    assert_eq!(latest.position(&tp).await.unwrap(), 5);
+    let mut earliest = client
+        .consumer(group_config(&unique("g")).with_auto_offset_reset(OffsetReset::Earliest))
+        .unwrap();
+    earliest.assign(vec![tp.clone()]).unwrap();
+    assert_eq!(earliest.position(&tp).await.unwrap(), 0);
+    produce(&client, &t, 1, 1, "new").await;
+    let got = poll_until(&mut latest, 1).await;
+    assert_eq!(got[0].offset(), 5);
+    assert_eq!(poll_until(&mut earliest, 6).await.len(), 6);
+}
+
+/// A consumer polling on its own task (a rebalance needs every member to poll), with its
+/// assignment and generation visible to the test.
+struct Poller {
+    stop: Arc<AtomicBool>,
+    handle: tokio::task::JoinHandle<Consumer>,
+    assigned: Arc<Mutex<Vec<TopicPartition>>>,
+    generation: Arc<Mutex<Option<i32>>>,
+}
+
+fn spawn_poller(mut c: Consumer) -> Poller {
+    let stop = Arc::new(AtomicBool::new(false));
+    let assigned: Arc<Mutex<Vec<TopicPartition>>> = Arc::default();
+    let generation: Arc<Mutex<Option<i32>>> = Arc::default();
+    let (s, a, g) = (
+        Arc::clone(&stop),
+        Arc::clone(&assigned),
+        Arc::clone(&generation),
+    );
+    let handle = tokio::spawn(async move {
+        while !s.load(Ordering::Acquire) {
+            c.poll(Duration::from_millis(100)).await.expect("poll");
+            *a.lock().unwrap() = c.assignment();
+            *g.lock().unwrap() = c.group_generation().map(|x| x.0);
+        }
+        c
+    });
+    Poller {
+        stop,
+        handle,
+        assigned,
+        generation,
+    }
+}
+
+impl Poller {
+    fn assigned(&self) -> Vec<TopicPartition> {
+        self.assigned.lock().unwrap().clone()
+    }
+
+    fn generation(&self) -> Option<i32> {
+        *self.generation.lock().unwrap()
+    }
+
+    async fn stop(self) -> Consumer {
+        self.stop.store(true, Ordering::Release);
+        self.handle.await.unwrap()
+    }
+}
+
+async fn wait_until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_stops_polling_leaves_and_its_partitions_move() {
+    let b = broker().await;
+    let admin = b.client().await;
+    let t = topic(&admin, 2).await;
+    let group = unique("g");
+    let cfg = group_config(&group)
+        .with_max_poll_interval(Duration::from_millis(1500))
+        .with_assignors(vec![Assignor::Range]);
+    let lb = CommitOnRevoke::default();
+    let mut a = b.client().await.consumer(cfg.clone()).unwrap();
+    let mut bb = b.client().await.consumer(cfg).unwrap();
+    a.subscribe(vec![t.clone()], None).unwrap();
+    bb.subscribe(vec![t.clone()], Some(Box::new(lb.clone())))
+        .unwrap();
+    let pa = spawn_poller(a);
+    let pb = spawn_poller(bb);
+    wait_until("one partition each", || {
+        pa.assigned().len() == 1 && pb.assigned().len() == 1
+    })
+    .await;
+    // B stops polling; after max.poll.interval it leaves, and A gets both partitions.
+    let bb = pb.stop().await;
+    wait_until("A holds both", || pa.assigned().len() == 2).await;
+    // B's next poll notices it lost its membership and rejoins.
+    let pb = spawn_poller(bb);
+    wait_until("one partition each again", || {
+        pa.assigned().len() == 1 && pb.assigned().len() == 1
+    })
+    .await;
+    pb.stop().await;
+    pa.stop().await;
+    let events = lb.events.lock().unwrap().clone();
+    assert!(events.iter().any(|e| e == "lost 1"), "{events:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_member_restarting_keeps_its_partitions_without_a_rebalance() {
+    let b = broker().await;
+    let admin = b.client().await;
+    let t = topic(&admin, 2).await;
+    let group = unique("g");
+    let cfg = |inst: &str| {
+        group_config(&group)
+            .with_instance_id(inst)
+            .with_assignors(vec![Assignor::Range])
+    };
+    let la = CommitOnRevoke::default();
+    let mut a = b.client().await.consumer(cfg("a")).unwrap();
+    let mut s = b.client().await.consumer(cfg("s")).unwrap();
+    a.subscribe(vec![t.clone()], Some(Box::new(la.clone())))
+        .unwrap();
+    s.subscribe(vec![t.clone()], None).unwrap();
+    let pa = spawn_poller(a);
+    let ps = spawn_poller(s);
+    wait_until("one partition each", || {
+        pa.assigned().len() == 1 && ps.assigned().len() == 1
+    })
+    .await;
+    let before = ps.assigned();
+    let generation = pa.generation();
+    let revocations = la
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.starts_with("revoked"))
+        .count();
+    // A static member's close does not leave the group; the restarted member takes its slot.
+    ps.stop().await.close().await.unwrap();
+    let mut s = b.client().await.consumer(cfg("s")).unwrap();
+    s.subscribe(vec![t.clone()], None).unwrap();
+    let ps = spawn_poller(s);
+    wait_until("the restarted member's assignment", || {
+        !ps.assigned().is_empty()
+    })
+    .await;
+    assert_eq!(ps.assigned(), before);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A kept its partition all along: no revocation, same generation.
+    assert_eq!(pa.generation(), generation);
+    let events = la.events.lock().unwrap().clone();
+    assert_eq!(
+        events.iter().filter(|e| e.starts_with("revoked")).count(),
+        revocations,
+        "{events:?}"
+    );
+    ps.stop().await;
+    pa.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsubscribe_revokes_and_leaves_then_assign_is_allowed() {
+    let b = broker().await;
+    let admin = b.client().await;
+    let t = topic(&admin, 2).await;
+    produce(&admin, &t, 2, 3, "u").await;
+    let group = unique("g");
+    let l = CommitOnRevoke::default();
+    let mut c = b.client().await.consumer(group_config(&group)).unwrap();
+    c.subscribe(vec![t.clone()], Some(Box::new(l.clone())))
+        .unwrap();
+    poll_until(&mut c, 6).await;
+    assert_eq!(c.assignment().len(), 2);
+    let tp0 = TopicPartition::new(t.clone(), 0);
+    assert!(matches!(c.assign(vec![tp0.clone()]), Err(Error::Config(_))));
+    c.unsubscribe().await.unwrap();
+    assert!(c.assignment().is_empty());
+    assert_eq!(
+        l.events.lock().unwrap().last().map(String::as_str),
+        Some("revoked 2 commit None"),
+        "the listener committed on revoke"
+    );
+    // The group is empty now: manual assignment with simple commits works.
+    c.assign(vec![tp0.clone()]).unwrap();
+    assert_eq!(
+        c.position(&tp0).await.unwrap(),
+        3,
+        "resumes at the committed offset"
+    );
+    c.commit(&[(tp0.clone(), OffsetAndMetadata::new(1))])
+        .await
+        .unwrap();
+    let committed = c.committed(std::slice::from_ref(&tp0)).await.unwrap();
+    assert_eq!(committed[&tp0], Some(OffsetAndMetadata::new(1)));
+}
+
+/// Bug: a rejoin that failed with a non-retriable error left the consumer without an
+/// assignment and without a heartbeat task, and no later poll tried again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_a_failed_rejoin_is_retried_by_the_next_poll() {
+    let b = common::test_server(1).await;
+    let admin = b.client().await;
+    let t = topic(&admin, 2).await;
+    let group = unique("g");
+    let mut c = b.client().await.consumer(group_config(&group)).unwrap();
+    c.subscribe(vec![t.clone()], None).unwrap();
+    c.poll(Duration::from_millis(100)).await.unwrap();
+    assert_eq!(c.assignment().len(), 2);
+    // GROUP_AUTHORIZATION_FAILED (not retriable) for the next JoinGroup.
+    b.server().inject_error(11, 30, 1).await;
+    c.subscribe(vec![t.clone()], None).unwrap();
+    assert!(matches!(
+        c.poll(Duration::from_millis(100)).await,
+        Err(Error::Broker { code: 30, .. })
+    ));
+    c.poll(Duration::from_millis(100)).await.unwrap();
+    assert_eq!(c.assignment().len(), 2, "the next poll rejoined");
+    c.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_coordinator_errors_rediscover_the_coordinator_and_retry() {
+    let b = common::test_server(1).await;
+    let admin = b.client().await;
+    let t = topic(&admin, 1).await;
+    let group = unique("g");
+    let mut c = b.client().await.consumer(group_config(&group)).unwrap();
+    c.subscribe(vec![t.clone()], None).unwrap();
+    // NOT_COORDINATOR for JoinGroup, then twice for OffsetCommit: each is retried after
+    // asking FindCoordinator again.
+    b.server().inject_error(11, 16, 1).await;
+    c.poll(Duration::from_millis(100)).await.unwrap();
+    assert_eq!(c.assignment().len(), 1);
+    let finds = b.server().request_count(10).await;
+    b.server().inject_error(8, 16, 2).await;
+    let tp = TopicPartition::new(t.clone(), 0);
+    c.commit(&[(tp.clone(), OffsetAndMetadata::new(0))])
+        .await
+        .unwrap();
+    assert!(
+        b.server().request_count(10).await > finds,
+        "FindCoordinator was asked again"
+    );
+    let committed = c.committed(std::slice::from_ref(&tp)).await.unwrap();
+    assert_eq!(committed[&tp], Some(OffsetAndMetadata::new(0)));
+    c.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_dies_is_expired_after_its_session_timeout() {
+    let b = broker().await;
+    let admin = b.client().await;
+    let t = topic(&admin, 2).await;
+    let group = unique("g");
+    let cfg = group_config(&group)
+        .with_session_timeout(Duration::from_millis(1000))
+        .with_assignors(vec![Assignor::RoundRobin]);
+    let mut a = b.client().await.consumer(cfg.clone()).unwrap();
+    let mut d = b.client().await.consumer(cfg).unwrap();
+    a.subscribe(vec![t.clone()], None).unwrap();
+    d.subscribe(vec![t.clone()], None).unwrap();
+    let pa = spawn_poller(a);
+    let pd = spawn_poller(d);
+    wait_until("one partition each", || {
+        pa.assigned().len() == 1 && pd.assigned().len() == 1
+    })
+    .await;
+    // Dropped without close: no LeaveGroup, no more heartbeats (a crashed process).
+    let started = Instant::now();
+    drop(pd.stop().await);
+    wait_until("A holds both", || pa.assigned().len() == 2).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "moved before the session timeout: {:?}",
+        started.elapsed()
+    );
+    pa.stop().await.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_a_lost_coordinator_connection_resumes_heartbeats_without_a_rebalance() {
+    let b = common::test_server(1).await;
+    let admin = b.client().await;
+    let t = topic(&admin, 2).await;
+    let group = unique("g");
+    let l = CommitOnRevoke::default();
+    let mut c = b.client().await.consumer(group_config(&group)).unwrap();
+    c.subscribe(vec![t.clone()], Some(Box::new(l.clone())))
+        .unwrap();
+    c.poll(Duration::from_millis(100)).await.unwrap();
+    assert_eq!(c.assignment().len(), 2);
+    let generation = c.group_generation().unwrap();
+    b.server().drop_connections().await;
+    let heartbeats = b.server().request_count(12).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.server().request_count(12).await < heartbeats + 3 {
+        assert!(Instant::now() < deadline, "heartbeats never resumed");
+        c.poll(Duration::from_millis(100)).await.unwrap();
+    }
+    assert_eq!(c.group_generation().unwrap(), generation, "no rebalance");
+    assert_eq!(c.assignment().len(), 2);
+    let events = l.events.lock().unwrap().clone();
+    assert_eq!(events, vec!["assigned 2".to_owned()], "{events:?}");
+    c.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_poll_records_bounds_a_poll_and_positions_follow_what_was_returned() {
+    let b = broker().await;
+    let client = b.client().await;
+    let t = topic(&client, 1).await;
+    produce(&client, &t, 1, 30, "m").await;
+    let tp = TopicPartition::new(t.clone(), 0);
+    let group = unique("g");
+    let mut c = client
+        .consumer(group_config(&group).with_max_poll_records(7))
+        .unwrap();
+    c.assign(vec![tp.clone()]).unwrap();
+    let first = c.poll(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(
+        first.iter().map(|r| r.offset()).collect::<Vec<_>>(),
+        (0..7).collect::<Vec<i64>>()
+    );
+    assert_eq!(
+        c.position(&tp).await.unwrap(),
+        7,
+        "the position is what was returned"
+    );
+    c.commit_positions().await.unwrap();
+    assert_eq!(
+        c.committed(std::slice::from_ref(&tp)).await.unwrap()[&tp],
+        Some(OffsetAndMetadata::new(7))
+    );
+    let second = c.poll(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(second.first().map(|r| r.offset()), Some(7));
+    assert_eq!(second.len(), 7);
+    // A seek drops what was buffered.
+    c.seek(&tp, 25).unwrap();
+    let rest = poll_until(&mut c, 5).await;
+    assert_eq!(
+        rest.iter().map(|r| r.offset()).collect::<Vec<_>>(),
+        (25..30).collect::<Vec<i64>>()
+    );
+    assert!(matches!(
+        client.consumer(ConsumerConfig::new("g").with_max_poll_records(0)),
+        Err(Error::Config(_))
+    ));
+}
