@@ -2,11 +2,8 @@
 //! ahead; a chunk that lands elsewhere is verified against the log (fencing).
 
 use std::collections::HashSet;
-use std::future::Future;
 use std::ops::ControlFlow;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use futures::future::{join_all, BoxFuture, FutureExt};
 use kafka_persistence_wire as wire;
@@ -145,16 +142,9 @@ impl PerId {
         // partition), then let other writers of this id reserve behind us.
         let mut sends: Vec<SendFuture> = Vec::with_capacity(chunks.len());
         for c in &mut chunks {
-            let producer = self.producer.clone();
-            let topic = entry.topic.clone();
             let records = std::mem::take(&mut c.records);
-            let mut fut: SendFuture =
-                async move { producer.send(&topic, PARTITION, records).await }.boxed();
-            let mut cx = Context::from_waker(futures::task::noop_waker_ref());
-            if let Poll::Ready(r) = Pin::new(&mut fut).poll(&mut cx) {
-                fut = futures::future::ready(r).boxed();
-            }
-            sends.push(fut);
+            // `enqueue` takes the send's place in the partition's line before it returns.
+            sends.push(self.producer.enqueue(&entry.topic, PARTITION, records).boxed());
         }
         drop(gate);
 

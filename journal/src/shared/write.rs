@@ -3,10 +3,7 @@
 //! by the partition's state in offset order (see [`super::partition`]).
 
 use std::collections::HashSet;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::future::{join_all, BoxFuture, FutureExt};
@@ -247,18 +244,13 @@ fn start_send<'a>(
     p: &'a Partition,
     records: Vec<wire::Record>,
 ) -> (SendFuture, SendSlot<'a>) {
-    let producer = shared.producer.clone();
-    let topic = shared.journal_topic.clone();
-    let partition = p.id;
     let mut st = p.state();
     let send = st.sends.start();
-    let mut fut: SendFuture =
-        async move { producer.send(&topic, partition, records).await }.boxed();
-    // Polled once so it takes its place in the producer's queue now.
-    let mut cx = Context::from_waker(futures::task::noop_waker_ref());
-    if let Poll::Ready(r) = Pin::new(&mut fut).poll(&mut cx) {
-        fut = futures::future::ready(r).boxed();
-    }
+    // `enqueue` takes the send's place in the partition's line before it returns.
+    let fut: SendFuture = shared
+        .producer
+        .enqueue(&shared.journal_topic, p.id, records)
+        .boxed();
     drop(st);
     (
         fut,
