@@ -128,6 +128,7 @@ impl Client {
             max_frame_size: config.max_frame_size,
             connect_timeout: config.connect_timeout,
             request_timeout: config.request_timeout,
+            security: Arc::new(crate::transport::Security::prepare(&config.security)?),
         };
         let client = Client {
             inner: Arc::new(ClientInner {
