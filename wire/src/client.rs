@@ -177,15 +177,21 @@ impl Client {
         let timeout = self.inner.config.delivery_timeout;
         let deadline = Instant::now() + timeout;
         let mut backoff = self.inner.backoff();
+        let mut last: Option<Error> = None;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             let result = match tokio::time::timeout(remaining, op()).await {
                 Ok(r) => r,
                 Err(_) => {
+                    // Say why the earlier attempts failed, not just that time ran out.
+                    let what = match &last {
+                        Some(e) => format!("{what} (last error: {e})"),
+                        None => what.to_owned(),
+                    };
                     return Err(Error::Timeout {
-                        what: what.to_owned(),
+                        what,
                         after: timeout,
-                    })
+                    });
                 }
             };
             let err = match result {
@@ -207,6 +213,7 @@ impl Client {
                 }
             }
             tokio::time::sleep(delay).await;
+            last = Some(err);
         }
     }
 }

@@ -477,7 +477,18 @@ impl Error {
         }
     }
 
+    /// A socket error; one that carries a TLS failure (e.g. the broker's alert refusing our
+    /// certificate, which TLS 1.3 delivers after the handshake) is [`Error::Tls`].
     pub(crate) fn io(broker: &str, e: std::io::Error) -> Error {
+        if let Some(tls) = e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return Error::Tls {
+                broker: broker.to_owned(),
+                reason: crate::tls::describe(tls),
+            };
+        }
         Error::Io {
             broker: broker.to_owned(),
             source: Arc::new(e),

@@ -150,29 +150,25 @@ impl TlsConnector {
 }
 
 /// A handshake failure: rustls' own verdict (certificate, alert from the peer, protocol) is an
-/// [`Error::Tls`]; a plain socket failure stays [`Error::Io`] with a hint.
+/// [`Error::Tls`] (see [`Error::io`]); a plain socket failure stays [`Error::Io`] with a hint.
 fn handshake_error(addr: &str, e: std::io::Error) -> Error {
-    let tls = e
+    let is_tls = e
         .get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        .cloned();
-    match tls {
-        Some(t) => Error::Tls {
-            broker: addr.to_owned(),
-            reason: describe(&t),
-        },
-        None => Error::io(
-            addr,
-            std::io::Error::new(
-                e.kind(),
-                format!("during the TLS handshake: {e} (is this a TLS listener?)"),
-            ),
-        ),
+        .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some());
+    if is_tls {
+        return Error::io(addr, e);
     }
+    Error::io(
+        addr,
+        std::io::Error::new(
+            e.kind(),
+            format!("during the TLS handshake: {e} (is this a TLS listener?)"),
+        ),
+    )
 }
 
 /// A sentence for a rustls error: what went wrong, in the user's terms.
-fn describe(e: &rustls::Error) -> String {
+pub(crate) fn describe(e: &rustls::Error) -> String {
     match e {
         rustls::Error::InvalidCertificate(c) => match c {
             CertificateError::UnknownIssuer => {
