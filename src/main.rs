@@ -44,6 +44,25 @@ struct ServeArgs {
     /// Let Metadata requests create missing topics, as `auto.create.topics.enable=true` does.
     #[arg(long)]
     auto_create_topics: bool,
+    /// Serve TLS with this certificate chain (PEM; needs --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM): mutual TLS.
+    #[arg(long, requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+    /// A SASL user, MECHANISM:USER:PASSWORD (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512); repeatable.
+    #[arg(long = "sasl-user")]
+    sasl_users: Vec<String>,
+    /// An ACL, PRINCIPAL:OPERATION:TOPIC (e.g. User:alice:write:events, topic * = all);
+    /// repeatable. Any ACL turns authorization on.
+    #[arg(long = "acl")]
+    acls: Vec<String>,
+    /// A principal allowed everything (e.g. User:admin); repeatable.
+    #[arg(long = "super-user")]
+    super_users: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -97,6 +116,24 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error + Send +
         .auto_create_topics(args.auto_create_topics);
     if let Some(dir) = &args.data_dir {
         builder = builder.data_dir(dir.clone());
+    }
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        builder = builder.tls(
+            std::fs::read_to_string(cert)?,
+            std::fs::read_to_string(key)?,
+        );
+    }
+    if let Some(ca) = &args.tls_client_ca {
+        builder = builder.tls_client_ca(std::fs::read_to_string(ca)?);
+    }
+    for spec in &args.sasl_users {
+        builder = builder.sasl_user_spec(spec)?;
+    }
+    for spec in &args.acls {
+        builder = builder.acl_spec(spec)?;
+    }
+    for principal in &args.super_users {
+        builder = builder.super_user(principal.clone());
     }
     let server = builder.start().await?;
     println!("{}", server.bootstrap_servers());

@@ -41,6 +41,24 @@ pub enum AclOperation {
     All,
 }
 
+impl std::str::FromStr for AclOperation {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "read" => Ok(AclOperation::Read),
+            "write" => Ok(AclOperation::Write),
+            "create" => Ok(AclOperation::Create),
+            "delete" => Ok(AclOperation::Delete),
+            "describe" => Ok(AclOperation::Describe),
+            "all" => Ok(AclOperation::All),
+            _ => Err(format!(
+                "unknown ACL operation {s:?} (read, write, create, delete, describe, all)"
+            )),
+        }
+    }
+}
+
 /// One user's stored credentials.
 #[derive(Clone)]
 pub(crate) enum Credential {

@@ -288,6 +288,37 @@ impl TestServerBuilder {
         self
     }
 
+    /// [`TestServerBuilder::sasl_user`] from `MECHANISM:USER:PASSWORD` (the `serve` flag).
+    pub fn sasl_user_spec(self, spec: &str) -> Result<Self, Error> {
+        let mut parts = spec.splitn(3, ':');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(m), Some(user), Some(password)) if !user.is_empty() => {
+                let m: SaslMechanism = m.parse().map_err(Error::InvalidArgument)?;
+                Ok(self.sasl_user(m, user, password))
+            }
+            _ => Err(Error::InvalidArgument(
+                "a SASL user is MECHANISM:USER:PASSWORD".to_owned(),
+            )),
+        }
+    }
+
+    /// [`TestServerBuilder::acl`] from `PRINCIPAL:OPERATION:TOPIC`, e.g.
+    /// `User:alice:write:events` (the `serve` flag).
+    pub fn acl_spec(self, spec: &str) -> Result<Self, Error> {
+        let mut parts = spec.rsplitn(3, ':');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(topic), Some(op), Some(principal))
+                if !topic.is_empty() && !principal.is_empty() =>
+            {
+                let op: AclOperation = op.parse().map_err(Error::InvalidArgument)?;
+                Ok(self.acl(principal, op, topic))
+            }
+            _ => Err(Error::InvalidArgument(
+                "an ACL is PRINCIPAL:OPERATION:TOPIC, e.g. User:alice:write:events".to_owned(),
+            )),
+        }
+    }
+
     /// Lets `principal` do anything (and turns authorization on).
     pub fn super_user(mut self, principal: impl Into<String>) -> Self {
         self.auth.super_users.insert(principal.into());

@@ -151,7 +151,7 @@ pub(crate) enum Gate {
     /// Serve it as usual.
     Pass,
     /// Answer with this (version, body), then close the connection if `close`.
-    Respond(i16, ResponseKind, bool),
+    Respond(i16, Box<ResponseKind>, bool),
     /// Close the connection without answering.
     Close(&'static str),
 }
@@ -169,11 +169,11 @@ pub(crate) fn gate(
         RequestKind::SaslHandshake(r) => {
             let body = sasl_handshake::handle(settings, session, r);
             let close = body.error_code != 0;
-            return Gate::Respond(v, body.into(), close);
+            return Gate::Respond(v, Box::new(body.into()), close);
         }
         RequestKind::SaslAuthenticate(r) => {
             let (body, close) = sasl_authenticate::handle(settings, session, r);
-            return Gate::Respond(v, body.into(), close);
+            return Gate::Respond(v, Box::new(body.into()), close);
         }
         RequestKind::ApiVersions(_) => return Gate::Pass,
         _ => {}
@@ -199,7 +199,7 @@ pub(crate) fn gate(
         request,
         kafka_persistence_wire::ErrorCode::TOPIC_AUTHORIZATION_FAILED,
     ) {
-        Some((v, body)) => Gate::Respond(v, body, false),
+        Some((v, body)) => Gate::Respond(v, Box::new(body), false),
         None => Gate::Close("unauthorized acks=0 produce"),
     }
 }

@@ -53,10 +53,10 @@ pub(crate) async fn exchange<Req, Resp, R, W>(
     max_frame: usize,
 ) -> Result<Resp, Error>
 where
-    Req: Encodable + HeaderVersion,
+    Req: Encodable + HeaderVersion + Sync,
     Resp: Decodable + HeaderVersion,
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
 {
     let (rd, wr) = io;
     let mut buf = BytesMut::new();
@@ -96,8 +96,8 @@ pub(crate) async fn authenticate<R, W>(
     sec: &SecurityConfig,
 ) -> Result<i64, Error>
 where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
 {
     let mechanism = sec.mechanism.ok_or_else(|| {
         Error::Config("sasl.mechanism is required with a SASL security.protocol".to_owned())
