@@ -247,8 +247,12 @@ async fn fault_serve_flag_specs_parse_or_say_what_is_wrong() {
         .acl_spec("User:alice:write:events")
         .unwrap();
     assert!(TestServer::builder().sasl_user_spec("GSSAPI:a:b").is_err());
-    assert!(TestServer::builder().sasl_user_spec("PLAIN:nopassword").is_err());
-    assert!(TestServer::builder().acl_spec("User:alice:fly:events").is_err());
+    assert!(TestServer::builder()
+        .sasl_user_spec("PLAIN:nopassword")
+        .is_err());
+    assert!(TestServer::builder()
+        .acl_spec("User:alice:fly:events")
+        .is_err());
     assert!(TestServer::builder().acl_spec("write:events").is_err());
     // The password may contain ':'; the ACL allows alice to write `events` only.
     let server = b.start().await.unwrap();
