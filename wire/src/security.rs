@@ -58,7 +58,7 @@ impl fmt::Display for Secret {
 
 /// Whether a property's value must be kept out of logs and errors (passwords, keys, tokens,
 /// JAAS configurations), judged by its name.
-pub(crate) fn is_sensitive_property(key: &str) -> bool {
+pub fn is_sensitive_property(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
     [
         "password",
@@ -71,6 +71,27 @@ pub(crate) fn is_sensitive_property(key: &str) -> bool {
     ]
     .iter()
     .any(|w| k.contains(w))
+}
+
+/// Shows client properties with the values of secret-looking keys (`sasl.password`,
+/// `sasl.jaas.config`, `ssl.key.pem`, ...) replaced by `[redacted]`: for the `Debug` of
+/// configurations that carry raw properties.
+#[derive(Clone, Copy)]
+pub struct RedactedProperties<'a>(pub &'a std::collections::BTreeMap<String, String>);
+
+impl fmt::Debug for RedactedProperties<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(k, v)| {
+                let shown = if is_sensitive_property(k) {
+                    "[redacted]"
+                } else {
+                    v.as_str()
+                };
+                (k, shown)
+            }))
+            .finish()
+    }
 }
 
 /// `security.protocol`: how a connection is protected.
@@ -464,6 +485,16 @@ mod tests {
             .is_err());
         assert!(t.apply("not.ours", "x").is_none());
         assert!(is_sensitive_property("sasl.jaas.config"));
+        let props: std::collections::BTreeMap<String, String> = [
+            ("sasl.password".to_owned(), "pw-123".to_owned()),
+            ("client.id".to_owned(), "app".to_owned()),
+        ]
+        .into();
+        let shown = format!("{:?}", RedactedProperties(&props));
+        assert!(
+            !shown.contains("pw-123") && shown.contains("app"),
+            "{shown}"
+        );
         assert!(is_sensitive_property("ssl.key.password"));
         assert!(!is_sensitive_property("client.id"));
     }
