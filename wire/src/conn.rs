@@ -616,14 +616,16 @@ where
             &body,
             &mut buf,
         )?;
-        wr.write_all(&buf).await.map_err(|e| Error::io(addr, e))?;
-        wr.flush().await.map_err(|e| Error::io(addr, e))?;
-        let len = rd.read_i32().await.map_err(|e| Error::io(addr, e))?;
+        wr.write_all(&buf)
+            .await
+            .map_err(|e| Error::setup_io(addr, e))?;
+        wr.flush().await.map_err(|e| Error::setup_io(addr, e))?;
+        let len = rd.read_i32().await.map_err(|e| Error::setup_io(addr, e))?;
         let len = protocol::check_frame_len(len, max_frame)?;
         let mut frame = BytesMut::zeroed(len);
         rd.read_exact(&mut frame)
             .await
-            .map_err(|e| Error::io(addr, e))?;
+            .map_err(|e| Error::setup_io(addr, e))?;
         let frame = frame.freeze();
         // Every ApiVersions response starts with correlation id (v0 header) and error code.
         let code = match frame.get(4..6) {

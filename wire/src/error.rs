@@ -477,9 +477,11 @@ impl Error {
         }
     }
 
-    /// A socket error; one that carries a TLS failure (e.g. the broker's alert refusing our
-    /// certificate, which TLS 1.3 delivers after the handshake) is [`Error::Tls`].
-    pub(crate) fn io(broker: &str, e: std::io::Error) -> Error {
+    /// A socket error while a connection is being set up (TLS, SASL, ApiVersions): one that
+    /// carries a TLS failure, such as the broker's alert refusing our certificate (TLS 1.3
+    /// delivers it after the handshake, on the first read), is [`Error::Tls`]. Later, on an
+    /// established connection, a TLS failure is an ordinary (retriable) [`Error::Io`].
+    pub(crate) fn setup_io(broker: &str, e: std::io::Error) -> Error {
         if let Some(tls) = e
             .get_ref()
             .and_then(|inner| inner.downcast_ref::<rustls::Error>())
@@ -489,6 +491,10 @@ impl Error {
                 reason: crate::tls::describe(tls),
             };
         }
+        Error::io(broker, e)
+    }
+
+    pub(crate) fn io(broker: &str, e: std::io::Error) -> Error {
         Error::Io {
             broker: broker.to_owned(),
             source: Arc::new(e),

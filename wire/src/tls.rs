@@ -150,13 +150,14 @@ impl TlsConnector {
 }
 
 /// A handshake failure: rustls' own verdict (certificate, alert from the peer, protocol) is an
-/// [`Error::Tls`] (see [`Error::io`]); a plain socket failure stays [`Error::Io`] with a hint.
+/// [`Error::Tls`] (see `Error::setup_io`); a plain socket failure stays [`Error::Io`] with a
+/// hint.
 fn handshake_error(addr: &str, e: std::io::Error) -> Error {
     let is_tls = e
         .get_ref()
         .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some());
     if is_tls {
-        return Error::io(addr, e);
+        return Error::setup_io(addr, e);
     }
     Error::io(
         addr,

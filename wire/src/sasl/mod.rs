@@ -61,14 +61,16 @@ where
     let (rd, wr) = io;
     let mut buf = BytesMut::new();
     protocol::encode_request(api, version, correlation_id, client_id, body, &mut buf)?;
-    wr.write_all(&buf).await.map_err(|e| Error::io(addr, e))?;
-    wr.flush().await.map_err(|e| Error::io(addr, e))?;
-    let len = rd.read_i32().await.map_err(|e| Error::io(addr, e))?;
+    wr.write_all(&buf)
+        .await
+        .map_err(|e| Error::setup_io(addr, e))?;
+    wr.flush().await.map_err(|e| Error::setup_io(addr, e))?;
+    let len = rd.read_i32().await.map_err(|e| Error::setup_io(addr, e))?;
     let len = protocol::check_frame_len(len, max_frame)?;
     let mut frame = BytesMut::zeroed(len);
     rd.read_exact(&mut frame)
         .await
-        .map_err(|e| Error::io(addr, e))?;
+        .map_err(|e| Error::setup_io(addr, e))?;
     let (cid, resp) = protocol::decode_response::<Resp>(api, version, frame.freeze())?;
     if cid != correlation_id {
         return Err(Error::Protocol(ProtocolError::Decode {
