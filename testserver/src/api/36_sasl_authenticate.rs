@@ -127,6 +127,7 @@ pub(crate) fn handle(
                 return failed("Authentication failed: invalid SCRAM client-final message");
             };
             if fin.nonce != nonce {
+                tracing::debug!(expected = %nonce, got = %fin.nonce, reason = "SCRAM nonce mismatch", "refusing authentication");
                 return failed("Authentication failed: nonce mismatch");
             }
             let auth = scram::auth_message(&client_first_bare, &server_first, &fin.without_proof);
