@@ -721,3 +721,74 @@ async fn hostile_server_never_answers_the_handshake() {
         other => panic!("expected Error::Timeout, got {other:?}"),
     }
 }
+
+/// A log sink for `secrets_never_reach_logs`.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn secrets_never_reach_logs() {
+    let logs = LogBuffer::default();
+    let sink = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || sink.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let server = TestServer::builder()
+        .sasl_user(SaslMechanism::ScramSha256, "alice", PASSWORD)
+        .sasl_user(SaslMechanism::Plain, "carol", PASSWORD)
+        .start()
+        .await
+        .expect("server");
+    let base = config(&server.bootstrap_servers())
+        .with_security_protocol(SecurityProtocol::SaslPlaintext)
+        // Not interpreted: logged as ignored, but never with its value.
+        .with_property(
+            "sasl.jaas.config",
+            "x required password=\"JAAS-LOG-SECRET\";",
+        );
+    let client = Client::connect(base.clone().with_sasl(
+        SaslMechanism::ScramSha256,
+        "alice",
+        PASSWORD,
+    ))
+    .await
+    .expect("connect");
+    round_trip(&client, "logged").await;
+    let _ = Client::connect(base.clone().with_sasl(
+        SaslMechanism::Plain,
+        "carol",
+        "WRONG-LOG-SECRET",
+    ))
+    .await;
+    let _ =
+        Client::connect(base.with_sasl(SaslMechanism::ScramSha256, "alice", "WRONG-LOG-SECRET"))
+            .await;
+
+    let text =
+        String::from_utf8_lossy(&logs.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+    assert!(
+        text.contains("authenticated"),
+        "the log is captured: {text}"
+    );
+    assert!(text.contains("sasl.jaas.config"), "{text}");
+    for secret in [PASSWORD, "JAAS-LOG-SECRET", "WRONG-LOG-SECRET"] {
+        assert!(!text.contains(secret), "{secret} in the log:\n{text}");
+    }
+}
