@@ -11,9 +11,9 @@
 //!   Read, Write, Create and Delete imply Describe, as in Kafka.
 //!
 //! Skipped: group, cluster and transactional-id ACLs; DENY rules; prefixed resource
-//! patterns (only a literal topic or `*`); Metadata is not filtered by Describe; a request
-//! with one unauthorized topic is refused whole with TOPIC_AUTHORIZATION_FAILED for every
-//! topic (Kafka answers per topic).
+//! patterns (only a literal topic or `*`); Metadata for all topics is not filtered by
+//! Describe (Metadata naming a topic needs it); a request with one unauthorized topic is
+//! refused whole with TOPIC_AUTHORIZATION_FAILED for every topic (Kafka answers per topic).
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -180,6 +180,18 @@ pub(crate) fn topic_operation(
                 }
             })),
         ),
+        // Only explicitly named topics; a request for all topics is not filtered.
+        RequestKind::Metadata(r) => match &r.topics {
+            Some(topics) if !topics.is_empty() => (
+                AclOperation::Describe,
+                names(
+                    &mut topics
+                        .iter()
+                        .filter_map(|t| t.name.as_ref().map(|n| n.to_string())),
+                ),
+            ),
+            _ => return None,
+        },
         RequestKind::ListOffsets(r) => (
             AclOperation::Describe,
             names(&mut r.topics.iter().map(|t| t.name.to_string())),

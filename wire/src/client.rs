@@ -333,6 +333,15 @@ impl ClientInner {
             .request(ApiKey::Metadata, &req, self.config.request_timeout)
             .await?;
         lock(&self.metadata).apply_as_of(&resp, topics, generation);
+        // A topic we may not describe: say so, rather than "unknown topic" later.
+        if let Some(t) = resp
+            .topics
+            .iter()
+            .find(|t| crate::error::lookup(t.error_code).is_authorization())
+        {
+            let name = t.name.as_ref().map(|n| n.0.as_str());
+            return Err(Error::broker(t.error_code, name, None, None));
+        }
         Ok(resp)
     }
 
