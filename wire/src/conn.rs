@@ -620,7 +620,34 @@ where
             .await
             .map_err(|e| Error::setup_io(addr, e))?;
         wr.flush().await.map_err(|e| Error::setup_io(addr, e))?;
-        let len = rd.read_i32().await.map_err(|e| Error::setup_io(addr, e))?;
+        let len = rd.read_i32().await.map_err(|e| {
+            // franz-go's observation: a broker that hangs up on ApiVersions most likely wants
+            // TLS (or speaks something else entirely) on this port.
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                Error::setup_io(
+                    addr,
+                    std::io::Error::new(
+                        e.kind(),
+                        "the broker closed the connection instead of answering ApiVersions \
+                         (does this listener expect TLS? check security.protocol)",
+                    ),
+                )
+            } else {
+                Error::setup_io(addr, e)
+            }
+        })?;
+        // A TLS record (alert 0x15 or handshake 0x16, version 3.x) where a frame length
+        // should be: the listener expects TLS.
+        let tls_record = matches!(len.to_be_bytes(), [0x15 | 0x16, 0x03, _, _]);
+        if tls_record && protocol::check_frame_len(len, max_frame).is_err() {
+            return Err(Error::Protocol(ProtocolError::Decode {
+                what: "ApiVersions response",
+                message: format!(
+                    "{addr} answered with a TLS record: this listener expects TLS \
+                     (security.protocol=SSL or SASL_SSL)"
+                ),
+            }));
+        }
         let len = protocol::check_frame_len(len, max_frame)?;
         let mut frame = BytesMut::zeroed(len);
         rd.read_exact(&mut frame)

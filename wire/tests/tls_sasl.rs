@@ -167,6 +167,22 @@ async fn mutual_tls_presents_the_client_certificate() {
 }
 
 #[tokio::test]
+async fn plaintext_client_on_a_tls_listener_gets_a_hint() {
+    let pki = pki();
+    let server = TestServer::builder()
+        .tls(&pki.server.cert_pem, &pki.server.key_pem)
+        .start()
+        .await
+        .expect("server");
+    let e = connect_err(
+        config(&server.bootstrap_servers()).with_delivery_timeout(Duration::from_millis(500)),
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(e.to_string().contains("security.protocol"), "{e}");
+}
+
+#[tokio::test]
 async fn untrusted_ca_is_a_tls_error_naming_the_broker() {
     let pki = pki();
     let server = TestServer::builder()
