@@ -22,9 +22,16 @@ fuzz_target!(|data: &[u8]| {
         }
         1 => {
             if let Ok(m) = ServerFirst::parse(input) {
-                let again = ServerFirst::parse(ServerFirst::new(&m.nonce, &m.salt, m.iterations).raw.as_bytes())
-                    .expect("re-encoded server-first parses");
-                assert_eq!((again.nonce, again.salt, again.iterations), (m.nonce, m.salt, m.iterations));
+                let again = ServerFirst::parse(
+                    ServerFirst::new(&m.nonce, &m.salt, m.iterations)
+                        .raw
+                        .as_bytes(),
+                )
+                .expect("re-encoded server-first parses");
+                assert_eq!(
+                    (again.nonce, again.salt, again.iterations),
+                    (m.nonce, m.salt, m.iterations)
+                );
             }
         }
         2 => {
@@ -46,8 +53,9 @@ fuzz_target!(|data: &[u8]| {
         }
         _ => {
             if let Ok(m) = oauthbearer::parse(input) {
-                let again = oauthbearer::parse(&oauthbearer::client_message(&m.token, &m.extensions))
-                    .expect("re-encoded OAUTHBEARER parses");
+                let again =
+                    oauthbearer::parse(&oauthbearer::client_message(&m.token, &m.extensions))
+                        .expect("re-encoded OAUTHBEARER parses");
                 assert_eq!(again, m);
             }
         }
