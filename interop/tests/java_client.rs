@@ -27,8 +27,21 @@ async fn run_java(
     topic: &str,
     mode: &str,
 ) -> Result<common::PeerOutput, Box<dyn std::error::Error + Send + Sync>> {
+    run_java_with(bootstrap, topic, mode, None).await
+}
+
+/// `properties`: a file of client properties (security settings) the peer loads.
+async fn run_java_with(
+    bootstrap: &str,
+    topic: &str,
+    mode: &str,
+    properties: Option<&std::path::Path>,
+) -> Result<common::PeerOutput, Box<dyn std::error::Error + Send + Sync>> {
     let cp = java_classpath().await?;
     let mut java = Command::new("java");
+    if let Some(p) = properties {
+        java.env("KP_JAVA_CLIENT_PROPERTIES", p);
+    }
     java.arg("-Xmx256m")
         .arg("-Dorg.slf4j.simpleLogger.defaultLogLevel=warn")
         .arg("-cp")
@@ -93,5 +106,56 @@ async fn java_client_consumer_group_subscribes_and_commits() -> TestResult {
     broker.expect_high_watermark(&topic, 0, 2).await?;
     broker.expect_high_watermark(&topic, 1, 2).await?;
     broker.shutdown().await;
+    Ok(())
+}
+
+/// The Java client over SASL_SSL with SCRAM-SHA-512 (PEM trust store, hostname verification
+/// on) against the testserver's TLS listener, SCRAM users and ACLs: the same produce, list
+/// offsets and consume as the plaintext test, as a principal with ALL on the topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs peers: run .ci/test-all"]
+async fn java_client_over_sasl_ssl_scram_against_the_testserver() -> TestResult {
+    use kafka_persistence_testserver::{
+        AclOperation, CertificateAuthority, SaslMechanism, TestServer,
+    };
+    let ca = CertificateAuthority::new("java test CA")?;
+    let cert = ca.issue_server(&["127.0.0.1", "localhost"])?;
+    let server = TestServer::builder()
+        .tls(&cert.cert_pem, &cert.key_pem)
+        .sasl_user(SaslMechanism::ScramSha512, "alice", "alice-secret")
+        .acl("User:alice", AclOperation::All, "*")
+        .start()
+        .await?;
+    let topic = unique("java-sasl");
+    let dir = std::env::temp_dir().join(&topic);
+    std::fs::create_dir_all(&dir)?;
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, ca.cert_pem())?;
+    let props = dir.join("client.properties");
+    std::fs::write(
+        &props,
+        format!(
+            "security.protocol=SASL_SSL\n\
+             ssl.truststore.type=PEM\n\
+             ssl.truststore.location={}\n\
+             sasl.mechanism=SCRAM-SHA-512\n\
+             sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required \
+             username=\"alice\" password=\"alice-secret\";\n",
+            ca_file.display()
+        ),
+    )?;
+    let out = run_java_with(&server.bootstrap_servers(), &topic, "assign", Some(&props)).await?;
+    let mut want = vec![format!("CREATED {topic} partitions=1")];
+    want.extend((0..6).map(|i| format!("SENT key-{i} p=0 o={i}")));
+    want.push("OFFSETS earliest=0 latest=6".to_string());
+    want.extend((1..6).map(|i| format!("RECORD p=0 o={i} k=key-{i} v=value-{i} h={}", headers(i))));
+    want.push("DONE".to_string());
+    let got = out.tagged_lines(&["CREATED", "SENT", "OFFSETS", "RECORD", "TIMEOUT", "DONE"]);
+    assert_lines("java over SASL_SSL", &got, &want, &out)?;
+    if server.request_count(17).await == 0 {
+        return Err(common::fail("the Java client never sent SaslHandshake"));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    server.shutdown().await;
     Ok(())
 }

@@ -99,7 +99,10 @@ impl fmt::Debug for JournalConfig {
             .field("timeout_ms", &self.timeout_ms)
             .field("event_topic_partitions", &self.event_topic_partitions)
             .field("event_serializer_id", &self.event_serializer_id)
-            .field("client_properties", &self.client_properties)
+            .field(
+                "client_properties",
+                &kafka_persistence_wire::security::RedactedProperties(&self.client_properties),
+            )
             .field("max_cached_ids", &self.max_cached_ids)
             .field("layout", &self.layout)
             .field("partitions", &self.partitions)
@@ -298,6 +301,16 @@ mod tests {
             Err(crate::JournalError::Config(m)) => assert!(m.contains(what), "{m}"),
             other => panic!("{what}: {other:?}"),
         }
+    }
+
+    #[test]
+    fn debug_hides_secret_client_properties() {
+        let c = JournalConfig::new("k:9092")
+            .with_property("sasl.password", "pw-SECRET")
+            .with_property("sasl.username", "alice");
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("pw-SECRET"), "{shown}");
+        assert!(shown.contains("alice"), "{shown}");
     }
 
     #[test]

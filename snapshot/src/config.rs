@@ -31,7 +31,7 @@ pub(crate) const MAX_PARTITIONS: i32 = 10_000;
 ///     r#"{"bootstrap_servers": "k1:9092", "layout": "per-id"}"#).unwrap();
 /// assert_eq!(v1.layout, kafka_persistence_snapshot::Layout::PerId);
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(default)]
 #[non_exhaustive]
 pub struct SnapshotConfig {
@@ -59,6 +59,24 @@ pub struct SnapshotConfig {
     pub topic_configs: BTreeMap<String, String>,
     /// Raw Kafka-style client properties, passed to the client.
     pub client_properties: BTreeMap<String, String>,
+}
+
+/// `Debug` without the values of secret client properties (`sasl.password`, ...).
+impl std::fmt::Debug for SnapshotConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotConfig")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("topic_prefix", &self.topic_prefix)
+            .field("replication_factor", &self.replication_factor)
+            .field("max_message_bytes", &self.max_message_bytes)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("topic_configs", &self.topic_configs)
+            .field(
+                "client_properties",
+                &kafka_persistence_wire::security::RedactedProperties(&self.client_properties),
+            )
+            .finish()
+    }
 }
 
 impl Default for SnapshotConfig {
@@ -185,6 +203,16 @@ mod tests {
             Err(crate::SnapshotError::Config(m)) => assert!(m.contains(what), "{m}"),
             other => panic!("{what}: {other:?}"),
         }
+    }
+
+    #[test]
+    fn debug_hides_secret_client_properties() {
+        let c = SnapshotConfig::new("k:9092")
+            .with_client_property("sasl.password", "pw-SECRET")
+            .with_client_property("sasl.username", "alice");
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("pw-SECRET"), "{shown}");
+        assert!(shown.contains("alice"), "{shown}");
     }
 
     #[test]

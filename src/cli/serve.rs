@@ -21,6 +21,30 @@ pub(crate) struct ServeArgs {
     /// Let Metadata requests create missing topics, as `auto.create.topics.enable=true` does.
     #[arg(long)]
     auto_create_topics: bool,
+    /// Serve TLS with this certificate chain (PEM; needs --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM): mutual TLS.
+    #[arg(long, requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+    /// A SASL user, MECHANISM:USER:PASSWORD (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512); repeatable.
+    #[arg(long = "sasl-user")]
+    sasl_users: Vec<String>,
+    /// An ACL, PRINCIPAL:OPERATION:TOPIC (e.g. User:alice:write:events, topic * = all);
+    /// repeatable. Any ACL turns authorization on.
+    #[arg(long = "acl")]
+    acls: Vec<String>,
+    /// A principal allowed everything (e.g. User:admin); repeatable.
+    #[arg(long = "super-user")]
+    super_users: Vec<String>,
+}
+
+fn read(path: &std::path::Path) -> Result<String, CliError> {
+    std::fs::read_to_string(path)
+        .map_err(|e| CliError::usage(format!("cannot read {}: {e}", path.display())))
 }
 
 pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
@@ -33,6 +57,25 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
         .auto_create_topics(args.auto_create_topics);
     if let Some(dir) = &args.data_dir {
         builder = builder.data_dir(dir.clone());
+    }
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        builder = builder.tls(read(cert)?, read(key)?);
+    }
+    if let Some(ca) = &args.tls_client_ca {
+        builder = builder.tls_client_ca(read(ca)?);
+    }
+    for spec in &args.sasl_users {
+        builder = builder
+            .sasl_user_spec(spec)
+            .map_err(|e| CliError::usage(format!("--sasl-user {spec:?}: {e}")))?;
+    }
+    for spec in &args.acls {
+        builder = builder
+            .acl_spec(spec)
+            .map_err(|e| CliError::usage(format!("--acl {spec:?}: {e}")))?;
+    }
+    for principal in &args.super_users {
+        builder = builder.super_user(principal.clone());
     }
     let server = builder.start().await.map_err(CliError::failed)?;
     println!("{}", server.bootstrap_servers());

@@ -120,6 +120,10 @@ pub(crate) struct Settings {
     pub(crate) default_max_message_bytes: usize,
     pub(crate) data_dir: Option<PathBuf>,
     pub(crate) host: String,
+    /// TLS on every listener, if set.
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    /// SASL users and ACLs.
+    pub(crate) auth: crate::auth::AuthSettings,
 }
 
 /// Why a control call or direct topic operation failed (mapped to the public `Error`).

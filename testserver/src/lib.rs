@@ -8,13 +8,16 @@
 //!   with a transactional id works, so the epoch can be bumped and fenced);
 //! - no fetch sessions (KIP-227): every fetch response has session id 0, which clients treat
 //!   as "sessions unsupported" and send full fetches;
-//! - no SASL, TLS, ACLs, quotas or throttling;
+//! - TLS, SASL (PLAIN, SCRAM-SHA-256/512, OAUTHBEARER with a token list) and literal topic
+//!   ACLs only (see `auth`: no group/cluster ACLs, no DENY, no re-authentication); no quotas
+//!   or throttling;
 //! - no time- or size-based retention (use `set_log_start_offset` or DeleteRecords);
 //! - no KIP-848 consumer groups, only the classic protocol;
 //! - storage is not crash safe and producer state is not persisted (see `storage`).
 #![cfg_attr(not(test), warn(missing_docs))]
 
 mod api;
+mod auth;
 mod cluster;
 mod compaction;
 mod config;
@@ -23,6 +26,11 @@ mod log;
 pub mod protocol;
 mod server;
 mod storage;
+pub mod tls;
+
+pub use auth::AclOperation;
+pub use kafka_persistence_wire::SaslMechanism;
+pub use tls::{CertificateAuthority, CertifiedKey};
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -146,6 +154,9 @@ pub struct TestServerBuilder {
     default_partitions: i32,
     compaction_interval: Duration,
     host: String,
+    /// (certificate PEM, key PEM, client CA PEM for mutual TLS).
+    tls: Option<(String, String, Option<String>)>,
+    auth: auth::AuthSettings,
 }
 
 impl Default for TestServerBuilder {
@@ -159,6 +170,8 @@ impl Default for TestServerBuilder {
             default_partitions: 1,
             compaction_interval: Duration::from_secs(5),
             host: "127.0.0.1".to_string(),
+            tls: None,
+            auth: auth::AuthSettings::default(),
         }
     }
 }
@@ -214,6 +227,105 @@ impl TestServerBuilder {
         self
     }
 
+    /// Serves TLS on every listener with this certificate chain and private key (PEM); see
+    /// [`CertificateAuthority`] to make them.
+    pub fn tls(mut self, cert_pem: impl Into<String>, key_pem: impl Into<String>) -> Self {
+        let ca = self.tls.take().and_then(|(_, _, ca)| ca);
+        self.tls = Some((cert_pem.into(), key_pem.into(), ca));
+        self
+    }
+
+    /// Requires a client certificate signed by this CA (PEM): mutual TLS. The principal of a
+    /// connection is then `User:CN=<common name>`. Needs [`TestServerBuilder::tls`].
+    pub fn tls_client_ca(mut self, ca_pem: impl Into<String>) -> Self {
+        let (cert, key) = match self.tls.take() {
+            Some((c, k, _)) => (c, k),
+            None => (String::new(), String::new()),
+        };
+        self.tls = Some((cert, key, Some(ca_pem.into())));
+        self
+    }
+
+    /// Adds a SASL user (`PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`; SCRAM credentials are
+    /// stored salted, 4096 iterations). Any user makes every listener require SASL; the
+    /// principal is `User:<user>`.
+    pub fn sasl_user(
+        mut self,
+        mechanism: SaslMechanism,
+        user: impl AsRef<str>,
+        password: impl AsRef<str>,
+    ) -> Self {
+        self.auth
+            .add_user(mechanism, user.as_ref(), password.as_ref());
+        self
+    }
+
+    /// Accepts this OAUTHBEARER token as principal `User:<principal>` (and enables SASL).
+    pub fn oauthbearer_token(
+        mut self,
+        token: impl Into<String>,
+        principal: impl Into<String>,
+    ) -> Self {
+        self.auth.tokens.insert(token.into(), principal.into());
+        self
+    }
+
+    /// Allows `principal` (e.g. `User:alice`) `operation` on `topic` (a name, or `*` for
+    /// all). Any ACL turns authorization on: operations without a matching ACL are refused
+    /// with TOPIC_AUTHORIZATION_FAILED.
+    pub fn acl(
+        mut self,
+        principal: impl Into<String>,
+        operation: AclOperation,
+        topic: impl Into<String>,
+    ) -> Self {
+        self.auth
+            .acls
+            .entry(principal.into())
+            .or_default()
+            .insert((operation, topic.into()));
+        self.auth.authorize = true;
+        self
+    }
+
+    /// [`TestServerBuilder::sasl_user`] from `MECHANISM:USER:PASSWORD` (the `serve` flag).
+    pub fn sasl_user_spec(self, spec: &str) -> Result<Self, Error> {
+        let mut parts = spec.splitn(3, ':');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(m), Some(user), Some(password)) if !user.is_empty() => {
+                let m: SaslMechanism = m.parse().map_err(Error::InvalidArgument)?;
+                Ok(self.sasl_user(m, user, password))
+            }
+            _ => Err(Error::InvalidArgument(
+                "a SASL user is MECHANISM:USER:PASSWORD".to_owned(),
+            )),
+        }
+    }
+
+    /// [`TestServerBuilder::acl`] from `PRINCIPAL:OPERATION:TOPIC`, e.g.
+    /// `User:alice:write:events` (the `serve` flag).
+    pub fn acl_spec(self, spec: &str) -> Result<Self, Error> {
+        let mut parts = spec.rsplitn(3, ':');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(topic), Some(op), Some(principal))
+                if !topic.is_empty() && !principal.is_empty() =>
+            {
+                let op: AclOperation = op.parse().map_err(Error::InvalidArgument)?;
+                Ok(self.acl(principal, op, topic))
+            }
+            _ => Err(Error::InvalidArgument(
+                "an ACL is PRINCIPAL:OPERATION:TOPIC, e.g. User:alice:write:events".to_owned(),
+            )),
+        }
+    }
+
+    /// Lets `principal` do anything (and turns authorization on).
+    pub fn super_user(mut self, principal: impl Into<String>) -> Self {
+        self.auth.super_users.insert(principal.into());
+        self.auth.authorize = true;
+        self
+    }
+
     /// Binds the listeners, loads the data directory and starts serving.
     pub async fn start(self) -> Result<TestServer, Error> {
         if self.nodes == 0 || self.nodes > 64 {
@@ -241,7 +353,13 @@ impl TestServerBuilder {
             .iter()
             .map(|l| l.local_addr().map(|a| a.port()))
             .collect::<Result<_, _>>()?;
+        let tls = match &self.tls {
+            Some((cert, key, ca)) => Some(tls::server_config(cert, key, ca.as_deref())?),
+            None => None,
+        };
         let settings = Settings {
+            tls,
+            auth: self.auth,
             auto_create_topics: self.auto_create_topics,
             default_partitions: self.default_partitions,
             default_max_message_bytes: self.default_max_message_bytes,

@@ -13,10 +13,11 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use futures::FutureExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::api::{self, Ctx};
+use crate::api::{self, Ctx, Gate};
+use crate::auth::Session;
 use crate::cluster::{lock, Action, Cluster};
 use crate::protocol::{decode_request, encode_response, MAX_FRAME_SIZE};
 
@@ -59,7 +60,7 @@ async fn accept_loop(cluster: Arc<Cluster>, node_id: i32, listener: TcpListener)
         let mut conns = lock(&node.conns);
         let handle = tokio::spawn(async move {
             tracing::trace!(node_id, %peer, "connection opened");
-            serve_connection(&c, node_id, stream).await;
+            open_connection(&c, node_id, stream).await;
             if let Some(n) = c.node(node_id) {
                 lock(&n.conns).remove(&id);
             }
@@ -68,10 +69,71 @@ async fn accept_loop(cluster: Arc<Cluster>, node_id: i32, listener: TcpListener)
     }
 }
 
-async fn serve_connection(cluster: &Arc<Cluster>, node_id: i32, mut stream: TcpStream) {
+/// How long a client may take over the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs TLS on the listener if configured (the client certificate names the principal),
+/// then serves the connection.
+async fn open_connection(cluster: &Arc<Cluster>, node_id: i32, stream: TcpStream) {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "set_nodelay failed");
     }
+    let Some(tls) = cluster.settings.tls.clone() else {
+        let session = Session::new(&cluster.settings.auth, None);
+        return serve_connection(cluster, node_id, stream, session).await;
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::debug!(node_id, error = %e, reason = "TLS handshake failed", "closing connection");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(
+                node_id,
+                reason = "TLS handshake timed out",
+                "closing connection"
+            );
+            return;
+        }
+    };
+    let principal = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(crate::tls::principal_of);
+    let session = Session::new(&cluster.settings.auth, principal);
+    serve_connection(cluster, node_id, stream, session).await;
+}
+
+/// Encodes and writes one response; false if the connection must close.
+async fn respond<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    wbuf: &mut BytesMut,
+    api_key: i16,
+    version: i16,
+    correlation_id: i32,
+    body: &kafka_protocol::messages::ResponseKind,
+) -> bool {
+    wbuf.clear();
+    let Ok(key) = kafka_protocol::messages::ApiKey::try_from(api_key) else {
+        return false;
+    };
+    if let Err(e) = encode_response(key, version, correlation_id, body, wbuf) {
+        tracing::error!(api_key, error = %e, "cannot encode response; closing connection");
+        return false;
+    }
+    stream.write_all(wbuf).await.is_ok() && stream.flush().await.is_ok()
+}
+
+async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
+    cluster: &Arc<Cluster>,
+    node_id: i32,
+    mut stream: S,
+    mut session: Session,
+) {
     let ctx = Ctx {
         cluster: Arc::clone(cluster),
         node_id,
@@ -116,6 +178,29 @@ async fn serve_connection(cluster: &Arc<Cluster>, node_id: i32, mut stream: TcpS
             }
         };
         let api_key = header.request_api_key;
+        match api::gate(cluster, &mut session, &header, &request) {
+            Gate::Pass => {}
+            Gate::Close(reason) => {
+                tracing::debug!(node_id, api_key, reason, "closing connection");
+                return;
+            }
+            Gate::Respond(version, body, close) => {
+                cluster.count(api_key);
+                let sent = respond(
+                    &mut stream,
+                    &mut wbuf,
+                    api_key,
+                    version,
+                    header.correlation_id,
+                    &body,
+                )
+                .await;
+                if !sent || close {
+                    return;
+                }
+                continue;
+            }
+        }
         let action = cluster.take_action(api_key);
         let response = match action {
             Action::CloseBeforeHandling => {
@@ -166,7 +251,7 @@ async fn serve_connection(cluster: &Arc<Cluster>, node_id: i32, mut stream: TcpS
             tracing::error!(node_id, api_key, error = %e, "cannot encode response; closing connection");
             return;
         }
-        if stream.write_all(&wbuf).await.is_err() {
+        if stream.write_all(&wbuf).await.is_err() || stream.flush().await.is_err() {
             return;
         }
         if wbuf.capacity() > 4 * 1024 * 1024 {

@@ -81,6 +81,7 @@ impl Client {
             max_frame_size: config.max_frame_size,
             connect_timeout: config.connect_timeout,
             request_timeout: config.request_timeout,
+            security: Arc::new(crate::transport::Security::prepare(&config.security)?),
         };
         let client = Client {
             inner: Arc::new(ClientInner {
@@ -129,15 +130,21 @@ impl Client {
         let timeout = self.inner.config.delivery_timeout;
         let deadline = Instant::now() + timeout;
         let mut backoff = self.inner.backoff();
+        let mut last: Option<Error> = None;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             let result = match tokio::time::timeout(remaining, op()).await {
                 Ok(r) => r,
                 Err(_) => {
+                    // Say why the earlier attempts failed, not just that time ran out.
+                    let what = match &last {
+                        Some(e) => format!("{what} (last error: {e})"),
+                        None => what.to_owned(),
+                    };
                     return Err(Error::Timeout {
-                        what: what.to_owned(),
+                        what,
                         after: timeout,
-                    })
+                    });
                 }
             };
             let err = match result {
@@ -159,6 +166,7 @@ impl Client {
                 }
             }
             tokio::time::sleep(delay).await;
+            last = Some(err);
         }
     }
 }
@@ -278,6 +286,15 @@ impl ClientInner {
             .request(ApiKey::Metadata, &req, self.config.request_timeout)
             .await?;
         lock(&self.metadata).apply_as_of(&resp, topics, generation);
+        // A topic we may not describe: say so, rather than "unknown topic" later.
+        if let Some(t) = resp
+            .topics
+            .iter()
+            .find(|t| crate::error::lookup(t.error_code).is_authorization())
+        {
+            let name = t.name.as_ref().map(|n| n.0.as_str());
+            return Err(Error::broker(t.error_code, name, None, None));
+        }
         Ok(resp)
     }
 

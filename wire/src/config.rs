@@ -10,6 +10,10 @@ use crate::error::Error;
 use crate::partitioner::Partitioner;
 use crate::protocol::DEFAULT_MAX_FRAME_SIZE;
 use crate::record::Compression;
+use crate::security::{
+    is_sensitive_property, OAuthBearerToken, Pem, SaslMechanism, Secret, SecurityConfig,
+    SecurityProtocol, TokenCallback,
+};
 
 /// Configuration of a [`Client`](crate::Client).
 #[derive(Debug, Clone, Deserialize)]
@@ -44,6 +48,11 @@ pub struct ClientConfig {
     /// Largest response frame accepted (`max.frame.bytes`, default 100 MiB).
     #[serde(rename = "max.frame.bytes")]
     pub(crate) max_frame_size: usize,
+    /// `security.protocol`, `ssl.*`, `sasl.*` (see [`crate::security`]); set through
+    /// [`ClientConfig::with_property`] or the `with_security_protocol`, `with_ssl_*` and
+    /// `with_sasl*` builders.
+    #[serde(skip)]
+    pub(crate) security: SecurityConfig,
     /// Properties this client does not interpret (kept for callers and diagnostics).
     #[serde(skip)]
     pub(crate) extra: BTreeMap<String, String>,
@@ -64,6 +73,7 @@ impl Default for ClientConfig {
             connect_timeout: Duration::from_secs(10),
             metadata_min_refresh: Duration::from_millis(50),
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            security: SecurityConfig::default(),
             extra: BTreeMap::new(),
             invalid: None,
         }
@@ -119,7 +129,11 @@ impl ClientConfig {
     /// Sets a Kafka-style property. Known keys (`bootstrap.servers`, `client.id`,
     /// `request.timeout.ms`, `delivery.timeout.ms`, `retry.backoff.ms`,
     /// `retry.backoff.max.ms`, `socket.connection.setup.timeout.ms`,
-    /// `metadata.min.refresh.interval.ms`, `max.frame.bytes`) are applied; an unparsable value
+    /// `metadata.min.refresh.interval.ms`, `max.frame.bytes`, and the security keys
+    /// `security.protocol`, `ssl.ca.location`, `ssl.ca.pem`, `ssl.certificate.location`,
+    /// `ssl.certificate.pem`, `ssl.key.location`, `ssl.key.pem`,
+    /// `ssl.endpoint.identification.algorithm`, `sasl.mechanism`, `sasl.username`,
+    /// `sasl.password`) are applied; an unparsable value
     /// makes [`Client::connect`](crate::Client::connect) fail with [`Error::Config`]. Other
     /// keys are kept (see [`ClientConfig::extra_properties`]) but not interpreted; `connect`
     /// logs a warning for each.
@@ -152,15 +166,116 @@ impl ClientConfig {
                 .ok()
                 .map(|n| self.max_frame_size = n)
                 .is_some(),
-            _ => {
-                self.extra.insert(key.clone(), value.clone());
-                true
-            }
+            k => match self.security.apply(k, &value) {
+                Some(Ok(())) => true,
+                Some(Err(why)) => {
+                    if self.invalid.is_none() {
+                        self.invalid = Some(why);
+                    }
+                    true
+                }
+                None => {
+                    // Not interpreted, so never sent: a secret-looking value is not kept at
+                    // all, so that it cannot reach `Debug` or the "ignoring" warning.
+                    let kept = if is_sensitive_property(&key) {
+                        "[redacted]".to_owned()
+                    } else {
+                        value.clone()
+                    };
+                    self.extra.insert(key.clone(), kept);
+                    true
+                }
+            },
         };
         if !ok && self.invalid.is_none() {
-            self.invalid = Some(format!("invalid value {value:?} for property {key}"));
+            self.invalid = Some(if is_sensitive_property(&key) {
+                format!("invalid value for property {key}")
+            } else {
+                format!("invalid value {value:?} for property {key}")
+            });
         }
         self
+    }
+
+    /// Sets `security.protocol` (default PLAINTEXT).
+    pub fn with_security_protocol(mut self, protocol: SecurityProtocol) -> Self {
+        self.security.protocol = protocol;
+        self
+    }
+
+    /// Trusts the CA certificates in this PEM file (`ssl.ca.location`) instead of the system's.
+    pub fn with_ssl_ca_location(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.security.ca = Some(Pem::File(path.into()));
+        self
+    }
+
+    /// Trusts the CA certificates in this PEM text (`ssl.ca.pem`) instead of the system's.
+    pub fn with_ssl_ca_pem(mut self, pem: impl Into<String>) -> Self {
+        self.security.ca = Some(Pem::Inline(Secret::new(pem)));
+        self
+    }
+
+    /// Presents this certificate chain and private key (PEM files) to the broker: mutual TLS
+    /// (`ssl.certificate.location`, `ssl.key.location`).
+    pub fn with_ssl_certificate_location(
+        mut self,
+        certificate: impl Into<std::path::PathBuf>,
+        key: impl Into<std::path::PathBuf>,
+    ) -> Self {
+        self.security.certificate = Some(Pem::File(certificate.into()));
+        self.security.key = Some(Pem::File(key.into()));
+        self
+    }
+
+    /// Presents this certificate chain and private key (PEM text) to the broker: mutual TLS
+    /// (`ssl.certificate.pem`, `ssl.key.pem`).
+    pub fn with_ssl_certificate_pem(
+        mut self,
+        certificate: impl Into<String>,
+        key: impl Into<Secret>,
+    ) -> Self {
+        self.security.certificate = Some(Pem::Inline(Secret::new(certificate)));
+        self.security.key = Some(Pem::Inline(key.into()));
+        self
+    }
+
+    /// Turns the check that the broker's certificate names the host we connect to on
+    /// (default; `ssl.endpoint.identification.algorithm=https`) or off (empty).
+    pub fn with_ssl_hostname_verification(mut self, on: bool) -> Self {
+        self.security.verify_hostname = Some(on);
+        self
+    }
+
+    /// Authenticates with `mechanism` as `username` (`sasl.mechanism`, `sasl.username`,
+    /// `sasl.password`). Also needs a SASL `security.protocol`.
+    pub fn with_sasl(
+        mut self,
+        mechanism: SaslMechanism,
+        username: impl Into<String>,
+        password: impl Into<Secret>,
+    ) -> Self {
+        self.security.mechanism = Some(mechanism);
+        self.security.username = Some(username.into());
+        self.security.password = Some(password.into());
+        self
+    }
+
+    /// Authenticates with OAUTHBEARER, asking `callback` for a token on every new connection.
+    pub fn with_oauthbearer_token_callback<F, Fut>(mut self, callback: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<OAuthBearerToken, String>> + Send + 'static,
+    {
+        self.security.mechanism = Some(SaslMechanism::OAuthBearer);
+        self.security.token_callback = Some(TokenCallback(std::sync::Arc::new(move || {
+            Box::pin(callback())
+        })));
+        self
+    }
+
+    /// The security settings (`security.protocol`, `ssl.*`, `sasl.*`).
+    pub fn security(&self) -> &SecurityConfig {
+        &self.security
     }
 
     /// The bootstrap servers string.
@@ -178,7 +293,8 @@ impl ClientConfig {
         self.delivery_timeout
     }
 
-    /// Properties set with [`ClientConfig::with_property`] that the client does not interpret.
+    /// Properties set with [`ClientConfig::with_property`] that the client does not interpret
+    /// (values of secret-looking keys, such as `sasl.jaas.config`, read `[redacted]`).
     pub fn extra_properties(&self) -> &BTreeMap<String, String> {
         &self.extra
     }
@@ -188,6 +304,7 @@ impl ClientConfig {
         if let Some(msg) = &self.invalid {
             return Err(Error::Config(msg.clone()));
         }
+        self.security.validate().map_err(Error::Config)?;
         let addrs: Vec<String> = self
             .bootstrap_servers
             .split(',')

@@ -10,7 +10,8 @@
 //! - Any I/O or framing error, and any request timeout (as the Java client does), poisons the
 //!   connection: every request in flight fails, new requests fail at once, and the pool opens
 //!   a new connection on next use.
-//! - Each connection negotiates versions with ApiVersions before it is used (KIP-511 fallback:
+//! - The stream comes from [`transport::establish`] (TCP, TLS, SASL); then each connection
+//!   negotiates versions with ApiVersions before it is used (KIP-511 fallback:
 //!   on UNSUPPORTED_VERSION the body is read as v0 and the request retried at the advertised
 //!   maximum, accepting only a strictly lower version, so a broker cannot loop us).
 
@@ -23,8 +24,6 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn, Instrument};
 
@@ -32,6 +31,7 @@ use crate::error::{Error, ErrorCode};
 use crate::protocol::{self, ProtocolError};
 // A poisoned state lock only means a callback panicked; the map itself is still consistent.
 use crate::sync::lock;
+use crate::transport::{self, Reader, Security, Writer};
 
 /// Callback invoked on the reader task with a response frame (or the failure).
 pub(crate) type Callback = Box<dyn FnOnce(Result<Bytes, Error>) + Send>;
@@ -123,6 +123,8 @@ pub(crate) struct ConnConfig {
     pub(crate) max_frame_size: usize,
     pub(crate) connect_timeout: Duration,
     pub(crate) request_timeout: Duration,
+    /// TLS and SASL (shared by all connections of a client).
+    pub(crate) security: Arc<Security>,
 }
 
 /// A live (or poisoned) connection to one broker.
@@ -158,19 +160,17 @@ fn fail_all(state: &Mutex<State>, err: Error) {
 }
 
 impl Connection {
-    /// Connects to `addr`, negotiates versions, and starts the reader, writer and timeout
-    /// tasks.
+    /// Connects to `addr` (TCP, TLS, SASL), negotiates versions, and starts the reader,
+    /// writer and timeout tasks.
     pub(crate) async fn connect(addr: &str, cfg: &ConnConfig) -> Result<Arc<Connection>, Error> {
-        let stream = tokio::time::timeout(cfg.connect_timeout, TcpStream::connect(addr))
-            .await
-            .map_err(|_| Error::Timeout {
-                what: format!("connect to {addr}"),
-                after: cfg.connect_timeout,
-            })?
-            .map_err(|e| Error::io(addr, e))?;
-        stream.set_nodelay(true).map_err(|e| Error::io(addr, e))?;
-        let (mut rd, mut wr) = stream.into_split();
         let client_id = (!cfg.client_id.is_empty()).then(|| cfg.client_id.clone());
+        let (mut rd, mut wr) = transport::establish(
+            addr,
+            client_id.as_deref(),
+            &cfg.security,
+            cfg.connect_timeout,
+        )
+        .await?;
         let versions = tokio::time::timeout(
             cfg.request_timeout,
             negotiate(
@@ -466,7 +466,7 @@ pub(crate) fn api_name(api: ApiKey) -> &'static str {
 
 async fn writer_task(
     addr: String,
-    mut wr: OwnedWriteHalf,
+    mut wr: Writer,
     mut rx: mpsc::UnboundedReceiver<Bytes>,
     state: Arc<Mutex<State>>,
 ) {
@@ -499,6 +499,8 @@ async fn writer_task(
                 wr.write_all(&buf).await?;
                 buf.clear();
             }
+            // A TLS stream buffers records until flushed; for TCP this is a no-op.
+            wr.flush().await?;
             Ok(())
         }
         .await;
@@ -514,12 +516,7 @@ async fn writer_task(
     let _ = wr.shutdown().await;
 }
 
-async fn reader_task(
-    addr: String,
-    mut rd: OwnedReadHalf,
-    max_frame: usize,
-    state: Arc<Mutex<State>>,
-) {
+async fn reader_task(addr: String, mut rd: Reader, max_frame: usize, state: Arc<Mutex<State>>) {
     let err = loop {
         let len = match rd.read_i32().await {
             Ok(n) => n,
@@ -631,13 +628,43 @@ where
             &body,
             &mut buf,
         )?;
-        wr.write_all(&buf).await.map_err(|e| Error::io(addr, e))?;
-        let len = rd.read_i32().await.map_err(|e| Error::io(addr, e))?;
+        wr.write_all(&buf)
+            .await
+            .map_err(|e| Error::setup_io(addr, e))?;
+        wr.flush().await.map_err(|e| Error::setup_io(addr, e))?;
+        let len = rd.read_i32().await.map_err(|e| {
+            // franz-go's observation: a broker that hangs up on ApiVersions most likely wants
+            // TLS (or speaks something else entirely) on this port.
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                Error::setup_io(
+                    addr,
+                    std::io::Error::new(
+                        e.kind(),
+                        "the broker closed the connection instead of answering ApiVersions \
+                         (does this listener expect TLS? check security.protocol)",
+                    ),
+                )
+            } else {
+                Error::setup_io(addr, e)
+            }
+        })?;
+        // A TLS record (alert 0x15 or handshake 0x16, version 3.x) where a frame length
+        // should be: the listener expects TLS.
+        let tls_record = matches!(len.to_be_bytes(), [0x15 | 0x16, 0x03, _, _]);
+        if tls_record && protocol::check_frame_len(len, max_frame).is_err() {
+            return Err(Error::Protocol(ProtocolError::Decode {
+                what: "ApiVersions response",
+                message: format!(
+                    "{addr} answered with a TLS record: this listener expects TLS \
+                     (security.protocol=SSL or SASL_SSL)"
+                ),
+            }));
+        }
         let len = protocol::check_frame_len(len, max_frame)?;
         let mut frame = BytesMut::zeroed(len);
         rd.read_exact(&mut frame)
             .await
-            .map_err(|e| Error::io(addr, e))?;
+            .map_err(|e| Error::setup_io(addr, e))?;
         let frame = frame.freeze();
         // Every ApiVersions response starts with correlation id (v0 header) and error code.
         let code = match frame.get(4..6) {

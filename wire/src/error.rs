@@ -250,10 +250,34 @@ impl ErrorCode {
     pub const FENCED_LEADER_EPOCH: i16 = 74;
     pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
     pub const THROTTLING_QUOTA_EXCEEDED: i16 = 89;
+    pub const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
+    pub const GROUP_AUTHORIZATION_FAILED: i16 = 30;
+    pub const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
+    pub const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
+    pub const ILLEGAL_SASL_STATE: i16 = 34;
+    pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
+    pub const SASL_AUTHENTICATION_FAILED: i16 = 58;
+    pub const DELEGATION_TOKEN_AUTHORIZATION_FAILED: i16 = 65;
 
     /// This code's classification.
     pub fn info(self) -> &'static ErrorInfo {
         lookup(self.0)
+    }
+}
+
+impl ErrorInfo {
+    /// The principal lacks an ACL for the operation (topic, group, cluster, transactional id,
+    /// delegation token): [`Error::Authorization`], never retried (the table marks them all
+    /// non-retriable).
+    pub fn is_authorization(&self) -> bool {
+        matches!(
+            self.code,
+            ErrorCode::TOPIC_AUTHORIZATION_FAILED
+                | ErrorCode::GROUP_AUTHORIZATION_FAILED
+                | ErrorCode::CLUSTER_AUTHORIZATION_FAILED
+                | ErrorCode::TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+                | ErrorCode::DELEGATION_TOKEN_AUTHORIZATION_FAILED
+        )
     }
 }
 
@@ -364,6 +388,51 @@ pub enum Error {
     /// The client or producer has been shut down.
     #[error("client closed")]
     Closed,
+    /// TLS could not be set up with `broker`: its certificate is not signed by a trusted CA,
+    /// does not name the host, has expired, or the broker refused our certificate. Not
+    /// retried: this does not heal by itself.
+    #[error("TLS with broker {broker} failed: {reason}")]
+    Tls {
+        /// `host:port` of the broker.
+        broker: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// SASL authentication with `broker` failed: wrong credentials (SASL_AUTHENTICATION_FAILED),
+    /// a SCRAM server that could not prove it knows the credential, a failed token callback.
+    /// Not retried. Never contains a password or token.
+    #[error("SASL {mechanism} authentication with broker {broker} failed: {reason}")]
+    Authentication {
+        /// `host:port` of the broker.
+        broker: String,
+        /// The mechanism (`SCRAM-SHA-512`, ...).
+        mechanism: &'static str,
+        /// What the broker said, or what the client found wrong.
+        reason: String,
+    },
+    /// The broker does not enable the configured SASL mechanism (UNSUPPORTED_SASL_MECHANISM).
+    #[error("broker {broker} does not enable SASL mechanism {mechanism}; it offers {}", if offered.is_empty() { "none".to_owned() } else { offered.join(", ") })]
+    UnsupportedSaslMechanism {
+        /// `host:port` of the broker.
+        broker: String,
+        /// The mechanism asked for.
+        mechanism: &'static str,
+        /// The mechanisms the broker enables.
+        offered: Vec<String>,
+    },
+    /// The authenticated principal may not do this (TOPIC_, GROUP_, CLUSTER_,
+    /// TRANSACTIONAL_ID_ or DELEGATION_TOKEN_AUTHORIZATION_FAILED). Not retried.
+    #[error("not authorized: {name} ({code}){}{}", topic.as_ref().map(|t| format!(" topic {t}")).unwrap_or_default(), message.as_ref().map(|m| format!(": {m}")).unwrap_or_default())]
+    Authorization {
+        /// The Kafka error code.
+        code: i16,
+        /// Kafka's name for it.
+        name: &'static str,
+        /// The topic the error is about, if any.
+        topic: Option<String>,
+        /// The broker's error message, if it sent one.
+        message: Option<String>,
+    },
 }
 
 impl Error {
@@ -375,6 +444,9 @@ impl Error {
             Error::MessageTooLarge { .. } => Some(ErrorCode::MESSAGE_TOO_LARGE),
             Error::UnknownTopic { .. } => Some(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION),
             Error::UnsupportedApi { .. } => Some(ErrorCode::UNSUPPORTED_VERSION),
+            Error::Authorization { code, .. } => Some(*code),
+            Error::Authentication { .. } => Some(ErrorCode::SASL_AUTHENTICATION_FAILED),
+            Error::UnsupportedSaslMechanism { .. } => Some(ErrorCode::UNSUPPORTED_SASL_MECHANISM),
             _ => None,
         }
     }
@@ -397,13 +469,22 @@ impl Error {
         }
     }
 
-    /// A broker error for `code` with context.
+    /// A broker error for `code` with context ([`Error::Authorization`] for the
+    /// authorization codes).
     pub fn broker(
         code: i16,
         topic: Option<&str>,
         partition: Option<i32>,
         message: Option<String>,
     ) -> Error {
+        if lookup(code).is_authorization() {
+            return Error::Authorization {
+                code,
+                name: lookup(code).name,
+                topic: topic.map(str::to_owned),
+                message,
+            };
+        }
         Error::Broker {
             code,
             name: lookup(code).name,
@@ -411,6 +492,23 @@ impl Error {
             partition,
             message,
         }
+    }
+
+    /// A socket error while a connection is being set up (TLS, SASL, ApiVersions): one that
+    /// carries a TLS failure, such as the broker's alert refusing our certificate (TLS 1.3
+    /// delivers it after the handshake, on the first read), is [`Error::Tls`]. Later, on an
+    /// established connection, a TLS failure is an ordinary (retriable) [`Error::Io`].
+    pub(crate) fn setup_io(broker: &str, e: std::io::Error) -> Error {
+        if let Some(tls) = e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return Error::Tls {
+                broker: broker.to_owned(),
+                reason: crate::tls::describe(tls),
+            };
+        }
+        Error::io(broker, e)
     }
 
     pub(crate) fn io(broker: &str, e: std::io::Error) -> Error {
@@ -496,6 +594,39 @@ impl Error {
                 partition: *partition,
             },
             Error::Closed => Error::Closed,
+            Error::Tls { broker, reason } => Error::Tls {
+                broker: broker.clone(),
+                reason: reason.clone(),
+            },
+            Error::Authentication {
+                broker,
+                mechanism,
+                reason,
+            } => Error::Authentication {
+                broker: broker.clone(),
+                mechanism,
+                reason: reason.clone(),
+            },
+            Error::UnsupportedSaslMechanism {
+                broker,
+                mechanism,
+                offered,
+            } => Error::UnsupportedSaslMechanism {
+                broker: broker.clone(),
+                mechanism,
+                offered: offered.clone(),
+            },
+            Error::Authorization {
+                code,
+                name,
+                topic,
+                message,
+            } => Error::Authorization {
+                code: *code,
+                name,
+                topic: topic.clone(),
+                message: message.clone(),
+            },
         }
     }
 }
@@ -552,5 +683,33 @@ mod tests {
         assert!(io.is_retriable());
         assert!(io.duplicate().needs_metadata_refresh());
         assert_eq!(Error::Closed.code(), None);
+    }
+
+    #[test]
+    fn authorization_codes_are_their_own_kind_and_final() {
+        for code in [29, 30, 31, 53, 65] {
+            assert!(lookup(code).is_authorization(), "{code}");
+            assert!(!lookup(code).retriable, "{code}");
+            let e = Error::broker(code, Some("t"), Some(0), None);
+            assert!(matches!(e, Error::Authorization { .. }), "{e:?}");
+            assert_eq!(e.code(), Some(code));
+            assert!(!e.is_retriable() && !e.needs_metadata_refresh());
+            assert!(matches!(e.duplicate(), Error::Authorization { .. }));
+        }
+        let auth: Vec<i16> = (-1..=133)
+            .filter(|c| lookup(*c).is_authorization())
+            .collect();
+        assert_eq!(auth, vec![29, 30, 31, 53, 65]);
+        let sasl = Error::Authentication {
+            broker: "b:1".into(),
+            mechanism: "PLAIN",
+            reason: "x".into(),
+        };
+        assert!(!sasl.is_retriable() && !sasl.duplicate().is_retriable());
+        let tls = Error::Tls {
+            broker: "b:1".into(),
+            reason: "x".into(),
+        };
+        assert!(!tls.is_retriable());
     }
 }

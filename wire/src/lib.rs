@@ -4,7 +4,8 @@
 //! - [`record`]: the record batch v2 codec (ours, with `crc32c`), and [`compression`].
 //! - [`protocol`]: framing and hostile-input guards around the `kafka-protocol` schemas.
 //! - [`error`]: the one table that classifies every Kafka error code, and [`Error`].
-//! - `conn`: one multiplexed connection per broker, ApiVersions negotiation.
+//! - `conn`: one multiplexed connection per broker, ApiVersions negotiation; `transport`
+//!   opens its stream (TCP, [`tls`], [`sasl`]) under the [`security`] settings.
 //! - [`metadata`]: the metadata cache.
 //! - [`producer`], [`fetch`], [`admin`]: the client's three faces; [`consumer`]: consumer
 //!   groups (classic protocol) and manual assignment on top of the fetcher.
@@ -31,6 +32,10 @@ pub mod producer;
 pub mod protocol;
 pub mod record;
 pub mod sync;
+pub mod sasl;
+pub mod security;
+pub mod tls;
+mod transport;
 
 pub use admin::{NewTopic, OffsetSpec};
 pub use client::Client;
@@ -46,3 +51,4 @@ pub use metadata::{PartitionMetadata, TopicMetadata};
 pub use partitioner::{murmur2_partition, DefaultPartitioner, Partitioner};
 pub use producer::{DeliveryFuture, Producer, RecordMetadata};
 pub use record::{Compression, ConsumedRecord, Header, Record};
+pub use security::{OAuthBearerToken, SaslMechanism, Secret, SecurityProtocol};

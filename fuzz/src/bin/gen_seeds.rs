@@ -1,7 +1,8 @@
 //! Writes the seed corpora: `cargo run --release --bin gen_seeds` (from `fuzz/`) fills
-//! `corpus/record_batch`, `corpus/response_decode` and `corpus/request_decode` with valid
-//! inputs (record batches in every codec; responses and requests of every fuzzed API at every
-//! version), so the fuzzer starts from deep inside the decoders.
+//! `corpus/record_batch`, `corpus/response_decode`, `corpus/request_decode` and
+//! `corpus/sasl_messages` with valid inputs (record batches in every codec; responses and
+//! requests of every fuzzed API at every version; one message per SASL parser, from the
+//! RFC 7677 example exchange), so the fuzzer starts from deep inside the decoders.
 
 use std::fs;
 use std::path::Path;
@@ -30,7 +31,10 @@ fn batches() -> Vec<(String, Bytes)> {
         for (n, txn) in [(1usize, false), (5, true)] {
             let records: Vec<Record> = (0..n)
                 .map(|i| {
-                    let mut r = Record::new(vec![b'v'; 10 + i], 1_700_000_000_000 + i as i64 * 86_400_000 * 30);
+                    let mut r = Record::new(
+                        vec![b'v'; 10 + i],
+                        1_700_000_000_000 + i as i64 * 86_400_000 * 30,
+                    );
                     if i % 2 == 0 {
                         r = r.with_key(format!("key-{i}").into_bytes());
                     }
@@ -113,8 +117,10 @@ fn main() {
             .with_port(9092)])
         .with_topics(vec![metadata_response::MetadataResponseTopic::default()
             .with_name(Some(topic.clone()))
-            .with_partitions(vec![metadata_response::MetadataResponsePartition::default()
-                .with_replica_nodes(vec![BrokerId(0)])])]);
+            .with_partitions(vec![
+                metadata_response::MetadataResponsePartition::default()
+                    .with_replica_nodes(vec![BrokerId(0)]),
+            ])]);
     let api_versions = ApiVersionsResponse::default().with_api_keys(vec![
         api_versions_response::ApiVersion::default()
             .with_api_key(0)
@@ -123,8 +129,9 @@ fn main() {
     let produce = ProduceResponse::default().with_responses(vec![
         produce_response::TopicProduceResponse::default()
             .with_name(topic.clone())
-            .with_partition_responses(vec![produce_response::PartitionProduceResponse::default()
-                .with_base_offset(3)]),
+            .with_partition_responses(vec![
+                produce_response::PartitionProduceResponse::default().with_base_offset(3)
+            ]),
     ]);
     let list_offsets = ListOffsetsResponse::default().with_topics(vec![
         list_offsets_response::ListOffsetsTopicResponse::default()
@@ -158,13 +165,48 @@ fn main() {
     // Selector order matches fuzz_targets/response_decode.rs.
     response_seed(&resp, 0, ApiKey::Produce, &ResponseKind::Produce(produce));
     response_seed(&resp, 1, ApiKey::Fetch, &ResponseKind::Fetch(fetch));
-    response_seed(&resp, 2, ApiKey::Metadata, &ResponseKind::Metadata(metadata));
-    response_seed(&resp, 3, ApiKey::ApiVersions, &ResponseKind::ApiVersions(api_versions));
-    response_seed(&resp, 4, ApiKey::ListOffsets, &ResponseKind::ListOffsets(list_offsets));
-    response_seed(&resp, 5, ApiKey::CreateTopics, &ResponseKind::CreateTopics(create));
-    response_seed(&resp, 6, ApiKey::DeleteRecords, &ResponseKind::DeleteRecords(delete_records));
-    response_seed(&resp, 7, ApiKey::InitProducerId, &ResponseKind::InitProducerId(init));
-    response_seed(&resp, 8, ApiKey::DescribeConfigs, &ResponseKind::DescribeConfigs(describe));
+    response_seed(
+        &resp,
+        2,
+        ApiKey::Metadata,
+        &ResponseKind::Metadata(metadata),
+    );
+    response_seed(
+        &resp,
+        3,
+        ApiKey::ApiVersions,
+        &ResponseKind::ApiVersions(api_versions),
+    );
+    response_seed(
+        &resp,
+        4,
+        ApiKey::ListOffsets,
+        &ResponseKind::ListOffsets(list_offsets),
+    );
+    response_seed(
+        &resp,
+        5,
+        ApiKey::CreateTopics,
+        &ResponseKind::CreateTopics(create),
+    );
+    response_seed(
+        &resp,
+        6,
+        ApiKey::DeleteRecords,
+        &ResponseKind::DeleteRecords(delete_records),
+    );
+    response_seed(
+        &resp,
+        7,
+        ApiKey::InitProducerId,
+        &ResponseKind::InitProducerId(init),
+    );
+    response_seed(
+        &resp,
+        8,
+        ApiKey::DescribeConfigs,
+        &ResponseKind::DescribeConfigs(describe),
+    );
 
     request_seeds!(
         &reqd,
@@ -174,8 +216,10 @@ fn main() {
             .with_timeout_ms(30_000)
             .with_topic_data(vec![produce_request::TopicProduceData::default()
                 .with_name(topic.clone())
-                .with_partition_data(vec![produce_request::PartitionProduceData::default()
-                    .with_records(Some(first.clone()))])])
+                .with_partition_data(vec![
+                    produce_request::PartitionProduceData::default()
+                        .with_records(Some(first.clone()))
+                ])])
     );
     request_seeds!(
         &reqd,
@@ -184,8 +228,9 @@ fn main() {
             .with_max_wait_ms(0)
             .with_topics(vec![fetch_request::FetchTopic::default()
                 .with_topic(topic.clone())
-                .with_partitions(vec![fetch_request::FetchPartition::default()
-                    .with_partition_max_bytes(1 << 20)])])
+                .with_partitions(vec![
+                    fetch_request::FetchPartition::default().with_partition_max_bytes(1 << 20)
+                ])])
     );
     request_seeds!(
         &reqd,
@@ -257,5 +302,47 @@ fn main() {
         ApiKey::FindCoordinator,
         FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("group"))
     );
+    sasl_seeds(&root.join("sasl_messages"));
     println!("seeds written under {}", root.display());
+}
+
+/// One message per `sasl_messages` parser (byte 0 picks it): the RFC 7677 exchange, PLAIN and
+/// OAUTHBEARER with an extension.
+fn sasl_seeds(dir: &Path) {
+    use kafka_persistence_wire::sasl::{oauthbearer, plain};
+    if let Err(e) = fs::create_dir_all(dir) {
+        eprintln!("cannot create {}: {e}", dir.display());
+        return;
+    }
+    let messages: [(&str, u8, Vec<u8>); 6] = [
+        ("client_first", 0, b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO".to_vec()),
+        (
+            "server_first",
+            1,
+            b"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"
+                .to_vec(),
+        ),
+        (
+            "client_final",
+            2,
+            b"c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
+                .to_vec(),
+        ),
+        (
+            "server_final",
+            3,
+            b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=".to_vec(),
+        ),
+        ("plain", 4, plain::client_message("alice", "secret")),
+        (
+            "oauthbearer",
+            5,
+            oauthbearer::client_message("token", &[("traceId".to_owned(), "1".to_owned())]),
+        ),
+    ];
+    for (name, selector, body) in messages {
+        let mut data = vec![selector];
+        data.extend_from_slice(&body);
+        write(dir, name, &data);
+    }
 }

@@ -65,6 +65,15 @@ public final class InteropClient {
     p.put(AdminClientConfig.CLIENT_ID_CONFIG, "interop-java");
     p.put(AdminClientConfig.REQUEST_TIMEOUT_MS_CONFIG, "15000");
     p.put(AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, "30000");
+    // Security settings (security.protocol, ssl.*, sasl.*) from a properties file, if given.
+    String extra = System.getenv("KP_JAVA_CLIENT_PROPERTIES");
+    if (extra != null && !extra.isEmpty()) {
+      try (java.io.FileInputStream in = new java.io.FileInputStream(extra)) {
+        p.load(in);
+      } catch (java.io.IOException e) {
+        throw new java.io.UncheckedIOException(e);
+      }
+    }
     return p;
   }
 

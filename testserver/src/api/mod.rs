@@ -42,6 +42,10 @@ mod offset_commit;
 mod offset_fetch;
 #[path = "00_produce.rs"]
 mod produce;
+#[path = "36_sasl_authenticate.rs"]
+mod sasl_authenticate;
+#[path = "17_sasl_handshake.rs"]
+mod sasl_handshake;
 #[path = "14_sync_group.rs"]
 mod sync_group;
 
@@ -59,6 +63,8 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Heartbeat, 0, 4),
     (ApiKey::LeaveGroup, 0, 4),
     (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
@@ -137,6 +143,65 @@ pub(crate) async fn handle(
         }
     };
     Some((v, body))
+}
+
+/// What the connection loop does with a request before the ordinary handlers see it.
+#[derive(Debug)]
+pub(crate) enum Gate {
+    /// Serve it as usual.
+    Pass,
+    /// Answer with this (version, body), then close the connection if `close`.
+    Respond(i16, Box<ResponseKind>, bool),
+    /// Close the connection without answering.
+    Close(&'static str),
+}
+
+/// The SASL exchange (which needs the connection's state) and ACL checks: see `auth`.
+pub(crate) fn gate(
+    cluster: &Cluster,
+    session: &mut crate::auth::Session,
+    header: &RequestHeader,
+    request: &RequestKind,
+) -> Gate {
+    let v = header.request_api_version;
+    let settings = &cluster.settings.auth;
+    match request {
+        RequestKind::SaslHandshake(r) => {
+            let body = sasl_handshake::handle(settings, session, r);
+            let close = body.error_code != 0;
+            return Gate::Respond(v, Box::new(body.into()), close);
+        }
+        RequestKind::SaslAuthenticate(r) => {
+            let (body, close) = sasl_authenticate::handle(settings, session, r);
+            return Gate::Respond(v, Box::new(body.into()), close);
+        }
+        RequestKind::ApiVersions(_) => return Gate::Pass,
+        _ => {}
+    }
+    if !session.authenticated() {
+        return Gate::Close("request before SASL authentication");
+    }
+    if !settings.authorize {
+        return Gate::Pass;
+    }
+    let Some((op, topics)) = crate::auth::topic_operation(cluster, request) else {
+        return Gate::Pass;
+    };
+    if topics
+        .iter()
+        .all(|t| settings.allowed(&session.principal, op, t))
+    {
+        return Gate::Pass;
+    }
+    tracing::debug!(principal = %session.principal, operation = ?op, ?topics, reason = "no ACL", "refusing request");
+    match error_response(
+        header,
+        request,
+        kafka_persistence_wire::ErrorCode::TOPIC_AUTHORIZATION_FAILED,
+    ) {
+        Some((v, body)) => Gate::Respond(v, Box::new(body), false),
+        None => Gate::Close("unauthorized acks=0 produce"),
+    }
 }
 
 /// The response to a request that an injected error short-circuits: `code` for every
