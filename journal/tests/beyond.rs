@@ -557,6 +557,53 @@ async fn x6_racing_writers_exactly_one_wins() {
         assert_eq!(last.writer_uuid, if won[0] { "A" } else { "B" });
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x10_two_instances_race_on_one_id() {
+    let broker = broker().await;
+    let j1 = journal(&broker).await;
+    let j2 = journal(&broker).await;
+    let pid = unique("x10");
+    // Neighbours in the same partition (layout v2) write meanwhile.
+    let neighbours: Vec<String> = (0..)
+        .map(|i| format!("{pid}-n{i}"))
+        .filter(|n| j1.partition_of(n) == j1.partition_of(&pid))
+        .take(3)
+        .collect();
+    let noise = {
+        let j = j1.clone();
+        let neighbours = neighbours.clone();
+        tokio::spawn(async move {
+            for s in 1..=40u64 {
+                for n in &neighbours {
+                    let r = j.write(vec![event(n, s, "n").into()]).await.unwrap();
+                    assert_eq!(r, vec![Ok(())]);
+                }
+            }
+        })
+    };
+    let a = tokio::spawn(race(j1.clone(), pid.clone(), "one", 40));
+    let b = tokio::spawn(race(j2.clone(), pid.clone(), "two", 40));
+    let (a, b) = (a.await.unwrap(), b.await.unwrap());
+    noise.await.unwrap();
+    let mut won: Vec<(u64, String)> = a.into_iter().chain(b).collect();
+    won.sort();
+    let n = won.len() as u64;
+    assert!(n >= 40, "at least one writer progresses every round: {n}");
+    assert_eq!(won.iter().map(|(s, _)| *s).collect::<Vec<_>>(), (1..=n).collect::<Vec<_>>(), "one winner per sequence number");
+    let j3 = journal(&broker).await;
+    for j in [&j1, &j2, &j3] {
+        let events: Vec<PersistentRepr> = j.replay(&pid, 1, M, M).try_collect().await.unwrap();
+        let got: Vec<(u64, String)> = events
+            .iter()
+            .map(|e| (e.sequence_nr, String::from_utf8_lossy(&e.payload).into_owned()))
+            .collect();
+        assert_eq!(got, won, "replays show exactly the winners");
+        for nb in &neighbours {
+            assert_eq!(seqs(j.replay(nb, 1, M, M)).await, (1..=40).collect::<Vec<_>>());
+        }
+    }
+}
 }
 
 #[tokio::test]
@@ -578,4 +625,21 @@ async fn shared_restore_from_the_index_after_flush() {
             "{i}"
         );
     }
+}
+
+/// X10: two instances race on one id while other ids write to the same partition; one
+/// winner per sequence number, losers are fenced and never replayed.
+async fn race(j: Journal, pid: String, me: &'static str, rounds: usize) -> Vec<(u64, String)> {
+    let mut won = Vec::new();
+    for k in 0..rounds {
+        let h = j.highest_sequence_nr(&pid).await.unwrap();
+        let payload = format!("{me}-{k}");
+        let e = PersistentRepr::new(&pid, h + 1, payload.clone()).with_writer_uuid(me);
+        match j.write(vec![e.into()]).await.unwrap().pop().unwrap() {
+            Ok(()) => won.push((h + 1, payload)),
+            Err(WriteError::Fenced { .. }) => {}
+            Err(other) => panic!("{me}: {other:?}"),
+        }
+    }
+    won
 }

@@ -31,9 +31,9 @@ pub mod partitioner;
 pub mod producer;
 pub mod protocol;
 pub mod record;
-pub mod sync;
 pub mod sasl;
 pub mod security;
+pub mod sync;
 pub mod tls;
 mod transport;
 

@@ -577,7 +577,7 @@ async fn fault_a_failed_rejoin_is_retried_by_the_next_poll() {
     c.subscribe(vec![t.clone()], None).unwrap();
     assert!(matches!(
         c.poll(Duration::from_millis(100)).await,
-        Err(Error::Broker { code: 30, .. })
+        Err(Error::Authorization { code: 30, .. })
     ));
     c.poll(Duration::from_millis(100)).await.unwrap();
     assert_eq!(c.assignment().len(), 2, "the next poll rejoined");

@@ -144,7 +144,11 @@ impl PerId {
         for c in &mut chunks {
             let records = std::mem::take(&mut c.records);
             // `enqueue` takes the send's place in the partition's line before it returns.
-            sends.push(self.producer.enqueue(&entry.topic, PARTITION, records).boxed());
+            sends.push(
+                self.producer
+                    .enqueue(&entry.topic, PARTITION, records)
+                    .boxed(),
+            );
         }
         drop(gate);
 
