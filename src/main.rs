@@ -34,6 +34,9 @@ enum Command {
     Ids(cli::ids::IdsArgs),
     /// Prints the events of an event topic as they arrive.
     Tail(cli::tail::TailArgs),
+    /// Copies every layout v1 (per-id) id, its events, gaps, deletion mark and snapshots, into
+    /// layout v2 (shared); resumable and idempotent.
+    Migrate(cli::migrate::MigrateArgs),
     /// Runs the in-process Kafka broker standalone, until Ctrl-C.
     #[cfg(feature = "testserver")]
     Serve(cli::serve::ServeArgs),
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
             Command::Inspect(args) => cli::inspect::run(args).await,
             Command::Ids(args) => cli::ids::run(args).await,
             Command::Tail(args) => cli::tail::run(args).await,
+            Command::Migrate(args) => cli::migrate::run(args).await,
             #[cfg(feature = "testserver")]
             Command::Serve(args) => cli::serve::run(args).await,
         }

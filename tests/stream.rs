@@ -3,7 +3,6 @@
 //! `KP_EXTERNAL_BOOTSTRAP`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[allow(dead_code)]
 mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -11,6 +11,7 @@ use kafka_persistence_wire::{Client, ClientConfig, Layout, ProducerConfig};
 use crate::config::JournalConfig;
 use crate::error::{JournalError, WriteError};
 use crate::layout::JournalLayout;
+use crate::migrate::{IdExport, ImportOutcome};
 use crate::per_id::{PerId, PerIdLayout};
 use crate::publish::Publisher;
 use crate::repr::{AtomicWrite, PersistentRepr};
@@ -267,6 +268,23 @@ impl Journal {
             })
             .boxed(),
         }
+    }
+
+    /// The accepted history of `persistence_id` (events and gap markers above its deletion
+    /// mark, with their sequence numbers and everything written with them), to copy it into
+    /// another journal with [`Journal::import_id`]. Layout v1 only (the migration source);
+    /// fails with [`JournalError::EventsLost`] if retention removed events never deleted.
+    pub async fn export_id(&self, persistence_id: &str) -> Result<IdExport, JournalError> {
+        let fut = self.inner.layout.export_id(persistence_id);
+        bounded(&self.inner.config, "export_id", fut).await
+    }
+
+    /// Writes an exported history into this journal (layout v2 only, the migration target):
+    /// the same sequence numbers, gaps and deletion mark. Idempotent: an id already complete
+    /// is left alone; an id an earlier run left half-way continues after what is there.
+    pub async fn import_id(&self, export: IdExport) -> Result<ImportOutcome, JournalError> {
+        let fut = self.inner.layout.import_id(export);
+        bounded(&self.inner.config, "import_id", fut).await
     }
 
     /// Writes what the layout keeps in memory that is due to be stored now, instead of at its

@@ -9,10 +9,11 @@
 //! touches synchronously, when the method is called (before the returned future is first
 //! polled), so calls of one id apply in call order whatever happens afterwards.
 
-use futures::future::BoxFuture;
+use futures::future::{BoxFuture, FutureExt};
 use futures::stream::BoxStream;
 
 use crate::error::{JournalError, WriteError};
+use crate::migrate::{IdExport, ImportOutcome};
 use crate::repr::{AtomicWrite, PersistentRepr};
 
 /// A write's outcome: one result per atomic write, and the events stored (to publish).
@@ -54,4 +55,28 @@ pub(crate) trait JournalLayout: Send + Sync + std::fmt::Debug {
 
     /// Writes whatever the layout keeps in memory that is due to be stored (layout v2's index).
     fn flush(&self) -> BoxFuture<'static, Result<(), JournalError>>;
+
+    /// The id's accepted history (migration source: layout v1).
+    fn export_id(
+        &self,
+        persistence_id: &str,
+    ) -> BoxFuture<'static, Result<IdExport, JournalError>> {
+        let _ = persistence_id;
+        futures::future::ready(Err(JournalError::Config(
+            "exporting ids is supported from layout v1 (\"per-id\"), the migration source".into(),
+        )))
+        .boxed()
+    }
+
+    /// Writes an exported history (migration target: layout v2).
+    fn import_id(
+        &self,
+        export: IdExport,
+    ) -> BoxFuture<'static, Result<ImportOutcome, JournalError>> {
+        let _ = export;
+        futures::future::ready(Err(JournalError::Config(
+            "importing ids is supported into layout v2 (\"shared\"), the migration target".into(),
+        )))
+        .boxed()
+    }
 }

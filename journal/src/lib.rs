@@ -10,6 +10,7 @@ mod format;
 mod gate;
 mod journal;
 mod layout;
+mod migrate;
 mod per_id;
 mod publish;
 mod repr;
@@ -25,6 +26,7 @@ pub use event_topic::{
 pub use format::{JournalRecordView, RecordKind};
 pub use journal::Journal;
 pub use kafka_persistence_wire::Layout;
+pub use migrate::{IdExport, ImportOutcome};
 pub use repr::{AtomicWrite, PersistentRepr};
 pub use shared::PartitionEvent;
 

@@ -9,6 +9,7 @@
 pub(crate) mod error;
 pub(crate) mod ids;
 pub(crate) mod inspect;
+pub(crate) mod migrate;
 pub(crate) mod output;
 #[cfg(feature = "testserver")]
 pub(crate) mod serve;
@@ -73,7 +74,8 @@ fn read_config<T: serde::de::DeserializeOwned>(path: &PathBuf) -> Result<T, CliE
 }
 
 impl ConnectArgs {
-    fn journal_config(&self) -> Result<JournalConfig, CliError> {
+    /// The journal configuration: the file's, with `--bootstrap` and `--timeout`.
+    pub(crate) fn journal_config(&self) -> Result<JournalConfig, CliError> {
         let mut config = match &self.journal_config {
             Some(path) => read_config::<JournalConfig>(path)?,
             None => JournalConfig::new(&self.bootstrap),
@@ -89,14 +91,19 @@ impl ConnectArgs {
             .map_err(|e| CliError::unreachable(&self.bootstrap, e))
     }
 
-    /// Connects the snapshot store.
-    pub(crate) async fn store(&self) -> Result<SnapshotStore, CliError> {
+    /// The snapshot store configuration: the file's, with `--bootstrap` and `--timeout`.
+    pub(crate) fn snapshot_config(&self) -> Result<SnapshotConfig, CliError> {
         let mut config = match &self.snapshot_config {
             Some(path) => read_config::<SnapshotConfig>(path)?,
             None => SnapshotConfig::new(&self.bootstrap),
         };
         config.bootstrap_servers = self.bootstrap.clone();
-        SnapshotStore::connect(config.with_timeout(self.timeout))
+        Ok(config.with_timeout(self.timeout))
+    }
+
+    /// Connects the snapshot store.
+    pub(crate) async fn store(&self) -> Result<SnapshotStore, CliError> {
+        SnapshotStore::connect(self.snapshot_config()?)
             .await
             .map_err(|e| CliError::unreachable(&self.bootstrap, e))
     }

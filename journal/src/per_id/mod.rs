@@ -26,8 +26,11 @@ use kafka_persistence_wire::{Client, Producer};
 
 use crate::config::JournalConfig;
 use crate::error::JournalError;
+use crate::format::JournalRecordView;
 use crate::layout::{JournalLayout, Written};
+use crate::migrate::IdExport;
 use crate::repr::{AtomicWrite, PersistentRepr};
+use crate::scan::Applied;
 use naming::topic_for;
 use pid::{PidCache, PidEntry};
 use topics::{NewTopicSpec, TopicCreator};
@@ -169,5 +172,56 @@ impl JournalLayout for PerIdLayout {
 
     fn flush(&self) -> BoxFuture<'static, Result<(), JournalError>> {
         futures::future::ready(Ok(())).boxed()
+    }
+
+    fn export_id(
+        &self,
+        persistence_id: &str,
+    ) -> BoxFuture<'static, Result<IdExport, JournalError>> {
+        let inner = Arc::clone(&self.0);
+        let entry = inner.entry(persistence_id);
+        let ticket = entry.gate.ticket();
+        let pid = persistence_id.to_string();
+        async move {
+            let mut export = IdExport {
+                persistence_id: pid.clone(),
+                highest: 0,
+                deleted_to: 0,
+                records: Vec::new(),
+            };
+            let Some(v) = entry.synced(ticket, &inner.client).await? else {
+                return Ok(export);
+            };
+            if let Some((from, to)) = v.state.lost_range() {
+                return Err(JournalError::EventsLost {
+                    persistence_id: pid,
+                    from,
+                    to,
+                });
+            }
+            export.highest = v.state.highest;
+            export.deleted_to = v.state.deleted_to;
+            let deleted_to = v.state.deleted_to;
+            let mut log = log::Verified::new(v.log_start);
+            let records = &mut export.records;
+            log::scan(
+                &inner.client,
+                &entry.topic,
+                &mut log,
+                log::Until::Offset(v.state.next_offset),
+                log::ScanOptions::FULL,
+                |m| {
+                    if matches!(m.applied, Applied::Event | Applied::Gap)
+                        && m.record.last() > deleted_to
+                    {
+                        records.push(JournalRecordView::from_record(&pid, m.record));
+                    }
+                    std::ops::ControlFlow::Continue(())
+                },
+            )
+            .await?;
+            Ok(export)
+        }
+        .boxed()
     }
 }

@@ -16,6 +16,7 @@
 
 pub(crate) mod delete;
 pub(crate) mod head;
+pub(crate) mod import;
 pub(crate) mod index;
 pub(crate) mod partition;
 pub(crate) mod read;
@@ -36,6 +37,7 @@ use crate::config::JournalConfig;
 use crate::error::JournalError;
 use crate::gate::Gate;
 use crate::layout::{JournalLayout, Written};
+use crate::migrate::{IdExport, ImportOutcome};
 use crate::repr::{AtomicWrite, PersistentRepr};
 use partition::PartitionState;
 
@@ -286,5 +288,15 @@ impl JournalLayout for SharedLayout {
     fn flush(&self) -> BoxFuture<'static, Result<(), JournalError>> {
         let shared = Arc::clone(&self.0);
         async move { index::flush_all(&shared).await }.boxed()
+    }
+
+    fn import_id(
+        &self,
+        export: IdExport,
+    ) -> BoxFuture<'static, Result<ImportOutcome, JournalError>> {
+        let shared = Arc::clone(&self.0);
+        let active = shared.active(&export.persistence_id);
+        let ticket = active.gate.ticket();
+        async move { import::import(&shared, &active, ticket, export).await }.boxed()
     }
 }
