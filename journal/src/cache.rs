@@ -8,7 +8,7 @@ use std::sync::Arc;
 /// is read from its log again on its next use, as after a restart.
 #[derive(Debug)]
 pub(crate) struct IdCache<T> {
-    entries: std::collections::HashMap<String, (Arc<T>, u64)>,
+    entries: std::collections::HashMap<String, (Arc<T>, u64), crate::hash::IdHashBuilder>,
     /// Bumped on every lookup; an entry's stamp is the tick of its last use.
     tick: u64,
     capacity: usize,
@@ -17,7 +17,7 @@ pub(crate) struct IdCache<T> {
 impl<T> IdCache<T> {
     pub(crate) fn new(capacity: usize) -> Self {
         IdCache {
-            entries: std::collections::HashMap::new(),
+            entries: std::collections::HashMap::default(),
             tick: 0,
             capacity: capacity.max(1),
         }

@@ -8,6 +8,7 @@ mod error;
 mod event_topic;
 mod format;
 mod gate;
+mod hash;
 mod journal;
 mod layout;
 mod migrate;

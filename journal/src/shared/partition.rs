@@ -20,6 +20,7 @@
 //! per partition; their tasks may not run in that order). [`SendBook`] keeps that count.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
@@ -93,7 +94,7 @@ impl SendBook {
 /// See the module documentation.
 #[derive(Debug)]
 pub(crate) struct PartitionState {
-    pub(crate) heads: HashMap<Box<str>, Head>,
+    pub(crate) heads: HashMap<Arc<str>, Head, crate::hash::IdHashBuilder>,
     /// Every record below this offset is applied.
     pub(crate) frontier: i64,
     /// The partition's log start offset, as last seen.
@@ -103,14 +104,14 @@ pub(crate) struct PartitionState {
     pub(crate) fresh_initialized: bool,
     pending: BTreeMap<i64, Pending>,
     recent: VecDeque<(i64, bool)>,
-    dirty: Vec<Box<str>>,
+    dirty: Vec<Arc<str>>,
     pub(crate) sends: SendBook,
 }
 
 impl PartitionState {
     pub(crate) fn new() -> Self {
         PartitionState {
-            heads: HashMap::new(),
+            heads: HashMap::default(),
             frontier: 0,
             log_start: 0,
             fresh_initialized: true,
@@ -123,7 +124,7 @@ impl PartitionState {
 
     /// Puts a head restored from the index (before anything is applied).
     pub(crate) fn restore_head(&mut self, persistence_id: String, head: Head) {
-        self.heads.insert(persistence_id.into_boxed_str(), head);
+        self.heads.insert(Arc::from(persistence_id), head);
     }
 
     /// Applies the record of `persistence_id` at `offset`, which must be the frontier or
@@ -137,22 +138,29 @@ impl PartitionState {
     ) -> Option<Applied> {
         debug_assert!(offset >= self.frontier);
         self.frontier = self.frontier.max(offset.saturating_add(1));
-        let fresh = self.fresh_initialized;
-        let head = match self.heads.get_mut(persistence_id) {
-            Some(h) => h,
-            None => self
-                .heads
-                .entry(persistence_id.into())
-                .or_insert_with(|| Head::new(fresh)),
+        let applied = match self.heads.get_mut(persistence_id) {
+            Some(head) => {
+                if offset < head.as_of {
+                    return None;
+                }
+                let was_dirty = head.dirty;
+                let applied = head.apply(offset, rec);
+                if !was_dirty {
+                    if let Some((k, _)) = self.heads.get_key_value(persistence_id) {
+                        self.dirty.push(Arc::clone(k));
+                    }
+                }
+                applied
+            }
+            None => {
+                let key: Arc<str> = Arc::from(persistence_id);
+                let mut head = Head::new(self.fresh_initialized);
+                let applied = head.apply(offset, rec);
+                self.heads.insert(Arc::clone(&key), head);
+                self.dirty.push(key);
+                applied
+            }
         };
-        if offset < head.as_of {
-            return None;
-        }
-        let was_dirty = head.dirty;
-        let applied = head.apply(offset, rec);
-        if !was_dirty {
-            self.dirty.push(persistence_id.into());
-        }
         // A record that may begin one of our sends: a batch's first record or a marker.
         let may_begin_send = rec.kind == KIND_DELETION
             || ((rec.kind == KIND_EVENT || rec.kind == KIND_GAP)
@@ -325,7 +333,7 @@ impl PartitionState {
             if let Some(h) = self.heads.get_mut(&id) {
                 if h.dirty {
                     h.dirty = false;
-                    out.push((id.into_string(), h.to_record()));
+                    out.push((id.to_string(), h.to_record()));
                 }
             }
         }
@@ -334,10 +342,13 @@ impl PartitionState {
 
     /// Marks `persistence_id`'s head as to be stored again (the index holds an older one).
     pub(crate) fn mark_dirty(&mut self, persistence_id: &str) {
-        if let Some(h) = self.heads.get_mut(persistence_id) {
-            if !h.dirty {
-                h.dirty = true;
-                self.dirty.push(persistence_id.into());
+        if let Some((k, _)) = self.heads.get_key_value(persistence_id) {
+            let k = Arc::clone(k);
+            if let Some(h) = self.heads.get_mut(persistence_id) {
+                if !h.dirty {
+                    h.dirty = true;
+                    self.dirty.push(k);
+                }
             }
         }
     }
