@@ -119,7 +119,7 @@ pub(crate) async fn restore(shared: &Shared, p: &Partition) -> Result<(), Journa
         st.log_start = journal_start;
         st.frontier = from.max(journal_start);
     }
-    *p.index_position.lock().await = read.end;
+    *p.index_position.lock().await = (read.end, read.checkpoint.map(|c| c.journal_offset));
     tail::catch_up(shared, p).await?;
     tracing::debug!(
         partition = p.id,
@@ -166,15 +166,22 @@ pub(crate) async fn flush_all(shared: &Shared) -> Result<(), JournalError> {
 
 /// Writes partition `p`'s changed heads, verifies the index, and writes a checkpoint.
 async fn flush(shared: &Shared, p: &Partition) -> Result<(), JournalError> {
-    let mut position = p.index_position.lock().await;
+    let mut guard = p.index_position.lock().await;
+    let (position, last_checkpoint) = &mut *guard;
     for _ in 0..MAX_ROUNDS {
         let frontier = p.state().frontier;
+        let mut wrote = false;
         loop {
             let heads = p.state().take_dirty(HEADS_PER_ROUND);
             if heads.is_empty() {
                 break;
             }
+            wrote = true;
             write_heads(shared, p.id, heads).await?;
+        }
+        if !wrote && *last_checkpoint == Some(frontier) {
+            // Nothing new since the last checkpoint.
+            return Ok(());
         }
         // Read back what the index holds now, ours and anybody else's.
         let read = read_index(shared, p.id, *position).await?;
@@ -212,6 +219,7 @@ async fn flush(shared: &Shared, p: &Partition) -> Result<(), JournalError> {
             .index_producer
             .send(&shared.index_topic, p.id, vec![record])
             .await?;
+        *last_checkpoint = Some(frontier);
         return Ok(());
     }
     tracing::debug!(

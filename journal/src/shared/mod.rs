@@ -59,8 +59,9 @@ pub(crate) struct Partition {
     pub(crate) reads_done: AtomicU64,
     /// Signalled when the frontier moves.
     pub(crate) changed: Notify,
-    /// The index writer's position in this partition of the index topic.
-    pub(crate) index_position: tokio::sync::Mutex<i64>,
+    /// The index writer's position in this partition of the index topic, and the journal
+    /// offset of the last checkpoint it wrote or restored (`None`: none yet).
+    pub(crate) index_position: tokio::sync::Mutex<(i64, Option<i64>)>,
 }
 
 impl Partition {
@@ -72,7 +73,7 @@ impl Partition {
             reads_started: AtomicU64::new(0),
             reads_done: AtomicU64::new(0),
             changed: Notify::new(),
-            index_position: tokio::sync::Mutex::new(0),
+            index_position: tokio::sync::Mutex::new((0, None)),
         }
     }
 
