@@ -645,7 +645,7 @@ fn print_table(r: &Report, args: &BenchArgs) {
         if r.p4_ok { "yes" } else { "NO" }
     );
     if let Some(p5) = &r.p5 {
-        let rows: [(String, String); 8] = [
+        let rows: [(String, String); 9] = [
             (
                 format!("P5 write {} ids x 1 event", p5.p5_ids),
                 format!("{:>10.0} ids/s", p5.p5_ids_per_s),
@@ -661,6 +661,10 @@ fn print_table(r: &Report, args: &BenchArgs) {
             (
                 "P5 fresh instance: memory per id".into(),
                 format!("{:>10.0} B", p5.p5_rss_bytes_per_id),
+            ),
+            (
+                "P5 fresh instance: index bytes per id".into(),
+                format!("{:>10.0} B", p5.p5_index_bytes_per_id),
             ),
             (
                 "P5 recovery p50".into(),

@@ -36,6 +36,8 @@ pub(crate) struct ScaleReport {
     pub(crate) p5_rss_mb: f64,
     /// The same per id, in bytes.
     pub(crate) p5_rss_bytes_per_id: f64,
+    /// The fresh instance's index as it counts itself (map slots, keys, ranges), per id.
+    pub(crate) p5_index_bytes_per_id: f64,
     pub(crate) p5_recover_p50_ms: f64,
     pub(crate) p5_recover_p99_ms: f64,
     pub(crate) p5_recover_max_ms: f64,
@@ -127,6 +129,7 @@ pub(crate) async fn p5_scale(
     let restore_s = restore_start.elapsed().as_secs_f64();
     let rss_after = rss_bytes();
     let rss = rss_after.saturating_sub(rss_before);
+    let index_bytes = fresh.index_stats().map_or(0, |s| s.bytes);
 
     let recover_bar = bar("P5 recover ids", args.recover as u64);
     let mut seed = 0x9e37_79b9_7f4a_7c15u64 ^ (std::process::id() as u64);
@@ -154,6 +157,7 @@ pub(crate) async fn p5_scale(
         p5_restore_s: restore_s,
         p5_rss_mb: rss as f64 / (1024.0 * 1024.0),
         p5_rss_bytes_per_id: rss as f64 / args.ids.max(1) as f64,
+        p5_index_bytes_per_id: index_bytes as f64 / args.ids.max(1) as f64,
         p5_recover_p50_ms: ms(0.50),
         p5_recover_p99_ms: ms(0.99),
         p5_recover_max_ms: latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),

@@ -15,7 +15,7 @@ use crate::migrate::{IdExport, ImportOutcome};
 use crate::per_id::{PerId, PerIdLayout};
 use crate::publish::Publisher;
 use crate::repr::{AtomicWrite, PersistentRepr};
-use crate::shared::{PartitionEvent, SharedLayout};
+use crate::shared::{IndexStats, PartitionEvent, SharedLayout};
 
 /// The event journal: append, replay, highest sequence number, delete, queries.
 ///
@@ -285,6 +285,11 @@ impl Journal {
     pub async fn import_id(&self, export: IdExport) -> Result<ImportOutcome, JournalError> {
         let fut = self.inner.layout.import_id(export);
         bounded(&self.inner.config, "import_id", fut).await
+    }
+
+    /// Layout v2's in-memory index: ids, ranges and the bytes they take (`None` in layout v1).
+    pub fn index_stats(&self) -> Option<IndexStats> {
+        self.inner.shared.as_ref().map(SharedLayout::index_stats)
     }
 
     /// Writes what the layout keeps in memory that is due to be stored now, instead of at its

@@ -29,7 +29,7 @@ pub use journal::Journal;
 pub use kafka_persistence_wire::Layout;
 pub use migrate::{IdExport, ImportOutcome};
 pub use repr::{AtomicWrite, PersistentRepr};
-pub use shared::PartitionEvent;
+pub use shared::{IndexStats, PartitionEvent};
 
 /// The journal topic name of a persistence id under a prefix (the injective encoding of
 /// layout v1; see the crate documentation).

@@ -43,6 +43,19 @@ use partition::PartitionState;
 
 pub use read::PartitionEvent;
 
+/// What layout v2's in-memory index holds ([`crate::Journal::index_stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IndexStats {
+    /// Persistence ids indexed (every partition).
+    pub ids: u64,
+    /// Offset ranges of their records.
+    pub ranges: u64,
+    /// Bytes the index takes: map slots at capacity, keys and ranges (the allocator's own
+    /// overhead not included).
+    pub bytes: u64,
+}
+
 /// The producer batch limit for the shared partitions: a replay fetches whole record batches,
 /// so batches that merge many ids' sends stay moderate.
 const SHARED_BATCH_BYTES: usize = 64 * 1024;
@@ -214,6 +227,18 @@ impl SharedLayout {
         }
         index::start_writer(&shared);
         Ok(SharedLayout(shared))
+    }
+
+    /// See [`crate::Journal::index_stats`].
+    pub(crate) fn index_stats(&self) -> IndexStats {
+        let mut stats = IndexStats::default();
+        for p in &self.0.partitions {
+            let (ids, ranges, bytes) = p.state().memory();
+            stats.ids += ids;
+            stats.ranges += ranges;
+            stats.bytes += bytes;
+        }
+        stats
     }
 
     /// See [`crate::Journal::events_by_partition`].

@@ -325,6 +325,23 @@ impl PartitionState {
         !self.pending.is_empty()
     }
 
+    /// What the heads take in memory: `(ids, ranges, bytes)`, counting the map's slots at its
+    /// capacity, the keys and the ranges (allocator overhead not included).
+    pub(crate) fn memory(&self) -> (u64, u64, u64) {
+        let slot = std::mem::size_of::<(Arc<str>, Head)>() + 1;
+        // hashbrown keeps at most 7/8 of its buckets full.
+        let buckets = self.heads.capacity() * 8 / 7;
+        let mut bytes = (buckets * slot) as u64;
+        let mut ranges = 0u64;
+        for (k, h) in &self.heads {
+            bytes += (k.len() + 2 * std::mem::size_of::<usize>()) as u64;
+            bytes += (h.ranges.capacity() * std::mem::size_of::<super::head::Range>()) as u64;
+            ranges += h.ranges.len() as u64;
+        }
+        bytes += (self.dirty.capacity() * std::mem::size_of::<Arc<str>>()) as u64;
+        (self.heads.len() as u64, ranges, bytes)
+    }
+
     /// Takes up to `max` changed heads to store, marking them stored.
     pub(crate) fn take_dirty(&mut self, max: usize) -> Vec<(String, HeadRecord)> {
         let n = self.dirty.len().min(max);
