@@ -414,3 +414,127 @@ async fn shutdown_ends_every_entity_and_later_asks_are_refused() {
     ));
     assert_eq!(journal.highest_sequence_nr(&pid).await.expect("highest"), 3);
 }
+
+/// The process's resident memory in bytes (Linux; 0 elsewhere), for the report below.
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// 10,000 entities asked in parallel with at most 1,000 in memory: passivation keeps the
+/// number running bounded, every entity ends at its own state (recovered when it was
+/// stopped), and the memory is reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_entities_in_parallel_with_passivation_bounding_memory() {
+    use futures::StreamExt;
+    let broker = broker().await;
+    // Against an external broker (CI step b), a tenth of it keeps the run short.
+    let (n, max) = if broker.server().is_some() {
+        (10_000, 1_000)
+    } else {
+        (1_000, 100)
+    };
+    let (journal, store) = broker.parts().await;
+    let accounts = Entities::new(
+        journal,
+        store,
+        Account::new(SnapshotPolicy::on_demand()),
+        config().with_max_entities(max),
+    );
+    let tag = unique_pid("many");
+    let handles: Vec<_> = (0..n)
+        .map(|i| accounts.entity(format!("{tag}-{i}")))
+        .collect();
+    let before = rss_bytes();
+    let max_running = std::sync::atomic::AtomicUsize::new(0);
+    for round in 1..=2u64 {
+        let asks = handles.iter().map(|h| {
+            let accounts = &accounts;
+            let max_running = &max_running;
+            async move {
+                h.ask(AccountCommand::Deposit(round))
+                    .await
+                    .expect("deposit");
+                max_running.fetch_max(accounts.running(), std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        futures::stream::iter(asks)
+            .buffer_unordered(500)
+            .collect::<Vec<()>>()
+            .await;
+    }
+    let after = rss_bytes();
+    let peak = max_running.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        peak <= 1_000,
+        "at most 1,000 entities in memory, saw {peak}"
+    );
+    assert!(accounts.stats().evicted >= 9_000, "{:?}", accounts.stats());
+    // Every entity has both deposits: the second ask of most of them recovered the first.
+    for h in handles.iter().step_by(97) {
+        assert_eq!(h.state(|b: &Balance| b.balance).await.expect("state"), 3);
+    }
+    eprintln!(
+        "{n} entities, at most {peak} in memory: resident memory grew by {:.1} MiB",
+        after.saturating_sub(before) as f64 / (1024.0 * 1024.0)
+    );
+}
+
+/// A command whose event the journal rejects (too large for the topic) leaves a gap: the
+/// entity goes on, and a recovery skips the gap.
+#[tokio::test]
+async fn a_rejected_event_leaves_a_gap_the_entity_goes_on_and_recovers_over() {
+    let broker = broker().await;
+    let (journal, store) = broker.parts().await;
+    let pid = unique_pid("gap");
+    let accounts = Entities::new(
+        Arc::clone(&journal),
+        Arc::clone(&store),
+        Account::new(SnapshotPolicy::on_demand()),
+        config(),
+    );
+    let handle = accounts.entity(pid.clone());
+    handle
+        .ask(AccountCommand::Deposit(1))
+        .await
+        .expect("deposit");
+    // A write of 2 MiB (above the broker's default 1 MiB message size) for the same id, as a
+    // foreign writer would do it: rejected with a gap marker at 2.
+    let big = PersistentRepr::new(pid.clone(), 2, vec![b'x'; 2 * 1024 * 1024]);
+    let r = journal
+        .write(vec![AtomicWrite::new(vec![big])])
+        .await
+        .expect("write");
+    assert!(
+        matches!(
+            r[0],
+            Err(kafka_persistence::journal::WriteError::Rejected { .. })
+        ),
+        "{r:?}"
+    );
+    accounts.shutdown().await;
+    let again = Entities::new(
+        Arc::clone(&journal),
+        store,
+        Account::new(SnapshotPolicy::on_demand()),
+        config(),
+    );
+    let handle = again.entity(pid.clone());
+    let Ok(Handled::Persisted { sequence_nr }) = handle.ask(AccountCommand::Deposit(5)).await
+    else {
+        panic!("the entity did not go on after the gap");
+    };
+    assert_eq!(sequence_nr, 3, "the gap at 2 is accounted for");
+    assert_eq!(
+        handle.state(|b: &Balance| b.balance).await.expect("state"),
+        6
+    );
+    assert_eq!(amounts(&journal, &pid).await.len(), 2);
+}
