@@ -221,17 +221,17 @@ impl PartitionState {
 
     /// A send of several chunks (ids) was acknowledged at `base`: each chunk is registered at
     /// its offset, in order.
-    pub(crate) fn register_acks(
+    pub(crate) fn register_acks<'a>(
         &mut self,
         send: u64,
         base: i64,
-        chunks: Vec<(String, Vec<JournalRecord>)>,
+        chunks: impl IntoIterator<Item = (&'a str, Vec<JournalRecord>)>,
     ) -> Vec<Registered> {
         let mut offset = base;
-        let mut out = Vec::with_capacity(chunks.len());
+        let mut out = Vec::new();
         for (persistence_id, stubs) in chunks {
             let n = stubs.len() as i64;
-            out.push(self.register_chunk(send, offset, &persistence_id, stubs));
+            out.push(self.register_chunk(send, offset, persistence_id, stubs));
             offset += n;
         }
         self.sends.finish(send);

@@ -461,12 +461,16 @@ impl PartitionCursor {
             let Ok(r) = JournalRecord::decode_value(value) else {
                 continue;
             };
-            let mut state = match self.states.remove(pid) {
-                Some(s) => s,
-                None => self.seed(pid, rec.offset).await?,
+            // The id's key is copied only the first time the stream meets it.
+            let applied = match self.states.get_mut(pid) {
+                Some(state) => state.apply(rec.offset, &r),
+                None => {
+                    let mut state = self.seed(pid, rec.offset).await?;
+                    let applied = state.apply(rec.offset, &r);
+                    self.states.insert(pid.to_string(), state);
+                    applied
+                }
             };
-            let applied = state.apply(rec.offset, &r);
-            self.states.insert(pid.to_string(), state);
             if applied == Applied::Event {
                 let deleted_to = p.state().heads.get(pid).map_or(0, |h| h.deleted_to);
                 if r.sequence_nr > deleted_to {

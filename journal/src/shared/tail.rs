@@ -89,24 +89,22 @@ async fn read_to_end(shared: &Shared, p: &Partition) -> Result<(), JournalError>
                 if rec.offset < st.frontier || rec.offset >= hw {
                     continue;
                 }
-                let decoded = match (&rec.key, rec.value) {
+                // Applied straight from the fetched bytes: the key is borrowed, not copied.
+                let reason = match (&rec.key, rec.value) {
                     (Some(key), Some(value)) => match std::str::from_utf8(key) {
-                        Ok(id) => JournalRecord::decode_value(value)
-                            .map(|r| (id.to_string(), r))
-                            .map_err(|e| e.to_string()),
-                        Err(_) => Err("key is not UTF-8".to_string()),
+                        Ok(id) => match JournalRecord::decode_value(value) {
+                            Ok(r) => {
+                                st.apply(rec.offset, id, &r);
+                                continue;
+                            }
+                            Err(e) => e.to_string(),
+                        },
+                        Err(_) => "key is not UTF-8".to_string(),
                     },
-                    _ => Err("record without key or value".to_string()),
+                    _ => "record without key or value".to_string(),
                 };
-                match decoded {
-                    Ok((id, r)) => {
-                        st.apply(rec.offset, &id, &r);
-                    }
-                    Err(reason) => {
-                        tracing::warn!(topic, partition = p.id, offset = rec.offset, %reason, "ignoring a record that is not a journal record");
-                        st.skip_to(rec.offset + 1);
-                    }
-                }
+                tracing::warn!(topic, partition = p.id, offset = rec.offset, %reason, "ignoring a record that is not a journal record");
+                st.skip_to(rec.offset + 1);
             }
             if resp.next_offset > st.frontier {
                 let frontier = st.frontier;

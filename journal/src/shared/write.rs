@@ -310,10 +310,12 @@ async fn decide(
                     })
                     .collect();
             };
-            let list = chunks
-                .iter_mut()
-                .map(|c| (pid(c), std::mem::take(&mut c.stubs)))
-                .collect();
+            let list = chunks.iter_mut().map(|c| {
+                (
+                    actives[c.id].persistence_id.as_str(),
+                    std::mem::take(&mut c.stubs),
+                )
+            });
             let regs = p.state().register_acks(n, meta.base_offset, list);
             (meta.base_offset, regs)
         }
