@@ -16,6 +16,7 @@
 
 pub(crate) mod delete;
 pub(crate) mod head;
+pub(crate) mod heads;
 pub(crate) mod import;
 pub(crate) mod index;
 pub(crate) mod partition;

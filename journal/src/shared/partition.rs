@@ -19,12 +19,12 @@
 //! instance made to the partition before it has been registered (acks arrive in send order
 //! per partition; their tasks may not run in that order). [`SendBook`] keeps that count.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use tokio::sync::oneshot;
 
 use super::head::{Head, HeadRecord};
+use super::heads::{HeadId, Heads};
 use crate::format::{JournalRecord, KIND_DELETION, KIND_EVENT, KIND_GAP};
 use crate::scan::Applied;
 
@@ -94,7 +94,7 @@ impl SendBook {
 /// See the module documentation.
 #[derive(Debug)]
 pub(crate) struct PartitionState {
-    pub(crate) heads: HashMap<Arc<str>, Head, crate::hash::IdHashBuilder>,
+    pub(crate) heads: Heads,
     /// Every record below this offset is applied.
     pub(crate) frontier: i64,
     /// The partition's log start offset, as last seen.
@@ -104,14 +104,15 @@ pub(crate) struct PartitionState {
     pub(crate) fresh_initialized: bool,
     pending: BTreeMap<i64, Pending>,
     recent: VecDeque<(i64, bool)>,
-    dirty: Vec<Arc<str>>,
+    /// Heads changed since the index last stored them (entry numbers of `heads`).
+    dirty: Vec<HeadId>,
     pub(crate) sends: SendBook,
 }
 
 impl PartitionState {
     pub(crate) fn new() -> Self {
         PartitionState {
-            heads: HashMap::default(),
+            heads: Heads::default(),
             frontier: 0,
             log_start: 0,
             fresh_initialized: true,
@@ -124,7 +125,7 @@ impl PartitionState {
 
     /// Puts a head restored from the index (before anything is applied).
     pub(crate) fn restore_head(&mut self, persistence_id: String, head: Head) {
-        self.heads.insert(Arc::from(persistence_id), head);
+        self.heads.insert(&persistence_id, head);
     }
 
     /// Applies the record of `persistence_id` at `offset`, which must be the frontier or
@@ -138,26 +139,26 @@ impl PartitionState {
     ) -> Option<Applied> {
         debug_assert!(offset >= self.frontier);
         self.frontier = self.frontier.max(offset.saturating_add(1));
-        let applied = match self.heads.get_mut(persistence_id) {
-            Some(head) => {
+        let applied = match self.heads.find(persistence_id) {
+            Some(i) => {
+                let Some((_, head)) = self.heads.entry_mut(i) else {
+                    return None;
+                };
                 if offset < head.as_of {
                     return None;
                 }
                 let was_dirty = head.dirty;
                 let applied = head.apply(offset, rec);
                 if !was_dirty {
-                    if let Some((k, _)) = self.heads.get_key_value(persistence_id) {
-                        self.dirty.push(Arc::clone(k));
-                    }
+                    self.dirty.push(i);
                 }
                 applied
             }
             None => {
-                let key: Arc<str> = Arc::from(persistence_id);
                 let mut head = Head::new(self.fresh_initialized);
                 let applied = head.apply(offset, rec);
-                self.heads.insert(Arc::clone(&key), head);
-                self.dirty.push(key);
+                let i = self.heads.insert(persistence_id, head);
+                self.dirty.push(i);
                 applied
             }
         };
@@ -325,20 +326,16 @@ impl PartitionState {
         !self.pending.is_empty()
     }
 
-    /// What the heads take in memory: `(ids, ranges, bytes)`, counting the map's slots at its
-    /// capacity, the keys and the ranges (allocator overhead not included).
+    /// What the heads take in memory: `(ids, ranges, bytes)`, counting the map's buckets and
+    /// entries at their capacity, the keys and the ranges (allocator overhead not included).
     pub(crate) fn memory(&self) -> (u64, u64, u64) {
-        let slot = std::mem::size_of::<(Arc<str>, Head)>() + 1;
-        // hashbrown keeps at most 7/8 of its buckets full.
-        let buckets = self.heads.capacity() * 8 / 7;
-        let mut bytes = (buckets * slot) as u64;
+        let mut bytes = self.heads.bytes();
         let mut ranges = 0u64;
-        for (k, h) in &self.heads {
-            bytes += (k.len() + 2 * std::mem::size_of::<usize>()) as u64;
+        for (_, h) in self.heads.iter() {
             bytes += (h.ranges.capacity() * std::mem::size_of::<super::head::Range>()) as u64;
             ranges += h.ranges.len() as u64;
         }
-        bytes += (self.dirty.capacity() * std::mem::size_of::<Arc<str>>()) as u64;
+        bytes += (self.dirty.capacity() * std::mem::size_of::<HeadId>()) as u64;
         (self.heads.len() as u64, ranges, bytes)
     }
 
@@ -346,8 +343,8 @@ impl PartitionState {
     pub(crate) fn take_dirty(&mut self, max: usize) -> Vec<(String, HeadRecord)> {
         let n = self.dirty.len().min(max);
         let mut out = Vec::with_capacity(n);
-        for id in self.dirty.drain(..n) {
-            if let Some(h) = self.heads.get_mut(&id) {
+        for i in self.dirty.drain(..n) {
+            if let Some((id, h)) = self.heads.entry_mut(i) {
                 if h.dirty {
                     h.dirty = false;
                     out.push((id.to_string(), h.to_record()));
@@ -359,12 +356,11 @@ impl PartitionState {
 
     /// Marks `persistence_id`'s head as to be stored again (the index holds an older one).
     pub(crate) fn mark_dirty(&mut self, persistence_id: &str) {
-        if let Some((k, _)) = self.heads.get_key_value(persistence_id) {
-            let k = Arc::clone(k);
-            if let Some(h) = self.heads.get_mut(persistence_id) {
+        if let Some(i) = self.heads.find(persistence_id) {
+            if let Some((_, h)) = self.heads.entry_mut(i) {
                 if !h.dirty {
                     h.dirty = true;
-                    self.dirty.push(k);
+                    self.dirty.push(i);
                 }
             }
         }
