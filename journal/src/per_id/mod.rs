@@ -120,7 +120,7 @@ impl JournalLayout for PerIdLayout {
         let ticket = entry.gate.ticket();
         async move {
             let verified = entry.synced(ticket, &inner.client).await?;
-            Ok(verified.map_or(0, |v| v.state.highest))
+            Ok(verified.map_or(0, |v| v.state().highest))
         }
         .boxed()
     }
@@ -131,7 +131,7 @@ impl JournalLayout for PerIdLayout {
         let ticket = entry.gate.ticket();
         async move {
             let verified = entry.synced(ticket, &inner.client).await?;
-            Ok(verified.map_or(0, |v| v.state.deleted_to))
+            Ok(verified.map_or(0, |v| v.state().deleted_to))
         }
         .boxed()
     }
@@ -192,23 +192,23 @@ impl JournalLayout for PerIdLayout {
             let Some(v) = entry.synced(ticket, &inner.client).await? else {
                 return Ok(export);
             };
-            if let Some((from, to)) = v.state.lost_range() {
+            if let Some((from, to)) = v.state().lost_range() {
                 return Err(JournalError::EventsLost {
                     persistence_id: pid,
                     from,
                     to,
                 });
             }
-            export.highest = v.state.highest;
-            export.deleted_to = v.state.deleted_to;
-            let deleted_to = v.state.deleted_to;
-            let mut log = log::Verified::new(v.log_start);
+            export.highest = v.state().highest;
+            export.deleted_to = v.state().deleted_to;
+            let deleted_to = v.state().deleted_to;
+            let mut log = log::Verified::new(v.log_start());
             let records = &mut export.records;
             log::scan(
                 &inner.client,
                 &entry.topic,
                 &mut log,
-                log::Until::Offset(v.state.next_offset),
+                log::Until::Offset(v.state().next_offset),
                 log::ScanOptions::FULL,
                 |m| {
                     if matches!(m.applied, Applied::Event | Applied::Gap)
