@@ -2,7 +2,8 @@
 //! do. Kept for existing data; `kafka-persistence migrate` copies it into layout v2.
 //!
 //! - [`naming`]: the injective id -> topic name encoding.
-//! - [`pid`]: the per-id cached state (verified log state, reservations, lock order).
+//! - [`pid`]: `PidEntry`, the only owner and mutator of an id's cached state (verified log
+//!   state, reservations, writes in flight) and of the scans that advance it; lock order.
 //! - [`log`]: the fetch loop over an id's topic and the verified state with checkpoints.
 //! - [`write`]: pipelined writes, fencing by expected offset, verification on surprise.
 //! - [`delete`]: deletion markers and DeleteRecords.
