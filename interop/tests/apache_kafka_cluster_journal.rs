@@ -22,8 +22,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
-use kafka_persistence_journal::{AtomicWrite, Journal, JournalConfig, Layout, PersistentRepr};
-use kafka_persistence_wire::{Client, ClientConfig};
+use kafka_persistence_journal::{
+    AtomicWrite, Journal, JournalConfig, JournalRecordView, Layout, PersistentRepr, RecordKind,
+};
+use kafka_persistence_wire::{Client, ClientConfig, FetchRequest};
 
 use common::{fail, repo_root, unique, TestResult};
 
@@ -294,6 +296,53 @@ async fn progress(book: &Book, from: u64, more: u64, what: &str) -> Result<Durat
     Ok(start.elapsed())
 }
 
+/// Reads every partition of the journal topic to its end and counts the event records per
+/// (id, sequence number) seen more than once: duplicates in the log itself, which replays
+/// (and any consumer applying the acceptance rule) would hide.
+async fn raw_duplicates(client: &Client, topic: &str) -> Result<(u64, u64), BoxError> {
+    let mut seen: std::collections::HashSet<(String, u64)> = std::collections::HashSet::new();
+    let (mut records, mut duplicates) = (0u64, 0u64);
+    for p in 0..PARTITIONS {
+        let mut offset = 0;
+        let deadline = Instant::now() + PHASE_TIMEOUT;
+        loop {
+            let resp = client
+                .fetch(FetchRequest::new(topic, p, offset).with_max_wait(Duration::from_millis(50)))
+                .await?;
+            for r in &resp.records {
+                let (Some(key), Some(value)) = (&r.key, &r.value) else {
+                    continue;
+                };
+                let view = JournalRecordView::decode(key, value)
+                    .map_err(|e| fail(format!("{topic}/{p}@{}: {e}", r.offset)))?;
+                if view.kind == RecordKind::Event {
+                    records += 1;
+                    if !seen.insert((view.persistence_id.clone(), view.sequence_nr)) {
+                        duplicates += 1;
+                        if duplicates <= 5 {
+                            eprintln!(
+                                "{topic}/{p}@{}: {} #{} again",
+                                r.offset, view.persistence_id, view.sequence_nr
+                            );
+                        }
+                    }
+                }
+            }
+            offset = resp.next_offset.max(offset);
+            if offset >= resp.high_watermark {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(fail(format!(
+                    "reading {topic}/{p}: stuck at {offset}, high watermark {}",
+                    resp.high_watermark
+                )));
+            }
+        }
+    }
+    Ok((records, duplicates))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs peers: run .ci/test-all"]
 async fn apache_kafka_cluster_journal_v2_survives_moved_leaders_a_killed_node_and_a_restart(
@@ -466,6 +515,19 @@ async fn apache_kafka_cluster_journal_v2_survives_moved_leaders_a_killed_node_an
     drop(results);
     let verify = t_verify.elapsed();
     let replayed_total: u64 = replayed.iter().sum();
+    // Nor does the log itself hold an event twice (the idempotent producer across the leader
+    // changes).
+    let (raw_events, raw_dups) = raw_duplicates(&admin, &topic).await?;
+    if raw_dups > 0 {
+        return Err(fail(format!(
+            "{raw_dups} of {raw_events} event records in {topic} are duplicates"
+        )));
+    }
+    if raw_events < replayed_total {
+        return Err(fail(format!(
+            "{topic} holds {raw_events} event records, replays show {replayed_total}"
+        )));
+    }
     // And the fresh instance goes on writing where each id stands.
     let sample: Vec<AtomicWrite> = (0..IDS)
         .step_by(IDS / 200)
@@ -491,7 +553,8 @@ async fn apache_kafka_cluster_journal_v2_survives_moved_leaders_a_killed_node_an
          partitions moved in {move_took:?}; node {victim} (leader of {victim_led}) killed, \
          writes resumed {resumed:?} later, restarted in {restart_took:?}, {down:?} after the kill; \
          instance dropped with {in_flight_at_drop} calls in flight; fresh instance restored \
-         in {restore:?}, replayed {replayed_total} events of {IDS} ids in {verify:?}; total \
+         in {restore:?}, replayed {replayed_total} events of {IDS} ids in {verify:?}, the log \
+         holds {raw_events} event records; total \
          {:?}",
         rounds.load(Ordering::SeqCst),
         acked_total as f64 / write_s.as_secs_f64(),
