@@ -9,8 +9,8 @@ use bytes::Bytes;
 use kafka_persistence_wire::protocol::decode_response;
 use kafka_persistence_wire::record::{decode_batches, DecodeLimits};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, CreateTopicsResponse, DeleteRecordsResponse,
-    DescribeConfigsResponse, FetchResponse, FindCoordinatorResponse, HeartbeatResponse,
+    AlterPartitionReassignmentsResponse, ApiKey, ApiVersionsResponse, CreateTopicsResponse,
+    DeleteRecordsResponse, DescribeConfigsResponse, ElectLeadersResponse, FetchResponse, FindCoordinatorResponse, HeartbeatResponse,
     InitProducerIdResponse, JoinGroupResponse, LeaveGroupResponse, ListOffsetsResponse,
     MetadataResponse, OffsetCommitResponse, OffsetFetchResponse, ProduceResponse,
     SyncGroupResponse,
@@ -18,7 +18,7 @@ use kafka_protocol::messages::{
 use libfuzzer_sys::fuzz_target;
 
 /// The APIs the client decodes responses of, in selector order (byte 0 modulo the count).
-const APIS: [ApiKey; 16] = [
+const APIS: [ApiKey; 18] = [
     ApiKey::Produce,
     ApiKey::Fetch,
     ApiKey::Metadata,
@@ -35,6 +35,8 @@ const APIS: [ApiKey; 16] = [
     ApiKey::LeaveGroup,
     ApiKey::OffsetCommit,
     ApiKey::OffsetFetch,
+    ApiKey::ElectLeaders,
+    ApiKey::AlterPartitionReassignments,
 ];
 
 fuzz_target!(|data: &[u8]| {
@@ -120,6 +122,12 @@ fuzz_target!(|data: &[u8]| {
         }
         ApiKey::OffsetFetch => {
             let _ = decode_response::<OffsetFetchResponse>(api, version, frame);
+        }
+        ApiKey::ElectLeaders => {
+            let _ = decode_response::<ElectLeadersResponse>(api, version, frame);
+        }
+        ApiKey::AlterPartitionReassignments => {
+            let _ = decode_response::<AlterPartitionReassignmentsResponse>(api, version, frame);
         }
         _ => {}
     }

@@ -9,6 +9,7 @@ mod event_topic;
 mod format;
 mod gate;
 mod hash;
+mod inflight;
 mod journal;
 mod layout;
 mod migrate;

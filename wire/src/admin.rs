@@ -97,7 +97,9 @@ fn broker_timeout(d: Duration) -> i32 {
 }
 
 impl Client {
-    async fn controller_conn(&self) -> Result<std::sync::Arc<crate::conn::Connection>, Error> {
+    pub(crate) async fn controller_conn(
+        &self,
+    ) -> Result<std::sync::Arc<crate::conn::Connection>, Error> {
         let controller = lock(&self.inner.metadata).controller;
         if controller >= 0 {
             if let Ok(c) = self.inner.broker_conn(controller, ConnKind::Main).await {

@@ -249,6 +249,7 @@ impl ErrorCode {
     pub const FENCED_INSTANCE_ID: i16 = 82;
     pub const FENCED_LEADER_EPOCH: i16 = 74;
     pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
+    pub const ELECTION_NOT_NEEDED: i16 = 84;
     pub const THROTTLING_QUOTA_EXCEEDED: i16 = 89;
     pub const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
     pub const GROUP_AUTHORIZATION_FAILED: i16 = 30;

@@ -25,6 +25,7 @@ pub mod consumer;
 pub mod error;
 pub mod fetch;
 pub mod layout;
+pub mod leaders;
 pub mod metadata;
 pub mod naming;
 pub mod partitioner;

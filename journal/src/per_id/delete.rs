@@ -25,13 +25,12 @@ impl PerId {
         if !entry.topic_exists(&self.client).await? {
             return Ok(());
         }
-        entry.drain().await;
         let v = entry.sync(&self.client).await?;
-        let target = to.min(v.state.highest).max(v.state.deleted_to);
-        if target <= v.state.deleted_to {
+        let target = to.min(v.state().highest).max(v.state().deleted_to);
+        if target <= v.state().deleted_to {
             return Ok(());
         }
-        let marker = JournalRecord::deletion(target, v.state.highest);
+        let marker = JournalRecord::deletion(target, v.state().highest);
         let sent = self
             .producer
             .send(
@@ -43,14 +42,14 @@ impl PerId {
         let meta = match sent {
             Ok(m) => m,
             Err(e) => {
-                entry.lock().poisoned = true;
+                entry.poison();
                 return Err(e.into());
             }
         };
         let v = entry.sync(&self.client).await?;
         // Free the space below the first record that is not fully deleted (at most up to the
         // marker, so a truncated log still starts with the deletion state).
-        let mut probe = Verified::from_state(v.start_for(target.saturating_add(1)), v.log_start);
+        let mut probe = Verified::from_state(v.start_for(target.saturating_add(1)), v.log_start());
         let mut truncate_to = meta.base_offset;
         scan(
             &self.client,
@@ -68,16 +67,14 @@ impl PerId {
             },
         )
         .await?;
-        if truncate_to > v.log_start {
+        if truncate_to > v.log_start() {
             match self
                 .client
                 .delete_records(&entry.topic, PARTITION, truncate_to)
                 .await
             {
                 Ok(low) => {
-                    if let Some(v) = entry.lock().verified.as_mut() {
-                        v.set_log_start(low.max(truncate_to));
-                    }
+                    entry.log_start_moved(low.max(truncate_to));
                 }
                 Err(e) => {
                     tracing::warn!(topic = %entry.topic, error = %e, reason = "DeleteRecords failed; the deletion marker still hides the events", "space not freed");

@@ -19,13 +19,17 @@ const CHECKPOINT_EVERY: u64 = 1024;
 /// The state of a log prefix, read from Kafka (or known from our own acknowledged writes),
 /// with checkpoints so replays can start near their first sequence number.
 #[derive(Clone, Debug)]
+///
+/// Its fields change only through its methods: [`Verified::apply`] (a record read, or one of
+/// our own acknowledged writes), [`Verified::skip_to`] and the log start moving; the copy a
+/// journal caches per id is owned by [`super::pid::PidEntry`].
 pub(crate) struct Verified {
     /// The state after the verified prefix; `state.next_offset` is its end.
-    pub(crate) state: ScanState,
+    state: ScanState,
     /// States at earlier offsets (ascending), the first being the start of the scan.
     checkpoints: Vec<ScanState>,
     /// The log start offset last seen.
-    pub(crate) log_start: i64,
+    log_start: i64,
 }
 
 impl Verified {
@@ -37,6 +41,22 @@ impl Verified {
             checkpoints: vec![state],
             log_start: log_start.max(0),
         }
+    }
+
+    /// The state after the verified prefix.
+    pub(crate) fn state(&self) -> &ScanState {
+        &self.state
+    }
+
+    /// The log start offset last seen.
+    pub(crate) fn log_start(&self) -> i64 {
+        self.log_start
+    }
+
+    /// Offsets below `offset` hold nothing of the journal (control batches, compacted-away
+    /// offsets, records without a value): the verified prefix ends there. Never goes back.
+    fn skip_to(&mut self, offset: i64) {
+        self.state.next_offset = self.state.next_offset.max(offset);
     }
 
     /// Applies one record, keeping a checkpoint now and then.
@@ -214,8 +234,7 @@ where
         if resp.records.is_empty() {
             if resp.next_offset > verified.state.next_offset {
                 // Only control batches or compacted-away offsets: skip them.
-                verified.state.next_offset =
-                    resp.next_offset.min(t).max(verified.state.next_offset);
+                verified.skip_to(resp.next_offset.min(t));
                 continue;
             }
             return Ok(ScanEnd { stopped: false });
@@ -228,7 +247,7 @@ where
                 return Ok(ScanEnd { stopped: false });
             }
             let Some(value) = rec.value else {
-                verified.state.next_offset = rec.offset.saturating_add(1);
+                verified.skip_to(rec.offset.saturating_add(1));
                 continue;
             };
             let record = JournalRecord::decode_value(value).map_err(|e| JournalError::Corrupt {
@@ -248,7 +267,7 @@ where
             }
         }
         if resp.next_offset > verified.state.next_offset {
-            verified.state.next_offset = resp.next_offset.min(t);
+            verified.skip_to(resp.next_offset.min(t));
         }
     }
 }

@@ -2,7 +2,8 @@
 //! do. Kept for existing data; `kafka-persistence migrate` copies it into layout v2.
 //!
 //! - [`naming`]: the injective id -> topic name encoding.
-//! - [`pid`]: the per-id cached state (verified log state, reservations, lock order).
+//! - [`pid`]: `PidEntry`, the only owner and mutator of an id's cached state (verified log
+//!   state, reservations, writes in flight) and of the scans that advance it; lock order.
 //! - [`log`]: the fetch loop over an id's topic and the verified state with checkpoints.
 //! - [`write`]: pipelined writes, fencing by expected offset, verification on surprise.
 //! - [`delete`]: deletion markers and DeleteRecords.
@@ -120,7 +121,7 @@ impl JournalLayout for PerIdLayout {
         let ticket = entry.gate.ticket();
         async move {
             let verified = entry.synced(ticket, &inner.client).await?;
-            Ok(verified.map_or(0, |v| v.state.highest))
+            Ok(verified.map_or(0, |v| v.state().highest))
         }
         .boxed()
     }
@@ -131,7 +132,7 @@ impl JournalLayout for PerIdLayout {
         let ticket = entry.gate.ticket();
         async move {
             let verified = entry.synced(ticket, &inner.client).await?;
-            Ok(verified.map_or(0, |v| v.state.deleted_to))
+            Ok(verified.map_or(0, |v| v.state().deleted_to))
         }
         .boxed()
     }
@@ -192,23 +193,23 @@ impl JournalLayout for PerIdLayout {
             let Some(v) = entry.synced(ticket, &inner.client).await? else {
                 return Ok(export);
             };
-            if let Some((from, to)) = v.state.lost_range() {
+            if let Some((from, to)) = v.state().lost_range() {
                 return Err(JournalError::EventsLost {
                     persistence_id: pid,
                     from,
                     to,
                 });
             }
-            export.highest = v.state.highest;
-            export.deleted_to = v.state.deleted_to;
-            let deleted_to = v.state.deleted_to;
-            let mut log = log::Verified::new(v.log_start);
+            export.highest = v.state().highest;
+            export.deleted_to = v.state().deleted_to;
+            let deleted_to = v.state().deleted_to;
+            let mut log = log::Verified::new(v.log_start());
             let records = &mut export.records;
             log::scan(
                 &inner.client,
                 &entry.topic,
                 &mut log,
-                log::Until::Offset(v.state.next_offset),
+                log::Until::Offset(v.state().next_offset),
                 log::ScanOptions::FULL,
                 |m| {
                     if matches!(m.applied, Applied::Event | Applied::Gap)

@@ -1,27 +1,35 @@
-//! Per persistence id state cached by a [`crate::Journal`]: the verified log state, the
-//! reservation view used by pipelined writes, and the lock order between them.
+//! Per persistence id state cached by a [`crate::Journal`] in layout v1, and its only
+//! mutators: [`PidEntry`] owns the id's verified log state (highest sequence number, deletion
+//! mark, verified offset, checkpoints), its reservation view for pipelined writes, its writes
+//! in flight, and the scans that advance the verified state ([`PidEntry::sync`] and the
+//! verification of a write that landed elsewhere). Everything else reads copies.
 //!
 //! Lock order: `gate` (async, held while reserving offsets, syncing or deleting) before
 //! `state` (sync, never held across an await). Writes decide their outcome one after another
 //! in offset order through a chain of one-shot outcomes, so the verified state is only
 //! advanced in log order.
 
+use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub(crate) use crate::cache::IdCache;
 
-use futures::future::Shared;
+use futures::future::{FutureExt, Shared};
 use kafka_persistence_wire::Client;
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::oneshot;
 
 use super::log::{scan, ScanOptions, Until, Verified};
+use crate::chunk::ChunkPlan;
 use crate::error::JournalError;
+use crate::format::JournalRecord;
 use crate::gate::{Gate, Ticket};
+use crate::inflight::{Inflight, InflightWrite};
+use crate::scan::Applied;
 
 /// Whether the predecessor write landed where it was expected and was accepted.
 pub(crate) type Outcome = Shared<oneshot::Receiver<bool>>;
 
-/// The cached state of one persistence id.
+/// The cached state of one persistence id (see the module documentation).
 #[derive(Debug)]
 pub(crate) struct PidEntry {
     /// The persistence id.
@@ -32,29 +40,36 @@ pub(crate) struct PidEntry {
     /// issued (see [`Gate`]).
     pub(crate) gate: Arc<Gate>,
     state: Mutex<PidState>,
-    /// Signalled whenever an in-flight write of this id finishes.
-    drained: Notify,
+    /// Writes reserved and not yet decided; poisoned when the reservation view is wrong (a
+    /// write failed or landed elsewhere, a deletion's outcome is unknown): resync when drained.
+    inflight: Arc<Inflight>,
 }
 
-/// See [`PidEntry`].
 #[derive(Debug, Default)]
-pub(crate) struct PidState {
+struct PidState {
     /// The topic is known to exist.
-    pub(crate) topic_exists: bool,
+    topic_exists: bool,
     /// The topic's `max.message.bytes`, once read.
-    pub(crate) max_message_bytes: Option<usize>,
+    max_message_bytes: Option<usize>,
     /// The verified log state; `None` until the first sync.
-    pub(crate) verified: Option<Verified>,
+    verified: Option<Verified>,
     /// Reservation view: the offset the next write will land at, if nobody else writes.
-    pub(crate) next_offset: i64,
+    next_offset: i64,
     /// Reservation view: the highest sequence number including in-flight writes.
-    pub(crate) highest: u64,
-    /// Writes reserved and not yet decided.
-    pub(crate) inflight: usize,
-    /// The reservation view is wrong (a write failed or landed elsewhere): resync when drained.
-    pub(crate) poisoned: bool,
+    highest: u64,
     /// The outcome of the last reserved write.
-    pub(crate) last_outcome: Option<Outcome>,
+    last_outcome: Option<Outcome>,
+}
+
+/// One chunk's place in the id's log, taken by [`PidEntry::reserve`].
+#[derive(Debug)]
+pub(crate) struct Reservation {
+    /// The offset the chunk lands at if nobody else writes the topic.
+    pub(crate) expected: i64,
+    /// The outcome of the write reserved before it, if any.
+    pub(crate) prev: Option<Outcome>,
+    /// Counts the write in flight and publishes its outcome.
+    pub(crate) guard: InflightGuard,
 }
 
 impl PidEntry {
@@ -64,44 +79,67 @@ impl PidEntry {
             topic,
             gate: Arc::new(Gate::default()),
             state: Mutex::new(PidState::default()),
-            drained: Notify::new(),
+            inflight: Arc::default(),
         }
     }
 
     /// The state (never held across an await).
-    pub(crate) fn lock(&self) -> MutexGuard<'_, PidState> {
+    fn lock(&self) -> MutexGuard<'_, PidState> {
         // A panic while holding this lock cannot leave it inconsistent in a way that matters
         // more than losing the cache: recover the guard.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Waits until no write of this id is in flight. Call with `gate` held.
-    pub(crate) async fn drain(&self) {
-        loop {
-            let notified = self.drained.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.lock().inflight == 0 {
-                return;
-            }
-            notified.await;
+    /// Whether the id's topic is known to exist (without asking Kafka).
+    pub(crate) fn topic_known(&self) -> bool {
+        self.lock().topic_exists
+    }
+
+    /// The id's topic was created (or found to exist).
+    pub(crate) fn topic_created(&self) {
+        self.lock().topic_exists = true;
+    }
+
+    /// The topic's `max.message.bytes`, if read before.
+    pub(crate) fn max_message_bytes(&self) -> Option<usize> {
+        self.lock().max_message_bytes
+    }
+
+    /// Remembers the topic's `max.message.bytes`.
+    pub(crate) fn set_max_message_bytes(&self, limit: usize) {
+        self.lock().max_message_bytes = Some(limit);
+    }
+
+    /// Whether the reservation view must be read from the log before the next write (never
+    /// read, or a write failed).
+    pub(crate) fn needs_sync(&self) -> bool {
+        self.lock().verified.is_none() || self.inflight.poisoned()
+    }
+
+    /// The highest sequence number the log is verified to hold (0 before the first sync).
+    pub(crate) fn verified_highest(&self) -> u64 {
+        self.lock()
+            .verified
+            .as_ref()
+            .map_or(0, |v| v.state().highest)
+    }
+
+    /// The outcome of an operation on the log is unknown: read it again before the next write.
+    pub(crate) fn poison(&self) {
+        self.inflight.poison();
+    }
+
+    /// The log start moved to `log_start` (our DeleteRecords).
+    pub(crate) fn log_start_moved(&self, log_start: i64) {
+        if let Some(v) = self.lock().verified.as_mut() {
+            v.set_log_start(log_start);
         }
     }
 
-    /// Marks one in-flight write as finished.
-    pub(crate) fn finish(&self, ok: bool) {
-        let mut st = self.lock();
-        st.inflight = st.inflight.saturating_sub(1);
-        if !ok {
-            st.poisoned = true;
-        }
-        drop(st);
-        self.drained.notify_waiters();
-    }
-
-    /// Brings the verified state to the high watermark and resets the reservation view.
-    /// Call with `gate` held and nothing in flight (see [`PidEntry::drain`]).
+    /// Waits until no write of this id is in flight, then brings the verified state to the
+    /// high watermark and resets the reservation view. Call with `gate` entered.
     pub(crate) async fn sync(&self, client: &Client) -> Result<Verified, JournalError> {
+        self.inflight.drain().await;
         let mut verified = self
             .lock()
             .verified
@@ -113,27 +151,28 @@ impl PidEntry {
             &mut verified,
             Until::HighWatermark,
             ScanOptions::FULL,
-            |_| std::ops::ControlFlow::Continue(()),
+            |_| ControlFlow::Continue(()),
         )
         .await?;
         let mut st = self.lock();
         st.topic_exists = true;
-        st.next_offset = verified.state.next_offset;
-        st.highest = verified.state.highest;
-        st.poisoned = false;
+        st.next_offset = verified.state().next_offset;
+        st.highest = verified.state().highest;
         st.last_outcome = None;
         st.verified = Some(verified.clone());
+        drop(st);
+        self.inflight.clear_poison();
         Ok(verified)
     }
 
     /// Whether the id's topic exists (never creates it).
     pub(crate) async fn topic_exists(&self, client: &Client) -> Result<bool, JournalError> {
-        if self.lock().topic_exists {
+        if self.topic_known() {
             return Ok(true);
         }
         let exists = client.topic_metadata(&self.topic).await?.is_some();
         if exists {
-            self.lock().topic_exists = true;
+            self.topic_created();
         }
         Ok(exists)
     }
@@ -150,17 +189,105 @@ impl PidEntry {
         if !self.topic_exists(client).await? {
             return Ok(None);
         }
-        self.drain().await;
         self.sync(client).await.map(Some)
+    }
+
+    /// Plans a write on the reservation view's highest sequence number (`plan`) and reserves
+    /// each planned chunk's offsets, in order. Call with `gate` entered.
+    pub(crate) fn reserve(
+        self: &Arc<Self>,
+        plan: impl FnOnce(u64) -> ChunkPlan,
+    ) -> (ChunkPlan, Vec<Reservation>) {
+        let mut st = self.lock();
+        let plan = plan(st.highest);
+        st.highest = plan.highest;
+        let mut reservations = Vec::with_capacity(plan.chunks.len());
+        for c in &plan.chunks {
+            let expected = st.next_offset;
+            st.next_offset = st.next_offset.saturating_add(c.records.len() as i64);
+            let (tx, rx) = oneshot::channel();
+            let prev = st.last_outcome.replace(rx.shared());
+            reservations.push(Reservation {
+                expected,
+                prev,
+                guard: InflightGuard {
+                    entry: Arc::clone(self),
+                    write: self.inflight.begin(),
+                    outcome: Some(tx),
+                },
+            });
+        }
+        (plan, reservations)
+    }
+
+    /// Decides a write acknowledged at `base` (its chunk's records without payloads:
+    /// `stubs`), reserved at `expected` behind a predecessor that decided `prev_ok`: if it
+    /// landed where reserved, right after the verified prefix, the verified state takes it
+    /// without reading; otherwise the records up to it are read to learn whether the log
+    /// accepted it. `None`: its records were not found.
+    pub(crate) async fn settle(
+        &self,
+        client: &Client,
+        guard: InflightGuard,
+        expected: i64,
+        prev_ok: bool,
+        base: i64,
+        stubs: &[JournalRecord],
+    ) -> Result<Option<bool>, JournalError> {
+        {
+            let mut st = self.lock();
+            if let Some(v) = st.verified.as_mut() {
+                if prev_ok && base == expected && v.state().next_offset == expected {
+                    for (k, stub) in stubs.iter().enumerate() {
+                        v.apply(expected + k as i64, stub);
+                    }
+                    drop(st);
+                    guard.complete(true, true);
+                    return Ok(Some(true));
+                }
+            }
+        }
+        // The batch landed elsewhere (another writer, or an earlier write of ours failed):
+        // read the records in between to learn whether the log accepted it.
+        tracing::info!(persistence_id = %self.persistence_id, expected, landed = base, prev_ok, reason = "write landed at an unexpected offset", "verifying write against the log");
+        let mut v = self
+            .lock()
+            .verified
+            .clone()
+            .unwrap_or_else(|| Verified::new(0));
+        let mut accepted = None;
+        let res = scan(
+            client,
+            &self.topic,
+            &mut v,
+            Until::Offset(base.saturating_add(stubs.len() as i64)),
+            ScanOptions::FULL,
+            |m| {
+                if m.offset == base {
+                    accepted = Some(matches!(m.applied, Applied::Event | Applied::Gap));
+                }
+                ControlFlow::Continue(())
+            },
+        )
+        .await;
+        if let Err(e) = res {
+            guard.complete(false, false);
+            return Err(e);
+        }
+        self.lock().verified = Some(v);
+        guard.complete(false, false);
+        Ok(accepted)
     }
 }
 
-/// Decrements the in-flight count and fails the outcome if a write is dropped (timeout or
-/// cancellation) before it decided.
+/// Finishes an in-flight write (decrementing the count, poisoning when it failed) and
+/// publishes its outcome to the next write; a write dropped (timeout or cancellation) before
+/// it decided fails its outcome.
 #[derive(Debug)]
 pub(crate) struct InflightGuard {
-    pub(crate) entry: Arc<PidEntry>,
-    pub(crate) outcome: Option<oneshot::Sender<bool>>,
+    entry: Arc<PidEntry>,
+    write: InflightWrite,
+    outcome: Option<oneshot::Sender<bool>>,
 }
 
 impl InflightGuard {
@@ -169,7 +296,7 @@ impl InflightGuard {
         if let Some(tx) = self.outcome.take() {
             let _ = tx.send(landed_as_expected);
         }
-        self.entry.finish(ok);
+        self.write.finish(ok);
     }
 }
 
@@ -178,7 +305,7 @@ impl Drop for InflightGuard {
         if let Some(tx) = self.outcome.take() {
             tracing::debug!(persistence_id = %self.entry.persistence_id, reason = "write dropped before its outcome was known", "poisoning cached write state");
             let _ = tx.send(false);
-            self.entry.finish(false);
+            self.write.finish(false);
         }
     }
 }

@@ -59,7 +59,7 @@ impl Cursor {
             },
             max_wait: if live { LIVE_WAIT } else { Duration::ZERO },
         };
-        let before = self.log.state.next_offset;
+        let before = self.log.state().next_offset;
         let (from, to) = (self.from, self.to);
         let pid = self.persistence_id.clone();
         let mut remaining = self.remaining;
@@ -95,7 +95,7 @@ impl Cursor {
         if end.stopped {
             self.done = true;
         } else if let Some(e) = self.end_offset {
-            if self.log.state.next_offset >= e || self.log.state.next_offset == before {
+            if self.log.state().next_offset >= e || self.log.state().next_offset == before {
                 self.done = true;
             }
         }
@@ -116,7 +116,7 @@ async fn open(
     let Some(verified) = entry.synced(entry.gate.ticket(), &inner.client).await? else {
         return Ok(None);
     };
-    let state = verified.state;
+    let state = *verified.state();
     let first = from.max(state.deleted_to.saturating_add(1)).max(1);
     if !live && first > to.min(state.highest) {
         return Ok(None);
@@ -133,7 +133,7 @@ async fn open(
     let start = verified.start_for(first);
     Ok(Some(Cursor {
         topic: entry.topic.clone(),
-        log: Verified::from_state(start, verified.log_start),
+        log: Verified::from_state(start, verified.log_start()),
         inner,
         persistence_id,
         from: first,

@@ -2,16 +2,13 @@
 //! ahead; a chunk that lands elsewhere is verified against the log (fencing).
 
 use std::collections::HashSet;
-use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use futures::future::{join_all, BoxFuture, FutureExt};
 use kafka_persistence_wire as wire;
-use tokio::sync::oneshot;
 
-use super::log::{scan, ScanOptions, Until, Verified};
 use super::naming::PARTITION;
-use super::pid::{InflightGuard, Outcome, PidEntry};
+use super::pid::{PidEntry, Reservation};
 use super::topics::NewTopicSpec;
 use super::PerId;
 use crate::chunk::{
@@ -21,7 +18,6 @@ use crate::error::JournalError;
 use crate::gate::Ticket;
 use crate::layout::Written;
 use crate::repr::AtomicWrite;
-use crate::scan::Applied;
 
 /// A write's work per id, with its place in line, taken before the write awaits anything.
 pub(crate) struct WritePlan {
@@ -62,13 +58,13 @@ impl PerId {
         // Create the topics of ids this journal has not seen yet in one request.
         let missing: Vec<NewTopicSpec> = ids
             .iter()
-            .filter(|(e, _, _)| !e.lock().topic_exists)
+            .filter(|(e, _, _)| !e.topic_known())
             .map(|(e, _, _)| self.new_topic(&e.topic))
             .collect();
         if !missing.is_empty() {
             self.creator.create(&self.client, missing).await?;
             for (e, _, _) in &ids {
-                e.lock().topic_exists = true;
+                e.topic_created();
             }
         }
         let per_pid = ids
@@ -101,43 +97,18 @@ impl PerId {
         writes: Vec<(usize, AtomicWrite)>,
     ) -> Result<Vec<Planned>, JournalError> {
         let gate = ticket.enter().await;
-        let needs_sync = {
-            let st = entry.lock();
-            st.verified.is_none() || st.poisoned
-        };
-        if needs_sync {
-            entry.drain().await;
+        if entry.needs_sync() {
             entry.sync(&self.client).await?;
         }
         let limit = self.max_message_bytes(&entry, &writes).await?;
         let pid = entry.persistence_id.clone();
         let timestamp = crate::now_ms();
-
-        // Plan and reserve under the state lock.
-        let mut reservations: Vec<(i64, Option<Outcome>, InflightGuard)> = Vec::new();
-        let (mut out, mut chunks) = {
-            let mut st = entry.lock();
-            let plan = plan_chunks(&pid, writes, st.highest, limit, timestamp, || {
+        let (plan, reservations) = entry.reserve(|highest| {
+            plan_chunks(&pid, writes, highest, limit, timestamp, || {
                 self.next_batch_id()
-            });
-            st.highest = plan.highest;
-            for c in &plan.chunks {
-                let expected = st.next_offset;
-                st.next_offset = st.next_offset.saturating_add(c.records.len() as i64);
-                st.inflight += 1;
-                let (tx, rx) = oneshot::channel();
-                let prev = st.last_outcome.replace(rx.shared());
-                reservations.push((
-                    expected,
-                    prev,
-                    InflightGuard {
-                        entry: Arc::clone(&entry),
-                        outcome: Some(tx),
-                    },
-                ));
-            }
-            (plan.out, plan.chunks)
-        };
+            })
+        });
+        let (mut out, mut chunks) = (plan.out, plan.chunks);
         // Start every send in reservation order (the producer keeps call order per
         // partition), then let other writers of this id reserve behind us.
         let mut sends: Vec<SendFuture> = Vec::with_capacity(chunks.len());
@@ -152,11 +123,11 @@ impl PerId {
         }
         drop(gate);
 
-        let decisions = chunks.into_iter().zip(sends).zip(reservations).map(
-            |((chunk, send), (expected, prev, guard))| {
-                self.decide(Arc::clone(&entry), chunk, send, expected, prev, guard)
-            },
-        );
+        let decisions = chunks
+            .into_iter()
+            .zip(sends)
+            .zip(reservations)
+            .map(|((chunk, send), r)| self.decide(&entry, chunk, send, r));
         let mut fenced: HashSet<usize> = HashSet::new();
         let mut first_error = None;
         for d in join_all(decisions).await {
@@ -171,11 +142,7 @@ impl PerId {
         if let Some(e) = first_error {
             return Err(e);
         }
-        let expected = entry
-            .lock()
-            .verified
-            .as_ref()
-            .map_or(0, |v| v.state.highest.saturating_add(1));
+        let expected = entry.verified_highest().saturating_add(1);
         chunk::mark_fenced(&mut out, &fenced, &pid, expected);
         Ok(out)
     }
@@ -183,13 +150,16 @@ impl PerId {
     /// Waits for one sent chunk and decides whether the log accepted it.
     async fn decide(
         &self,
-        entry: Arc<PidEntry>,
+        entry: &PidEntry,
         chunk: Chunk,
         send: SendFuture,
-        expected: i64,
-        prev: Option<Outcome>,
-        guard: InflightGuard,
+        reservation: Reservation,
     ) -> Result<(bool, Vec<usize>), JournalError> {
+        let Reservation {
+            expected,
+            prev,
+            guard,
+        } = reservation;
         let sent = send.await;
         let prev_ok = match prev {
             Some(p) => p.await.unwrap_or(false),
@@ -203,51 +173,11 @@ impl PerId {
                 return Err(e.into());
             }
         };
-        let n = chunk.stubs.len() as i64;
-        {
-            let mut st = entry.lock();
-            if let Some(v) = st.verified.as_mut() {
-                if prev_ok && meta.base_offset == expected && v.state.next_offset == expected {
-                    for (k, stub) in chunk.stubs.iter().enumerate() {
-                        v.apply(expected + k as i64, stub);
-                    }
-                    drop(st);
-                    guard.complete(true, true);
-                    return Ok((true, chunk.indices));
-                }
-            }
-        }
-        // The batch landed elsewhere (another writer, or an earlier write of ours failed):
-        // read the records in between to learn whether the log accepted it.
-        tracing::info!(persistence_id = %entry.persistence_id, expected, landed = meta.base_offset, prev_ok, reason = "write landed at an unexpected offset", "verifying write against the log");
-        let mut v = entry
-            .lock()
-            .verified
-            .clone()
-            .unwrap_or_else(|| Verified::new(0));
         let base = meta.base_offset;
-        let mut accepted = None;
-        let res = scan(
-            &self.client,
-            &entry.topic,
-            &mut v,
-            Until::Offset(base.saturating_add(n)),
-            ScanOptions::FULL,
-            |m| {
-                if m.offset == base {
-                    accepted = Some(matches!(m.applied, Applied::Event | Applied::Gap));
-                }
-                ControlFlow::Continue(())
-            },
-        )
-        .await;
-        if let Err(e) = res {
-            guard.complete(false, false);
-            return Err(e);
-        }
-        entry.lock().verified = Some(v);
-        guard.complete(false, false);
-        match accepted {
+        let settled = entry
+            .settle(&self.client, guard, expected, prev_ok, base, &chunk.stubs)
+            .await?;
+        match settled {
             Some(ok) => {
                 if !ok {
                     tracing::warn!(persistence_id = %entry.persistence_id, offset = base, reason = "another writer's records came first", "write fenced");
@@ -271,7 +201,7 @@ impl PerId {
             .config
             .max_message_bytes
             .and_then(|m| usize::try_from(m).ok());
-        if let Some(known) = entry.lock().max_message_bytes {
+        if let Some(known) = entry.max_message_bytes() {
             return Ok(known);
         }
         let big = writes
@@ -295,7 +225,7 @@ impl PerId {
             (None, None) => DEFAULT_MAX_MESSAGE_BYTES,
         };
         tracing::debug!(topic = %entry.topic, limit, reason = "large write", "read max.message.bytes");
-        entry.lock().max_message_bytes = Some(limit);
+        entry.set_max_message_bytes(limit);
         Ok(limit)
     }
 }

@@ -14,7 +14,7 @@ pub(crate) async fn delete_to(
     to: u64,
 ) -> Result<(), JournalError> {
     let _gate = ticket.enter().await;
-    active.drain().await;
+    active.inflight.drain().await;
     let p = &shared.partitions[active.partition];
     tail::catch_up(shared, p).await?;
     let pid = active.persistence_id.as_str();

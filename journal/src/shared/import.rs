@@ -16,7 +16,7 @@ pub(crate) async fn import(
     export: IdExport,
 ) -> Result<ImportOutcome, JournalError> {
     let _gate = ticket.enter().await;
-    active.drain().await;
+    active.inflight.drain().await;
     let p = &shared.partitions[active.partition];
     tail::catch_up(shared, p).await?;
     let pid = active.persistence_id.as_str();
@@ -109,6 +109,6 @@ pub(crate) async fn import(
         outcome.records_written += 1;
     }
     // The id's reservation view is read from the head again by its next write.
-    active.lock().poisoned = true;
+    active.inflight.poison();
     Ok(outcome)
 }

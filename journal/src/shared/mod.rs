@@ -37,6 +37,7 @@ use crate::cache::IdCache;
 use crate::config::JournalConfig;
 use crate::error::JournalError;
 use crate::gate::Gate;
+use crate::inflight::Inflight;
 use crate::layout::{JournalLayout, Written};
 use crate::migrate::{IdExport, ImportOutcome};
 use crate::repr::{AtomicWrite, PersistentRepr};
@@ -105,45 +106,20 @@ pub(crate) struct ActiveId {
     pub(crate) partition: usize,
     pub(crate) gate: Arc<Gate>,
     state: Mutex<ActiveState>,
-    drained: Notify,
+    /// Its writes in flight; poisoned when one failed or was refused: take the reservation
+    /// view from the head again.
+    pub(crate) inflight: Arc<Inflight>,
 }
 
 #[derive(Debug, Default)]
 pub(crate) struct ActiveState {
     /// The highest sequence number including writes in flight; `None` until first used.
     pub(crate) reserved: Option<u64>,
-    pub(crate) inflight: usize,
-    /// A write failed or was refused: take the reservation view from the head again.
-    pub(crate) poisoned: bool,
 }
 
 impl ActiveId {
     pub(crate) fn lock(&self) -> MutexGuard<'_, ActiveState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Waits until no write of this id is in flight (call with the gate entered).
-    pub(crate) async fn drain(&self) {
-        loop {
-            let notified = self.drained.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.lock().inflight == 0 {
-                return;
-            }
-            notified.await;
-        }
-    }
-
-    /// One write in flight finished; `ok` false poisons the reservation view.
-    pub(crate) fn finish(&self, ok: bool) {
-        let mut st = self.lock();
-        st.inflight = st.inflight.saturating_sub(1);
-        if !ok {
-            st.poisoned = true;
-        }
-        drop(st);
-        self.drained.notify_waiters();
     }
 }
 
@@ -180,7 +156,7 @@ impl Shared {
             partition,
             gate: Arc::new(Gate::default()),
             state: Mutex::new(ActiveState::default()),
-            drained: Notify::new(),
+            inflight: Arc::default(),
         })
     }
 

@@ -48,7 +48,7 @@ pub(crate) async fn current_head(
     ticket: Ticket,
 ) -> Result<Option<Head>, JournalError> {
     let _gate = ticket.enter().await;
-    active.drain().await;
+    active.inflight.drain().await;
     let p = &shared.partitions[active.partition];
     tail::catch_up(shared, p).await?;
     let head = p.state().heads.get(active.persistence_id.as_str()).cloned();

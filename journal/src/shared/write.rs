@@ -15,6 +15,7 @@ use crate::chunk::{self, plan_chunks, Planned};
 use crate::error::JournalError;
 use crate::format::JournalRecord;
 use crate::gate::Ticket;
+use crate::inflight::InflightWrite;
 use crate::layout::Written;
 use crate::repr::AtomicWrite;
 
@@ -59,27 +60,9 @@ struct Sent {
     /// The caller's atomic writes it stores.
     indices: Vec<usize>,
     stubs: Vec<JournalRecord>,
-    /// Counts the chunk as in flight for its id until decided (or dropped).
-    inflight: Inflight,
-}
-
-/// One write in flight of an id; finished when decided, or, when the write is dropped
-/// (timeout, cancellation) before that, finished as failed, so the id's next call reads the
-/// log instead of waiting for it.
-struct Inflight(Option<Arc<ActiveId>>);
-
-impl Inflight {
-    fn finish(&mut self, ok: bool) {
-        if let Some(a) = self.0.take() {
-            a.finish(ok);
-        }
-    }
-}
-
-impl Drop for Inflight {
-    fn drop(&mut self) {
-        self.finish(false);
-    }
+    /// Counts the chunk as in flight for its id until decided (or dropped: then as failed,
+    /// so the id's next call reads the log instead of waiting for it).
+    inflight: InflightWrite,
 }
 
 /// One send to a partition: several ids' chunks, one record batch.
@@ -126,11 +109,7 @@ pub(crate) async fn write(shared: &Arc<Shared>, plan: Plan) -> Result<Written, J
             now,
             || shared.next_batch_id(),
         );
-        {
-            let mut st = active.lock();
-            st.reserved = Some(plan.highest);
-            st.inflight += plan.chunks.len();
-        }
+        active.lock().reserved = Some(plan.highest);
         planned.push(plan.out);
         let p = &shared.partitions[active.partition];
         for c in plan.chunks {
@@ -154,7 +133,7 @@ pub(crate) async fn write(shared: &Arc<Shared>, plan: Plan) -> Result<Written, J
                 id: k,
                 indices: c.indices,
                 stubs: c.stubs,
-                inflight: Inflight(Some(Arc::clone(active))),
+                inflight: active.inflight.begin(),
             });
         }
     }
@@ -265,15 +244,12 @@ fn start_send<'a>(
 /// or poisoned, or (with `refresh`) after reading the partition to its end.
 async fn reserved(shared: &Shared, active: &ActiveId, refresh: bool) -> Result<u64, JournalError> {
     let p = &shared.partitions[active.partition];
-    let stale = {
-        let st = active.lock();
-        st.reserved.is_none() || st.poisoned
-    };
+    let stale = active.lock().reserved.is_none() || active.inflight.poisoned();
     if !stale && !refresh {
         return Ok(active.lock().reserved.unwrap_or(0));
     }
-    active.drain().await;
-    if refresh || active.lock().poisoned {
+    active.inflight.drain().await;
+    if refresh || active.inflight.poisoned() {
         tail::catch_up(shared, p).await?;
     }
     let highest = p
@@ -281,9 +257,8 @@ async fn reserved(shared: &Shared, active: &ActiveId, refresh: bool) -> Result<u
         .heads
         .get(active.persistence_id.as_str())
         .map_or(0, |h| h.highest);
-    let mut st = active.lock();
-    st.reserved = Some(highest);
-    st.poisoned = false;
+    active.lock().reserved = Some(highest);
+    active.inflight.clear_poison();
     Ok(highest)
 }
 
