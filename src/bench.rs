@@ -38,6 +38,10 @@ pub(crate) struct BenchArgs {
     /// Events per id in P4.
     #[arg(long, default_value_t = 10)]
     p4_events: u64,
+    /// Ids of P4 writing at once (each awaits its own writes one after another); 0: all of
+    /// them.
+    #[arg(long, default_value_t = 1000)]
+    p4_in_flight: usize,
     /// Atomic writes per `write` call in P1 (the batch a journal receives).
     #[arg(long, default_value_t = 100)]
     p1_batch: usize,
@@ -433,8 +437,12 @@ async fn p4_many_ids(
             Ok::<(), BoxError>(())
         }
     });
+    let in_flight = match args.p4_in_flight {
+        0 => args.p4_ids.max(1),
+        n => n,
+    };
     futures::stream::iter(writers)
-        .buffer_unordered(1000)
+        .buffer_unordered(in_flight)
         .try_collect::<Vec<()>>()
         .await?;
     let seconds = start.elapsed().as_secs_f64();

@@ -24,6 +24,8 @@ type SendFuture = BoxFuture<'static, Result<wire::RecordMetadata, wire::Error>>;
 /// How long a send waits for the acknowledgements of earlier sends before it reads the
 /// partition to learn what lies before it.
 const GAP_PATIENCE: Duration = Duration::from_millis(5);
+/// The longest such wait while earlier sends are still out.
+const MAX_GAP_PATIENCE: Duration = Duration::from_millis(160);
 
 /// One id's part of a [`Plan`]: the id, its place in line, its atomic writes (with their
 /// indices into the caller's writes).
@@ -338,17 +340,26 @@ async fn await_decision(
 ) -> Result<Decision, JournalError> {
     match r {
         Registered::Now(d) => Ok(d),
-        Registered::Later(mut rx) => loop {
-            match tokio::time::timeout(GAP_PATIENCE, &mut rx).await {
-                Ok(Ok(d)) => return Ok(d),
-                Ok(Err(_)) => return Ok(Decision::Unknown),
-                Err(_) => {
-                    if p.state().needs_read() {
-                        tail::catch_up(shared, p).await?;
+        Registered::Later(mut rx) => {
+            // The patience doubles while earlier sends are still out (they fill the gap when
+            // they report): under load thousands of chunks wait here, and a fixed 5 ms would
+            // wake each of them 200 times a second for nothing.
+            let mut patience = GAP_PATIENCE;
+            loop {
+                match tokio::time::timeout(patience, &mut rx).await {
+                    Ok(Ok(d)) => return Ok(d),
+                    Ok(Err(_)) => return Ok(Decision::Unknown),
+                    Err(_) => {
+                        if p.state().needs_read() {
+                            tail::catch_up(shared, p).await?;
+                            patience = GAP_PATIENCE;
+                        } else {
+                            patience = (patience * 2).min(MAX_GAP_PATIENCE);
+                        }
                     }
                 }
             }
-        },
+        }
     }
 }
 
