@@ -141,9 +141,7 @@ impl PartitionState {
         self.frontier = self.frontier.max(offset.saturating_add(1));
         let applied = match self.heads.find(persistence_id) {
             Some(i) => {
-                let Some((_, head)) = self.heads.entry_mut(i) else {
-                    return None;
-                };
+                let (_, head) = self.heads.entry_mut(i)?;
                 if offset < head.as_of {
                     return None;
                 }
