@@ -17,7 +17,9 @@ use tokio::task::{AbortHandle, JoinHandle};
 
 use crate::config::{collision_key, validate_topic_name, TopicConfig};
 use crate::groups::Groups;
-use crate::log::{code, PartitionLog, StoredBatch};
+use kafka_persistence_wire::ErrorCode;
+
+use crate::log::{PartitionLog, StoredBatch};
 use crate::storage::{self, PartitionFile};
 use crate::Fault;
 
@@ -258,10 +260,10 @@ impl Cluster {
         configs: &[(String, String)],
     ) -> Result<TopicConfig, TopicError> {
         validate_topic_name(name)
-            .map_err(|m| TopicError::Code(code::INVALID_TOPIC_EXCEPTION, m))?;
+            .map_err(|m| TopicError::Code(ErrorCode::INVALID_TOPIC_EXCEPTION, m))?;
         if partitions <= 0 || partitions > 100_000 {
             return Err(TopicError::Code(
-                code::INVALID_PARTITIONS,
+                ErrorCode::INVALID_PARTITIONS,
                 format!("number of partitions must be in 1..=100000, got {partitions}"),
             ));
         }
@@ -269,17 +271,17 @@ impl Cluster {
             configs.iter().cloned(),
             self.settings.default_max_message_bytes,
         )
-        .map_err(|e| TopicError::Code(code::INVALID_CONFIG, e.0))?;
+        .map_err(|e| TopicError::Code(ErrorCode::INVALID_CONFIG, e.0))?;
         if topics.contains_key(name) {
             return Err(TopicError::Code(
-                code::TOPIC_ALREADY_EXISTS,
+                ErrorCode::TOPIC_ALREADY_EXISTS,
                 format!("topic '{name}' already exists"),
             ));
         }
         let key = collision_key(name);
         if let Some(other) = topics.keys().find(|t| collision_key(t) == key) {
             return Err(TopicError::Code(
-                code::INVALID_TOPIC_EXCEPTION,
+                ErrorCode::INVALID_TOPIC_EXCEPTION,
                 format!("topic '{name}' collides with existing topic '{other}'"),
             ));
         }
@@ -392,7 +394,7 @@ impl Cluster {
     pub(crate) fn delete_topic(&self, name: &str) -> Result<(), TopicError> {
         let Some(topic) = write(&self.topics).remove(name) else {
             return Err(TopicError::Code(
-                code::UNKNOWN_TOPIC_OR_PARTITION,
+                ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
                 format!("topic '{name}' does not exist"),
             ));
         };

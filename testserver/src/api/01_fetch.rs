@@ -33,7 +33,7 @@ use tokio::sync::futures::Notified;
 
 use super::{sb, Ctx};
 use crate::cluster::{lock, Partition, Topic};
-use crate::log::code;
+use kafka_persistence_wire::ErrorCode;
 
 fn partition_error(index: i32, code: i16) -> PartitionData {
     let mut r = PartitionData::default();
@@ -66,11 +66,11 @@ fn resolve(ctx: &Ctx, t: &FetchTopic, version: i16) -> Result<Arc<Topic>, i16> {
     if version >= 13 {
         ctx.cluster
             .topic_by_id(t.topic_id)
-            .ok_or(code::UNKNOWN_TOPIC_ID)
+            .ok_or(ErrorCode::UNKNOWN_TOPIC_ID)
     } else {
         ctx.cluster
             .topic(&t.topic.0)
-            .ok_or(code::UNKNOWN_TOPIC_OR_PARTITION)
+            .ok_or(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION)
     }
 }
 
@@ -111,7 +111,7 @@ fn build(ctx: &Ctx, req: &FetchRequest, topics: &[Result<Arc<Topic>, i16>], vers
                 pass.failed = true;
                 tr.partitions.push(partition_error(
                     p.partition,
-                    code::UNKNOWN_TOPIC_OR_PARTITION,
+                    ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
                 ));
                 continue;
             };
@@ -119,17 +119,17 @@ fn build(ctx: &Ctx, req: &FetchRequest, topics: &[Result<Arc<Topic>, i16>], vers
                 pass.failed = true;
                 tr.partitions.push(partition_error(
                     p.partition,
-                    code::UNKNOWN_TOPIC_OR_PARTITION,
+                    ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
                 ));
                 continue;
             }
             let log = lock(&partition.log);
-            let mut r = partition_error(p.partition, code::NONE);
+            let mut r = partition_error(p.partition, ErrorCode::NONE);
             r.high_watermark = log.high_watermark;
             r.last_stable_offset = log.high_watermark;
             r.log_start_offset = log.log_start_offset;
             if log.leader != ctx.node_id {
-                r.error_code = code::NOT_LEADER_OR_FOLLOWER;
+                r.error_code = ErrorCode::NOT_LEADER_OR_FOLLOWER;
                 r.high_watermark = -1;
                 r.last_stable_offset = -1;
                 r.log_start_offset = -1;
@@ -146,13 +146,13 @@ fn build(ctx: &Ctx, req: &FetchRequest, topics: &[Result<Arc<Topic>, i16>], vers
                 && p.current_leader_epoch != log.leader_epoch
             {
                 r.error_code = if p.current_leader_epoch < log.leader_epoch {
-                    code::FENCED_LEADER_EPOCH
+                    ErrorCode::FENCED_LEADER_EPOCH
                 } else {
-                    code::UNKNOWN_LEADER_EPOCH
+                    ErrorCode::UNKNOWN_LEADER_EPOCH
                 };
                 pass.failed = true;
             } else if p.fetch_offset < log.log_start_offset || p.fetch_offset > log.high_watermark {
-                r.error_code = code::OFFSET_OUT_OF_RANGE;
+                r.error_code = ErrorCode::OFFSET_OUT_OF_RANGE;
                 pass.failed = true;
             } else {
                 let part_max = usize::try_from(p.partition_max_bytes).unwrap_or(0);

@@ -17,7 +17,7 @@ use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, Pr
 
 use super::Ctx;
 use crate::cluster::lock;
-use crate::log::code;
+use kafka_persistence_wire::ErrorCode;
 
 /// The answer with `code`.
 pub(crate) fn error(code: i16) -> InitProducerIdResponse {
@@ -38,7 +38,7 @@ pub(crate) fn handle(
     let mut producers = lock(&c.producers);
     let (pid, epoch) = match req.transactional_id {
         None => (c.next_producer_id.fetch_add(1, Ordering::Relaxed), 0),
-        Some(tid) if tid.0.is_empty() => return error(code::INVALID_REQUEST),
+        Some(tid) if tid.0.is_empty() => return error(ErrorCode::INVALID_REQUEST),
         Some(tid) => {
             let tid = tid.0.to_string();
             let next = match producers.transactional.get(&tid).copied() {
@@ -47,7 +47,7 @@ pub(crate) fn handle(
                     if req.producer_id.0 >= 0
                         && (req.producer_id.0 != pid || req.producer_epoch != epoch)
                     {
-                        return error(code::INVALID_PRODUCER_EPOCH);
+                        return error(ErrorCode::INVALID_PRODUCER_EPOCH);
                     }
                     if epoch >= i16::MAX - 1 {
                         (c.next_producer_id.fetch_add(1, Ordering::Relaxed), 0)

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use kafka_persistence_wire::ErrorCode;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
@@ -194,11 +195,7 @@ pub(crate) fn gate(
         return Gate::Pass;
     }
     tracing::debug!(principal = %session.principal, operation = ?op, ?topics, reason = "no ACL", "refusing request");
-    match error_response(
-        header,
-        request,
-        kafka_persistence_wire::ErrorCode::TOPIC_AUTHORIZATION_FAILED,
-    ) {
+    match error_response(header, request, ErrorCode::TOPIC_AUTHORIZATION_FAILED) {
         Some((v, body)) => Gate::Respond(v, Box::new(body), false),
         None => Gate::Close("unauthorized acks=0 produce"),
     }
@@ -232,7 +229,7 @@ pub(crate) fn error_response(
         RequestKind::ApiVersions(_) => {
             // KIP-511: an UNSUPPORTED_VERSION answer is always a v0 body. Injected, it
             // emulates a broker whose highest ApiVersions version is below the requested one.
-            if code == crate::log::code::UNSUPPORTED_VERSION {
+            if code == ErrorCode::UNSUPPORTED_VERSION {
                 return Some((0, api_versions::unsupported_below(v).into()));
             }
             api_versions::error(code).into()
