@@ -2,7 +2,7 @@
 //!
 //! Lock order (never take them the other way round):
 //! `topics` (RwLock, held only to look up or insert a topic) → one partition's `log` mutex →
-//! `producers` / `faults` / `groups`. No lock is held across an `.await`. Locks are std
+//! `txns` (the transaction coordinator) → `producers` / `faults` / `groups`. No lock is held across an `.await`. Locks are std
 //! mutexes; a poisoned lock is recovered (`into_inner`), because a panic inside a handler is
 //! caught per request and the protected data is only mutated in panic-free sections.
 
@@ -105,11 +105,9 @@ pub(crate) enum Action {
     DropResponse,
 }
 
-/// Producer ids handed out by InitProducerId.
+/// Producer ids handed out by InitProducerId (transactional ids: `txn::Coordinator`).
 #[derive(Debug, Default)]
 pub(crate) struct ProducerIds {
-    /// Transactional id → (producer id, epoch).
-    pub(crate) transactional: HashMap<String, (i64, i16)>,
     /// Producer id → current epoch (for epoch bumps and fencing).
     pub(crate) epochs: HashMap<i64, i16>,
 }
@@ -151,6 +149,7 @@ pub(crate) struct Cluster {
     counts: Vec<AtomicU64>,
     pub(crate) conn_counter: AtomicU64,
     pub(crate) groups: Groups,
+    pub(crate) txns: crate::txn::Coordinator,
 }
 
 fn new_uuid(name: &str) -> uuid::Uuid {
@@ -203,6 +202,7 @@ impl Cluster {
             counts: (0..128).map(|_| AtomicU64::new(0)).collect(),
             conn_counter: AtomicU64::new(0),
             groups: Groups::default(),
+            txns: crate::txn::Coordinator::default(),
         }
     }
 
@@ -357,6 +357,7 @@ impl Cluster {
                 log.log_start_offset = lp.log_start_offset;
                 log.high_watermark = lp.high_watermark;
                 log.dirty = true;
+                log.rebuild_transactions();
                 // Idempotent producers keep their sequence state across the restart, and
                 // their ids are never handed out again. Not on compacted topics: compaction
                 // may have dropped a producer's last batch (Kafka keeps it, we do not), and

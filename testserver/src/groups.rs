@@ -633,6 +633,40 @@ impl Groups {
         ErrorCode::NONE
     }
 
+    /// TxnOffsetCommit's group check (KIP-447): generation -1 with no member id skips it
+    /// (older clients); otherwise the member must be known and in the current generation.
+    pub(crate) fn check_txn_member(&self, group_id: &str, generation: i32, member_id: &str) -> i16 {
+        if group_id.is_empty() {
+            return ErrorCode::INVALID_GROUP_ID;
+        }
+        if generation < 0 && member_id.is_empty() {
+            return ErrorCode::NONE;
+        }
+        let mut groups = lock(&self.groups);
+        let Some(g) = groups.get_mut(group_id) else {
+            return ErrorCode::UNKNOWN_MEMBER_ID;
+        };
+        g.expire(Instant::now());
+        if !g.members.contains_key(member_id) {
+            return ErrorCode::UNKNOWN_MEMBER_ID;
+        }
+        if generation != g.generation {
+            return ErrorCode::ILLEGAL_GENERATION;
+        }
+        ErrorCode::NONE
+    }
+
+    /// Stores offsets of a committed transaction (checked when they were sent).
+    pub(crate) fn store_offsets(&self, group_id: &str, offsets: Vec<((String, i32), Committed)>) {
+        let mut groups = lock(&self.groups);
+        let g = groups
+            .entry(group_id.to_string())
+            .or_insert_with(Group::new);
+        for (k, v) in offsets {
+            g.offsets.insert(k, v);
+        }
+    }
+
     /// Committed offsets of a group: for `topics` (name → partitions) or all.
     pub(crate) fn committed(
         &self,

@@ -1,4 +1,5 @@
-//! One partition's log: raw record batches as `Bytes`, offsets, and idempotent producer state.
+//! One partition's log: raw record batches as `Bytes`, offsets, and idempotent producer state
+//! (its transaction state, the last stable offset and aborted index, is `txn::partition`).
 //!
 //! Invariants (all under the partition's mutex):
 //! - `batches` are in offset order, contiguous or with gaps left by compaction;
@@ -14,6 +15,7 @@ use kafka_persistence_wire::record::BatchHeader;
 use kafka_persistence_wire::ErrorCode;
 
 use crate::storage::PartitionFile;
+use crate::txn::partition::PartitionTxns;
 
 /// How many recent batches per producer are remembered for duplicate detection (Kafka: 5).
 const PRODUCER_WINDOW: usize = 5;
@@ -68,6 +70,8 @@ pub(crate) struct PartitionLog {
     /// Appends since the last compaction (the background compactor skips clean logs).
     pub(crate) dirty: bool,
     producers: HashMap<i64, ProducerWindow>,
+    /// Open transactions (the last stable offset) and the aborted-transaction index.
+    pub(crate) txns: PartitionTxns,
     pub(crate) file: Option<PartitionFile>,
 }
 
@@ -82,6 +86,7 @@ impl PartitionLog {
             leader_epoch: 0,
             dirty: false,
             producers: HashMap::new(),
+            txns: PartitionTxns::default(),
             file: None,
         }
     }
@@ -181,6 +186,7 @@ impl PartitionLog {
             f.append(&bytes)?;
         }
         self.record_sequence(h, base);
+        self.txns.on_append(h, base, &bytes);
         self.batches.push_back(StoredBatch {
             base_offset: base,
             last_offset: last,
@@ -198,17 +204,22 @@ impl PartitionLog {
     }
 
     /// Collects whole batches from the one containing `offset`, up to `max_bytes`, but at
-    /// least one batch when `at_least_one` (KIP-74). Returns the slices and their total size.
+    /// least one batch when `at_least_one` (KIP-74), none starting at or above `upper` (the
+    /// last stable offset for `read_committed`). Returns the slices and their total size.
     pub(crate) fn read(
         &self,
         offset: i64,
         max_bytes: usize,
         at_least_one: bool,
+        upper: i64,
     ) -> (Vec<Bytes>, usize) {
         let mut out = Vec::new();
         let mut total = 0usize;
         let start = self.find_batch(offset);
         for b in self.batches.range(start..) {
+            if b.base_offset >= upper {
+                break;
+            }
             let len = b.bytes.len();
             if total + len > max_bytes && !(at_least_one && out.is_empty()) {
                 break;
@@ -237,6 +248,7 @@ impl PartitionLog {
         {
             self.batches.pop_front();
         }
+        self.txns.trim(self.log_start_offset);
         if let Some(f) = self.file.as_mut() {
             f.write_log_start(offset)?;
         }

@@ -16,7 +16,12 @@
 //! - offsets are assigned by rewriting the batch's base offset and partition leader epoch; with
 //!   `message.timestamp.type=LogAppendTime` the max timestamp and CRC are rewritten too.
 //!
-//! Skipped: transactions (a transactional batch is INVALID_TXN_STATE), topic ids (v13),
+//! - transactions: a request with a transactional id carries only transactional batches and
+//!   the other way round (else INVALID_TXN_STATE); a transactional batch must belong to the
+//!   open transaction of its producer id and epoch, for a partition added to it
+//!   (`txn`: INVALID_TXN_STATE, INVALID_PRODUCER_EPOCH for a fenced epoch).
+//!
+//! Skipped: topic ids (v13),
 //! per-record errors, `timeout_ms` (writes are immediate), throttling.
 
 use std::collections::BTreeMap;
@@ -70,7 +75,7 @@ pub(crate) fn handle(ctx: &Ctx, req: ProduceRequest, version: i16) -> Option<Pro
     if !matches!(acks, -1..=1) {
         return Some(error(&req, ErrorCode::INVALID_REQUIRED_ACKS));
     }
-    let transactional = req.transactional_id.is_some();
+    let transactional = req.transactional_id.as_ref().map(|t| t.0.to_string());
     let now = now_ms();
     let mut resp = ProduceResponse::default();
     let mut leaders: BTreeMap<i32, ()> = BTreeMap::new();
@@ -85,7 +90,7 @@ pub(crate) fn handle(ctx: &Ctx, req: ProduceRequest, version: i16) -> Option<Pro
                 topic.as_ref(),
                 p.index,
                 p.records,
-                transactional,
+                transactional.as_deref(),
                 now,
                 version,
             );
@@ -145,7 +150,7 @@ fn produce_partition(
     topic: Option<&Arc<Topic>>,
     index: i32,
     records: Option<Bytes>,
-    transactional: bool,
+    transactional: Option<&str>,
     now: i64,
     version: i16,
 ) -> PartitionProduceResponse {
@@ -182,7 +187,7 @@ fn produce_partition(
     if let Err(c) = check_batch(&header) {
         return partition_error(index, c);
     }
-    if header.is_transactional() || transactional {
+    if header.is_transactional() != transactional.is_some() {
         return partition_error(index, ErrorCode::INVALID_TXN_STATE);
     }
     if topic.config.compact && !all_records_keyed(&records) {
@@ -213,6 +218,18 @@ fn produce_partition(
     if log.leader != ctx.node_id {
         // Moved while we validated; the client retries against the new leader.
         return partition_error(index, ErrorCode::NOT_LEADER_OR_FOLLOWER);
+    }
+    if let Some(tid) = transactional {
+        // Under the partition's lock, so an EndTxn cannot write its marker in between.
+        if let Err(c) = ctx.cluster.check_txn_produce(
+            tid,
+            header.producer_id,
+            header.producer_epoch,
+            &topic.name,
+            index,
+        ) {
+            return partition_error(index, c);
+        }
     }
     let base_offset = match log.check_sequence(&header) {
         Err(c) => return partition_error(index, c),

@@ -13,22 +13,25 @@
 //! - long poll: when fewer than `min_bytes` are available and no partition has an error, the
 //!   request waits up to `max_wait_ms`, woken by every append (and by leader moves and topic
 //!   deletion) on the partitions it asks for.
-//! - last stable offset = high watermark (no transactions); log start offset reported (v5+).
+//! - last stable offset: the first offset of the oldest open transaction (else the high
+//!   watermark); log start offset reported (v5+). `read_committed` (isolation level 1) gets
+//!   no batch starting at or above it, and the aborted transactions that overlap the offsets
+//!   returned (`txn::partition`), from which the client drops aborted batches.
 //!
 //! Skipped: fetch sessions (KIP-227: session id 0 = "no session", clients send full fetches),
-//! rack-aware PreferredReadReplica, diverging epochs, read_committed filtering (nothing is
-//! ever transactional here), throttling.
+//! rack-aware PreferredReadReplica, diverging epochs, throttling.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use kafka_persistence_wire::record::BatchHeader;
 use kafka_protocol::messages::fetch_request::FetchTopic;
 use kafka_protocol::messages::fetch_response::{
-    FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+    AbortedTransaction, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
 };
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId};
 use tokio::sync::futures::Notified;
 
 use super::{sb, Ctx};
@@ -42,6 +45,7 @@ fn partition_error(index: i32, code: i16) -> PartitionData {
     r.high_watermark = -1;
     r.last_stable_offset = -1;
     r.log_start_offset = -1;
+    r.aborted_transactions = None;
     r
 }
 
@@ -85,6 +89,7 @@ struct Pass {
 
 fn build(ctx: &Ctx, req: &FetchRequest, topics: &[Result<Arc<Topic>, i16>], version: i16) -> Pass {
     let max_bytes = usize::try_from(req.max_bytes).unwrap_or(0);
+    let read_committed = req.isolation_level == 1;
     let mut pass = Pass {
         resp: FetchResponse::default(),
         bytes: 0,
@@ -125,8 +130,9 @@ fn build(ctx: &Ctx, req: &FetchRequest, topics: &[Result<Arc<Topic>, i16>], vers
             }
             let log = lock(&partition.log);
             let mut r = partition_error(p.partition, ErrorCode::NONE);
+            let lso = log.txns.last_stable_offset(log.high_watermark);
             r.high_watermark = log.high_watermark;
-            r.last_stable_offset = log.high_watermark;
+            r.last_stable_offset = lso;
             r.log_start_offset = log.log_start_offset;
             if log.leader != ctx.node_id {
                 r.error_code = ErrorCode::NOT_LEADER_OR_FOLLOWER;
@@ -157,7 +163,28 @@ fn build(ctx: &Ctx, req: &FetchRequest, topics: &[Result<Arc<Topic>, i16>], vers
             } else {
                 let part_max = usize::try_from(p.partition_max_bytes).unwrap_or(0);
                 let limit = part_max.min(max_bytes.saturating_sub(pass.bytes));
-                let (slices, n) = log.read(p.fetch_offset, limit, pass.bytes == 0);
+                let upper = if read_committed { lso } else { i64::MAX };
+                let (slices, n) = log.read(p.fetch_offset, limit, pass.bytes == 0, upper);
+                if read_committed {
+                    // The aborted transactions overlapping what is returned: from the fetch
+                    // offset to the end of the last batch returned.
+                    let end = slices
+                        .last()
+                        .and_then(|b| BatchHeader::parse(b).ok())
+                        .map_or(p.fetch_offset, |h| h.last_offset() + 1);
+                    r.aborted_transactions = Some(
+                        log.txns
+                            .aborted_between(p.fetch_offset, end)
+                            .into_iter()
+                            .map(|a| {
+                                let mut t = AbortedTransaction::default();
+                                t.producer_id = ProducerId(a.producer_id);
+                                t.first_offset = a.first_offset;
+                                t
+                            })
+                            .collect(),
+                    );
+                }
                 drop(log);
                 pass.bytes += n;
                 r.records = Some(concat(slices, n));

@@ -4,7 +4,7 @@
 //! offset, -3 (max timestamp, v7+) the last offset of the batch with the largest timestamp, and
 //! any other timestamp the first record at or after it (offset -1 if none). Only the leader
 //! answers (NOT_LEADER_OR_FOLLOWER otherwise); `current_leader_epoch` is checked like Fetch.
-//! The isolation level does not matter: the last stable offset is the high watermark here.
+//! With isolation level 1 (read_committed), "latest" is the last stable offset.
 //!
 //! Skipped: -4 (earliest local, tiered storage) and -5 (earliest pending upload) are answered
 //! like -2; the leader epoch returned is the partition's current one, not the batch's.
@@ -80,6 +80,9 @@ pub(crate) fn handle(ctx: &Ctx, req: ListOffsetsRequest, version: i16) -> ListOf
                 continue;
             }
             let (offset, timestamp) = match p.timestamp {
+                -1 if req.isolation_level == 1 => {
+                    (log.txns.last_stable_offset(log.high_watermark), -1)
+                }
                 -1 => (log.high_watermark, -1),
                 -2 | -4 | -5 => (log.log_start_offset, -1),
                 -3 => log.max_timestamp_offset().unwrap_or((-1, -1)),
