@@ -378,6 +378,23 @@ pub enum Error {
         /// The mechanisms the broker enables.
         offered: Vec<String>,
     },
+    /// A newer producer with the same `transactional.id` took over (PRODUCER_FENCED, or
+    /// INVALID_PRODUCER_EPOCH from a partition or an older broker), or the coordinator
+    /// aborted our transaction on its timeout and bumped the epoch. Final: this producer can
+    /// do nothing more; the instance that fenced it carries on.
+    #[error(
+        "producer with transactional id {transactional_id} fenced by a newer instance ({name})"
+    )]
+    ProducerFenced {
+        /// The transactional id.
+        transactional_id: String,
+        /// The code that said so.
+        name: &'static str,
+    },
+    /// The transaction cannot go on: a send in it failed (it must be aborted), or the call
+    /// does not fit the transaction's state (commit without begin, begin twice, ...).
+    #[error("transaction error: {0}")]
+    Transaction(String),
     /// The authenticated principal may not do this (TOPIC_, GROUP_, CLUSTER_,
     /// TRANSACTIONAL_ID_ or DELEGATION_TOKEN_AUTHORIZATION_FAILED). Not retried.
     #[error("not authorized: {name} ({code}){}{}", topic.as_ref().map(|t| format!(" topic {t}")).unwrap_or_default(), message.as_ref().map(|m| format!(": {m}")).unwrap_or_default())]
@@ -574,6 +591,14 @@ impl Error {
                 mechanism,
                 offered: offered.clone(),
             },
+            Error::ProducerFenced {
+                transactional_id,
+                name,
+            } => Error::ProducerFenced {
+                transactional_id: transactional_id.clone(),
+                name,
+            },
+            Error::Transaction(s) => Error::Transaction(s.clone()),
             Error::Authorization {
                 code,
                 name,
