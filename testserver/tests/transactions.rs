@@ -492,3 +492,62 @@ async fn txn_state_survives_a_restart_and_open_transactions_are_aborted() {
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn txn_aborted_records_do_not_shadow_committed_ones_in_compaction() {
+    use kafka_persistence_wire::record::Record;
+    let b = broker().await;
+    let Some(server) = b.server.as_ref() else {
+        return; // compaction on demand is the in-process broker's
+    };
+    let mut raw = Raw::connect(&b.addr()).await;
+    let topic = unique("txn-compact");
+    assert_eq!(
+        create_topic(&mut raw, &topic, 1, &[("cleanup.policy", "compact")]).await,
+        0
+    );
+    let keyed = |v: &str| vec![Record::new(v.to_owned(), 1).with_key("k")];
+    let r = produce(
+        &mut raw,
+        9,
+        &topic,
+        0,
+        batch(&keyed("committed"), &EncodeOptions::default()),
+    )
+    .await;
+    assert_eq!(r.error_code, 0);
+    let tid = unique("tid");
+    let id = pair(&init(&mut raw, &tid, 60_000).await);
+    assert_eq!(
+        add_partitions(&mut raw, &tid, id, &topic, &[0]).await,
+        vec![0]
+    );
+    let opts = EncodeOptions {
+        producer_id: id.0,
+        producer_epoch: id.1,
+        base_sequence: 0,
+        is_transactional: true,
+        ..Default::default()
+    };
+    assert_eq!(
+        txn_produce(&mut raw, &tid, &topic, 0, batch(&keyed("aborted"), &opts)).await,
+        0
+    );
+    assert_eq!(end(&mut raw, &tid, id, false).await, 0);
+    // One more plain batch, so the aborted one is not in the active segment.
+    let r = produce(
+        &mut raw,
+        9,
+        &topic,
+        0,
+        batch(
+            &[Record::new("other", 1).with_key("j")],
+            &EncodeOptions::default(),
+        ),
+    )
+    .await;
+    assert_eq!(r.error_code, 0);
+    server.compact(&topic).await.unwrap();
+    let rc = fetch_iso(&mut raw, &topic, true).await;
+    assert_eq!(visible(&rc), vec!["committed", "other"]);
+}

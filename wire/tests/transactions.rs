@@ -271,8 +271,16 @@ async fn txn_offsets_commit_with_the_transaction_and_need_the_current_generation
         .await
         .unwrap();
     p.commit_transaction().await.unwrap();
-    let committed = consumer.committed(std::slice::from_ref(&tp)).await.unwrap();
-    assert_eq!(committed[&tp].as_ref().map(|o| o.offset), Some(4));
+    // Apache Kafka writes the offsets' marker after EndTxn returns: they appear shortly after.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let committed = consumer.committed(std::slice::from_ref(&tp)).await.unwrap();
+        match committed[&tp].as_ref().map(|o| o.offset) {
+            Some(4) => break,
+            other => assert!(Instant::now() < deadline, "committed offset {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(
         read_all(&client, &output, 1, IsolationLevel::ReadCommitted).await,
         vec!["out-committed"]

@@ -78,7 +78,6 @@ impl PartitionTxns {
     }
 
     /// Whether `producer_id` has an open transaction here.
-    #[cfg(test)]
     pub(crate) fn is_open(&self, producer_id: i64) -> bool {
         self.open.contains_key(&producer_id)
     }
