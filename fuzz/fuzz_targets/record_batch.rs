@@ -1,12 +1,13 @@
 //! Record batch v2 decoding (`wire::record`): `decode_batch`, `decode_batches`,
 //! `validate_batch` on arbitrary bytes must never panic, never allocate beyond the limits,
-//! and whatever decodes must re-encode and decode to the same records.
+//! and whatever decodes must re-encode and decode to the same records. The key of a control
+//! batch's record goes through `ControlType::from_key`, as the fetch path reads markers.
 #![no_main]
 
 use bytes::{Bytes, BytesMut};
 use kafka_persistence_wire::record::{
-    decode_batch, decode_batches, encode_batch_with_offsets, validate_batch, DecodeLimits,
-    DecodedBatch, EncodeOptions, Record, TimestampType,
+    decode_batch, decode_batches, encode_batch_with_offsets, validate_batch, ControlType,
+    DecodeLimits, DecodedBatch, EncodeOptions, Record, TimestampType,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -61,6 +62,7 @@ fn check_round_trip(batch: &DecodedBatch) {
 }
 
 fuzz_target!(|data: &[u8]| {
+    let _ = ControlType::from_key(data);
     let input = Bytes::copy_from_slice(data);
     let _ = validate_batch(data);
     let mut buf = input.clone();
@@ -71,6 +73,11 @@ fuzz_target!(|data: &[u8]| {
             "decode_batch must consume exactly one batch"
         );
         assert!(validate_batch(&input[..batch.header.total_size()]).is_ok());
+        if batch.header.is_control() {
+            for r in &batch.records {
+                let _ = r.key.as_deref().and_then(ControlType::from_key);
+            }
+        }
         check_round_trip(&batch);
     } else {
         assert_eq!(buf.len(), input.len(), "buf untouched on error");

@@ -6,6 +6,8 @@
 //! - [`commit_offsets`]: the committer, batching offsets by count and by interval.
 //! - [`producer_flow`] / [`produce_all`]: a producing flow (results in input order, with a
 //!   passthrough such as the consumed message's offset) and sink.
+//! - [`run_transactional`]: the transactional consume-transform-produce stage (exactly once,
+//!   offsets committed in the output's transaction every commit interval).
 //! - [`Control`]: the draining control handle: stop polling, let in-flight messages finish,
 //!   commit, leave the group.
 //!
@@ -18,10 +20,15 @@
 mod committer;
 mod producer;
 mod source;
+mod transactional;
 
 pub use committer::{commit_offsets, CommitStats, CommitterSettings};
 pub use producer::{produce_all, producer_flow, ProducerMessage};
 pub use source::{
     committable_source, plain_source, CommittableMessage, CommittableOffset, CommittableStream,
     Control, RecordStream, SourceSettings,
+};
+pub use transactional::{
+    run_transactional, TransactionalControl, TransactionalOutput, TransactionalSettings,
+    TransactionalStats,
 };

@@ -2,7 +2,7 @@
 //!
 //! Lock order (never take them the other way round):
 //! `topics` (RwLock, held only to look up or insert a topic) → one partition's `log` mutex →
-//! `producers` / `faults` / `groups`. No lock is held across an `.await`. Locks are std
+//! `txns` (the transaction coordinator) → `producers` / `faults` / `groups`. No lock is held across an `.await`. Locks are std
 //! mutexes; a poisoned lock is recovered (`into_inner`), because a panic inside a handler is
 //! caught per request and the protected data is only mutated in panic-free sections.
 
@@ -17,7 +17,9 @@ use tokio::task::{AbortHandle, JoinHandle};
 
 use crate::config::{collision_key, validate_topic_name, TopicConfig};
 use crate::groups::Groups;
-use crate::log::{code, PartitionLog, StoredBatch};
+use kafka_persistence_wire::ErrorCode;
+
+use crate::log::{PartitionLog, StoredBatch};
 use crate::storage::{self, PartitionFile};
 use crate::Fault;
 
@@ -103,11 +105,9 @@ pub(crate) enum Action {
     DropResponse,
 }
 
-/// Producer ids handed out by InitProducerId.
+/// Producer ids handed out by InitProducerId (transactional ids: `txn::Coordinator`).
 #[derive(Debug, Default)]
 pub(crate) struct ProducerIds {
-    /// Transactional id → (producer id, epoch).
-    pub(crate) transactional: HashMap<String, (i64, i16)>,
     /// Producer id → current epoch (for epoch bumps and fencing).
     pub(crate) epochs: HashMap<i64, i16>,
 }
@@ -149,6 +149,7 @@ pub(crate) struct Cluster {
     counts: Vec<AtomicU64>,
     pub(crate) conn_counter: AtomicU64,
     pub(crate) groups: Groups,
+    pub(crate) txns: crate::txn::Coordinator,
 }
 
 fn new_uuid(name: &str) -> uuid::Uuid {
@@ -201,6 +202,7 @@ impl Cluster {
             counts: (0..128).map(|_| AtomicU64::new(0)).collect(),
             conn_counter: AtomicU64::new(0),
             groups: Groups::default(),
+            txns: crate::txn::Coordinator::default(),
         }
     }
 
@@ -258,10 +260,10 @@ impl Cluster {
         configs: &[(String, String)],
     ) -> Result<TopicConfig, TopicError> {
         validate_topic_name(name)
-            .map_err(|m| TopicError::Code(code::INVALID_TOPIC_EXCEPTION, m))?;
+            .map_err(|m| TopicError::Code(ErrorCode::INVALID_TOPIC_EXCEPTION, m))?;
         if partitions <= 0 || partitions > 100_000 {
             return Err(TopicError::Code(
-                code::INVALID_PARTITIONS,
+                ErrorCode::INVALID_PARTITIONS,
                 format!("number of partitions must be in 1..=100000, got {partitions}"),
             ));
         }
@@ -269,17 +271,17 @@ impl Cluster {
             configs.iter().cloned(),
             self.settings.default_max_message_bytes,
         )
-        .map_err(|e| TopicError::Code(code::INVALID_CONFIG, e.0))?;
+        .map_err(|e| TopicError::Code(ErrorCode::INVALID_CONFIG, e.0))?;
         if topics.contains_key(name) {
             return Err(TopicError::Code(
-                code::TOPIC_ALREADY_EXISTS,
+                ErrorCode::TOPIC_ALREADY_EXISTS,
                 format!("topic '{name}' already exists"),
             ));
         }
         let key = collision_key(name);
         if let Some(other) = topics.keys().find(|t| collision_key(t) == key) {
             return Err(TopicError::Code(
-                code::INVALID_TOPIC_EXCEPTION,
+                ErrorCode::INVALID_TOPIC_EXCEPTION,
                 format!("topic '{name}' collides with existing topic '{other}'"),
             ));
         }
@@ -355,6 +357,7 @@ impl Cluster {
                 log.log_start_offset = lp.log_start_offset;
                 log.high_watermark = lp.high_watermark;
                 log.dirty = true;
+                log.rebuild_transactions();
                 // Idempotent producers keep their sequence state across the restart, and
                 // their ids are never handed out again. Not on compacted topics: compaction
                 // may have dropped a producer's last batch (Kafka keeps it, we do not), and
@@ -392,7 +395,7 @@ impl Cluster {
     pub(crate) fn delete_topic(&self, name: &str) -> Result<(), TopicError> {
         let Some(topic) = write(&self.topics).remove(name) else {
             return Err(TopicError::Code(
-                code::UNKNOWN_TOPIC_OR_PARTITION,
+                ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
                 format!("topic '{name}' does not exist"),
             ));
         };

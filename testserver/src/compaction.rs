@@ -11,7 +11,10 @@
 //! - offsets never change: a thinned batch is re-encoded with its original offset deltas,
 //!   producer id/epoch/sequence, compression and timestamp type; a batch left empty is dropped;
 //!   the high watermark and the log start offset stay as they were;
-//! - a batch that fails to decode is left alone (never lose data on a codec error).
+//! - a batch that fails to decode is left alone (never lose data on a codec error);
+//! - transaction markers and the batches of aborted or open transactions are kept as they are
+//!   and shadow nothing (Kafka removes aborted data while cleaning; we keep it, visible only to
+//!   read_uncommitted readers).
 //!
 //! Runs on demand (`TestServer::compact`) and from a background task over dirty logs.
 
@@ -86,8 +89,21 @@ pub(crate) fn compact_log(log: &mut PartitionLog, delete_retention_ms: i64, now:
             decode_batch(&mut buf, &limits).ok()
         })
         .collect();
+    // Markers, and the batches of aborted or still open transactions, shadow nothing: an
+    // aborted record must not remove the committed one with the same key.
+    let undecided = |d: &DecodedBatch| {
+        let h = &d.header;
+        h.is_control()
+            || (h.is_transactional()
+                && (log.txns.is_open(h.producer_id)
+                    || log
+                        .txns
+                        .aborted_between(h.base_offset, h.base_offset + 1)
+                        .iter()
+                        .any(|a| a.producer_id == h.producer_id)))
+    };
     let mut newest: HashMap<Bytes, i64> = HashMap::new();
-    for d in decoded.iter().flatten() {
+    for d in decoded.iter().flatten().filter(|d| !undecided(d)) {
         for r in &d.records {
             if let Some(k) = &r.key {
                 newest.insert(k.clone(), r.offset);
@@ -101,7 +117,7 @@ pub(crate) fn compact_log(log: &mut PartitionLog, delete_retention_ms: i64, now:
             out.push(stored.clone());
             continue;
         };
-        if i == n - 1 || dec.header.is_control() {
+        if i == n - 1 || undecided(&dec) {
             out.push(stored.clone());
             continue;
         }

@@ -22,7 +22,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 
 use crate::cluster::lock;
-use crate::log::code;
+use kafka_persistence_wire::ErrorCode;
 
 /// Group states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,14 +237,14 @@ impl Groups {
             ..JoinResult::default()
         };
         if args.group_id.is_empty() {
-            return fail(code::INVALID_GROUP_ID, &args.member_id);
+            return fail(ErrorCode::INVALID_GROUP_ID, &args.member_id);
         }
         if args.session_timeout.is_zero() || args.protocols.is_empty() {
             return fail(
                 if args.protocols.is_empty() {
-                    code::INCONSISTENT_GROUP_PROTOCOL
+                    ErrorCode::INCONSISTENT_GROUP_PROTOCOL
                 } else {
-                    code::INVALID_SESSION_TIMEOUT
+                    ErrorCode::INVALID_SESSION_TIMEOUT
                 },
                 &args.member_id,
             );
@@ -259,7 +259,7 @@ impl Groups {
             g.expire(now);
             if let Some(pt) = &g.protocol_type {
                 if !g.members.is_empty() && *pt != args.protocol_type {
-                    return fail(code::INCONSISTENT_GROUP_PROTOCOL, &args.member_id);
+                    return fail(ErrorCode::INCONSISTENT_GROUP_PROTOCOL, &args.member_id);
                 }
             }
             if !g.members.is_empty()
@@ -269,7 +269,7 @@ impl Groups {
                         .all(|m| m.protocols.iter().any(|(x, _)| x == n))
                 })
             {
-                return fail(code::INCONSISTENT_GROUP_PROTOCOL, &args.member_id);
+                return fail(ErrorCode::INCONSISTENT_GROUP_PROTOCOL, &args.member_id);
             }
             // KIP-345: a static member that rejoins (restarted, so with an empty member id)
             // a stable group with the same protocols takes over its old slot under a new
@@ -312,7 +312,7 @@ impl Groups {
                         }
                         tracing::debug!(instance = %inst, old = %old_id, new = %new_id, reason = "static member rejoined", "member id replaced without a rebalance");
                         return JoinResult {
-                            error: code::NONE,
+                            error: ErrorCode::NONE,
                             generation: g.generation,
                             protocol_type: g.protocol_type.clone(),
                             protocol: g.protocol.clone(),
@@ -349,7 +349,7 @@ impl Groups {
             } else if g.members.contains_key(&args.member_id) {
                 args.member_id.clone()
             } else {
-                return fail(code::UNKNOWN_MEMBER_ID, &args.member_id);
+                return fail(ErrorCode::UNKNOWN_MEMBER_ID, &args.member_id);
             };
             g.members.insert(
                 member_id.clone(),
@@ -381,7 +381,7 @@ impl Groups {
             let (notify, wait_until) = {
                 let mut groups = lock(&self.groups);
                 let Some(g) = groups.get_mut(&args.group_id) else {
-                    return fail(code::UNKNOWN_MEMBER_ID, &member_id);
+                    return fail(ErrorCode::UNKNOWN_MEMBER_ID, &member_id);
                 };
                 let now = Instant::now();
                 if g.state == GroupState::PreparingRebalance
@@ -390,7 +390,7 @@ impl Groups {
                     g.maybe_complete_join(true);
                 }
                 if !g.members.contains_key(&member_id) {
-                    return fail(code::UNKNOWN_MEMBER_ID, &member_id);
+                    return fail(ErrorCode::UNKNOWN_MEMBER_ID, &member_id);
                 }
                 if g.state == GroupState::CompletingRebalance || g.state == GroupState::Stable {
                     let leader = g.leader.clone().unwrap_or_default();
@@ -416,7 +416,7 @@ impl Groups {
                         Vec::new()
                     };
                     return JoinResult {
-                        error: code::NONE,
+                        error: ErrorCode::NONE,
                         generation: g.generation,
                         protocol_type: g.protocol_type.clone(),
                         protocol: g.protocol.clone(),
@@ -429,7 +429,7 @@ impl Groups {
                     if let Some(m) = g.members.get_mut(&member_id) {
                         m.waiting = false;
                     }
-                    return fail(code::REBALANCE_IN_PROGRESS, &member_id);
+                    return fail(ErrorCode::REBALANCE_IN_PROGRESS, &member_id);
                 }
                 let until = g.rebalance_deadline.unwrap_or(deadline).min(deadline);
                 (Arc::clone(&g.changed), until)
@@ -469,20 +469,20 @@ impl Groups {
             let notify = {
                 let mut groups = lock(&self.groups);
                 let Some(g) = groups.get_mut(group_id) else {
-                    return fail(code::UNKNOWN_MEMBER_ID);
+                    return fail(ErrorCode::UNKNOWN_MEMBER_ID);
                 };
                 let now = Instant::now();
                 g.expire(now);
                 let Some(m) = g.members.get_mut(member_id) else {
-                    return fail(code::UNKNOWN_MEMBER_ID);
+                    return fail(ErrorCode::UNKNOWN_MEMBER_ID);
                 };
                 m.last_seen = now;
                 if generation != g.generation {
-                    return fail(code::ILLEGAL_GENERATION);
+                    return fail(ErrorCode::ILLEGAL_GENERATION);
                 }
                 match g.state {
                     GroupState::PreparingRebalance | GroupState::Empty => {
-                        return fail(code::REBALANCE_IN_PROGRESS)
+                        return fail(ErrorCode::REBALANCE_IN_PROGRESS)
                     }
                     GroupState::CompletingRebalance => {
                         if first && g.leader.as_deref() == Some(member_id) {
@@ -500,7 +500,7 @@ impl Groups {
                 first = false;
                 if g.state == GroupState::Stable {
                     return SyncResult {
-                        error: code::NONE,
+                        error: ErrorCode::NONE,
                         protocol_type: g.protocol_type.clone(),
                         protocol: g.protocol.clone(),
                         assignment: g
@@ -511,7 +511,7 @@ impl Groups {
                     };
                 }
                 if now >= deadline {
-                    return fail(code::REBALANCE_IN_PROGRESS);
+                    return fail(ErrorCode::REBALANCE_IN_PROGRESS);
                 }
                 Arc::clone(&g.changed)
             };
@@ -532,30 +532,33 @@ impl Groups {
     pub(crate) fn heartbeat(&self, group_id: &str, generation: i32, member_id: &str) -> i16 {
         let mut groups = lock(&self.groups);
         let Some(g) = groups.get_mut(group_id) else {
-            return code::UNKNOWN_MEMBER_ID;
+            return ErrorCode::UNKNOWN_MEMBER_ID;
         };
         let now = Instant::now();
         g.expire(now);
         let Some(m) = g.members.get_mut(member_id) else {
-            return code::UNKNOWN_MEMBER_ID;
+            return ErrorCode::UNKNOWN_MEMBER_ID;
         };
         m.last_seen = now;
         // Kafka's order: a stale generation is fenced (ILLEGAL_GENERATION) before the
         // current one is told to rejoin.
         if generation != g.generation {
-            return code::ILLEGAL_GENERATION;
+            return ErrorCode::ILLEGAL_GENERATION;
         }
         if g.state == GroupState::PreparingRebalance {
-            return code::REBALANCE_IN_PROGRESS;
+            return ErrorCode::REBALANCE_IN_PROGRESS;
         }
-        code::NONE
+        ErrorCode::NONE
     }
 
     /// LeaveGroup for each member; returns one error code per member.
     pub(crate) fn leave(&self, group_id: &str, members: &[(String, Option<String>)]) -> Vec<i16> {
         let mut groups = lock(&self.groups);
         let Some(g) = groups.get_mut(group_id) else {
-            return members.iter().map(|_| code::UNKNOWN_MEMBER_ID).collect();
+            return members
+                .iter()
+                .map(|_| ErrorCode::UNKNOWN_MEMBER_ID)
+                .collect();
         };
         let mut out = Vec::with_capacity(members.len());
         let mut removed = false;
@@ -573,9 +576,9 @@ impl Groups {
             match key.and_then(|k| g.members.remove(&k)) {
                 Some(_) => {
                     removed = true;
-                    out.push(code::NONE);
+                    out.push(ErrorCode::NONE);
                 }
-                None => out.push(code::UNKNOWN_MEMBER_ID),
+                None => out.push(ErrorCode::UNKNOWN_MEMBER_ID),
             }
         }
         if removed {
@@ -596,7 +599,7 @@ impl Groups {
         offsets: Vec<((String, i32), Committed)>,
     ) -> i16 {
         if group_id.is_empty() {
-            return code::INVALID_GROUP_ID;
+            return ErrorCode::INVALID_GROUP_ID;
         }
         let mut groups = lock(&self.groups);
         let g = groups
@@ -606,28 +609,62 @@ impl Groups {
         g.expire(now);
         if generation < 0 && member_id.is_empty() {
             if !g.members.is_empty() {
-                return code::UNKNOWN_MEMBER_ID;
+                return ErrorCode::UNKNOWN_MEMBER_ID;
             }
         } else {
             let Some(m) = g.members.get_mut(member_id) else {
-                return code::UNKNOWN_MEMBER_ID;
+                return ErrorCode::UNKNOWN_MEMBER_ID;
             };
             m.last_seen = now;
             if generation != g.generation {
-                return code::ILLEGAL_GENERATION;
+                return ErrorCode::ILLEGAL_GENERATION;
             }
             // Kafka accepts commits of the current generation while the group prepares a
             // rebalance: that is when an eager member commits what it is about to give up
             // (before its JoinGroup). Only between the join and the leader's SyncGroup is a
             // commit refused, as the member cannot know its new assignment yet.
             if g.state == GroupState::CompletingRebalance {
-                return code::REBALANCE_IN_PROGRESS;
+                return ErrorCode::REBALANCE_IN_PROGRESS;
             }
         }
         for (k, v) in offsets {
             g.offsets.insert(k, v);
         }
-        code::NONE
+        ErrorCode::NONE
+    }
+
+    /// TxnOffsetCommit's group check (KIP-447): generation -1 with no member id skips it
+    /// (older clients); otherwise the member must be known and in the current generation.
+    pub(crate) fn check_txn_member(&self, group_id: &str, generation: i32, member_id: &str) -> i16 {
+        if group_id.is_empty() {
+            return ErrorCode::INVALID_GROUP_ID;
+        }
+        if generation < 0 && member_id.is_empty() {
+            return ErrorCode::NONE;
+        }
+        let mut groups = lock(&self.groups);
+        let Some(g) = groups.get_mut(group_id) else {
+            return ErrorCode::UNKNOWN_MEMBER_ID;
+        };
+        g.expire(Instant::now());
+        if !g.members.contains_key(member_id) {
+            return ErrorCode::UNKNOWN_MEMBER_ID;
+        }
+        if generation != g.generation {
+            return ErrorCode::ILLEGAL_GENERATION;
+        }
+        ErrorCode::NONE
+    }
+
+    /// Stores offsets of a committed transaction (checked when they were sent).
+    pub(crate) fn store_offsets(&self, group_id: &str, offsets: Vec<((String, i32), Committed)>) {
+        let mut groups = lock(&self.groups);
+        let g = groups
+            .entry(group_id.to_string())
+            .or_insert_with(Group::new);
+        for (k, v) in offsets {
+            g.offsets.insert(k, v);
+        }
     }
 
     /// Committed offsets of a group: for `topics` (name → partitions) or all.

@@ -27,6 +27,7 @@ pub mod protocol;
 mod server;
 mod storage;
 pub mod tls;
+mod txn;
 
 pub use auth::AclOperation;
 pub use kafka_persistence_wire::SaslMechanism;
@@ -368,14 +369,17 @@ impl TestServerBuilder {
         };
         let cluster = Arc::new(Cluster::new(settings, &ports));
         cluster.load_from_disk()?;
+        cluster.load_transactions()?;
         for (i, l) in listeners.into_iter().enumerate() {
             server::serve(&cluster, i as i32, l);
         }
         let compactor = compaction::spawn_background(&cluster, self.compaction_interval);
+        let txn_expiry = txn::spawn_expiry(&cluster);
         tracing::debug!(bootstrap = %bootstrap(&cluster), "testserver started");
         Ok(TestServer {
             cluster,
             compactor,
+            txn_expiry,
             shutdown: Arc::new(Notify::new()),
         })
     }
@@ -395,6 +399,7 @@ fn bootstrap(cluster: &Cluster) -> String {
 pub struct TestServer {
     cluster: Arc<Cluster>,
     compactor: AbortHandle,
+    txn_expiry: AbortHandle,
     shutdown: Arc<Notify>,
 }
 
@@ -623,6 +628,7 @@ impl TestServer {
 
     fn stop_all(&self) {
         self.compactor.abort();
+        self.txn_expiry.abort();
         for n in &self.cluster.nodes {
             n.running.store(false, Ordering::Release);
             if let Some(l) = lock(&n.listener).take() {

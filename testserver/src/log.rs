@@ -1,4 +1,5 @@
-//! One partition's log: raw record batches as `Bytes`, offsets, and idempotent producer state.
+//! One partition's log: raw record batches as `Bytes`, offsets, and idempotent producer state
+//! (its transaction state, the last stable offset and aborted index, is `txn::partition`).
 //!
 //! Invariants (all under the partition's mutex):
 //! - `batches` are in offset order, contiguous or with gaps left by compaction;
@@ -11,44 +12,10 @@ use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
 use kafka_persistence_wire::record::BatchHeader;
+use kafka_persistence_wire::ErrorCode;
 
 use crate::storage::PartitionFile;
-
-/// Kafka error codes used by the log.
-pub(crate) mod code {
-    pub(crate) const NONE: i16 = 0;
-    pub(crate) const OFFSET_OUT_OF_RANGE: i16 = 1;
-    pub(crate) const CORRUPT_MESSAGE: i16 = 2;
-    pub(crate) const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-    pub(crate) const LEADER_NOT_AVAILABLE: i16 = 5;
-    pub(crate) const NOT_LEADER_OR_FOLLOWER: i16 = 6;
-    pub(crate) const MESSAGE_TOO_LARGE: i16 = 10;
-    pub(crate) const NOT_COORDINATOR: i16 = 16;
-    pub(crate) const INVALID_TOPIC_EXCEPTION: i16 = 17;
-    pub(crate) const ILLEGAL_GENERATION: i16 = 22;
-    pub(crate) const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
-    pub(crate) const INVALID_GROUP_ID: i16 = 24;
-    pub(crate) const UNKNOWN_MEMBER_ID: i16 = 25;
-    pub(crate) const INVALID_SESSION_TIMEOUT: i16 = 26;
-    pub(crate) const REBALANCE_IN_PROGRESS: i16 = 27;
-    pub(crate) const INVALID_REQUIRED_ACKS: i16 = 21;
-    pub(crate) const UNSUPPORTED_VERSION: i16 = 35;
-    pub(crate) const TOPIC_ALREADY_EXISTS: i16 = 36;
-    pub(crate) const INVALID_PARTITIONS: i16 = 37;
-    pub(crate) const INVALID_REPLICATION_FACTOR: i16 = 38;
-    pub(crate) const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
-    pub(crate) const INVALID_CONFIG: i16 = 40;
-    pub(crate) const INVALID_REQUEST: i16 = 42;
-    pub(crate) const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
-    pub(crate) const INVALID_PRODUCER_EPOCH: i16 = 47;
-    pub(crate) const INVALID_TXN_STATE: i16 = 48;
-    pub(crate) const UNSUPPORTED_COMPRESSION_TYPE: i16 = 76;
-    pub(crate) const INVALID_RECORD: i16 = 87;
-    pub(crate) const KAFKA_STORAGE_ERROR: i16 = 56;
-    pub(crate) const FENCED_LEADER_EPOCH: i16 = 74;
-    pub(crate) const UNKNOWN_LEADER_EPOCH: i16 = 75;
-    pub(crate) const UNKNOWN_TOPIC_ID: i16 = 100;
-}
+use crate::txn::partition::PartitionTxns;
 
 /// How many recent batches per producer are remembered for duplicate detection (Kafka: 5).
 const PRODUCER_WINDOW: usize = 5;
@@ -103,6 +70,8 @@ pub(crate) struct PartitionLog {
     /// Appends since the last compaction (the background compactor skips clean logs).
     pub(crate) dirty: bool,
     producers: HashMap<i64, ProducerWindow>,
+    /// Open transactions (the last stable offset) and the aborted-transaction index.
+    pub(crate) txns: PartitionTxns,
     pub(crate) file: Option<PartitionFile>,
 }
 
@@ -117,6 +86,7 @@ impl PartitionLog {
             leader_epoch: 0,
             dirty: false,
             producers: HashMap::new(),
+            txns: PartitionTxns::default(),
             file: None,
         }
     }
@@ -133,13 +103,13 @@ impl PartitionLog {
             return Ok(SeqCheck::Append);
         };
         if h.producer_epoch < w.epoch {
-            return Err(code::INVALID_PRODUCER_EPOCH);
+            return Err(ErrorCode::INVALID_PRODUCER_EPOCH);
         }
         if h.producer_epoch > w.epoch {
             return if h.base_sequence == 0 {
                 Ok(SeqCheck::Append)
             } else {
-                Err(code::OUT_OF_ORDER_SEQUENCE_NUMBER)
+                Err(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER)
             };
         }
         let last_seq = seq_add(h.base_sequence, h.last_offset_delta);
@@ -151,7 +121,7 @@ impl PartitionLog {
             return Ok(SeqCheck::Duplicate(e.base_offset));
         }
         if h.base_sequence != w.next_seq {
-            return Err(code::OUT_OF_ORDER_SEQUENCE_NUMBER);
+            return Err(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER);
         }
         Ok(SeqCheck::Append)
     }
@@ -216,6 +186,7 @@ impl PartitionLog {
             f.append(&bytes)?;
         }
         self.record_sequence(h, base);
+        self.txns.on_append(h, base, &bytes);
         self.batches.push_back(StoredBatch {
             base_offset: base,
             last_offset: last,
@@ -233,17 +204,22 @@ impl PartitionLog {
     }
 
     /// Collects whole batches from the one containing `offset`, up to `max_bytes`, but at
-    /// least one batch when `at_least_one` (KIP-74). Returns the slices and their total size.
+    /// least one batch when `at_least_one` (KIP-74), none starting at or above `upper` (the
+    /// last stable offset for `read_committed`). Returns the slices and their total size.
     pub(crate) fn read(
         &self,
         offset: i64,
         max_bytes: usize,
         at_least_one: bool,
+        upper: i64,
     ) -> (Vec<Bytes>, usize) {
         let mut out = Vec::new();
         let mut total = 0usize;
         let start = self.find_batch(offset);
         for b in self.batches.range(start..) {
+            if b.base_offset >= upper {
+                break;
+            }
             let len = b.bytes.len();
             if total + len > max_bytes && !(at_least_one && out.is_empty()) {
                 break;
@@ -272,6 +248,7 @@ impl PartitionLog {
         {
             self.batches.pop_front();
         }
+        self.txns.trim(self.log_start_offset);
         if let Some(f) = self.file.as_mut() {
             f.write_log_start(offset)?;
         }

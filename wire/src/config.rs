@@ -401,6 +401,14 @@ pub struct ProducerConfig {
     /// [`DefaultPartitioner`](crate::partitioner::DefaultPartitioner)).
     #[serde(skip)]
     pub(crate) partitioner: Option<std::sync::Arc<dyn Partitioner>>,
+    /// `transactional.id`: makes the producer transactional (see
+    /// [`TransactionalProducer`](crate::TransactionalProducer)); default none.
+    #[serde(rename = "transactional.id")]
+    pub(crate) transactional_id: Option<String>,
+    /// `transaction.timeout.ms`: the coordinator aborts a transaction open longer than this
+    /// (default 60 s).
+    #[serde(rename = "transaction.timeout.ms", with = "millis")]
+    pub(crate) transaction_timeout: Duration,
 }
 
 impl Default for ProducerConfig {
@@ -415,6 +423,8 @@ impl Default for ProducerConfig {
             buffer_memory: 64 * 1024 * 1024,
             max_block: Duration::from_secs(60),
             partitioner: None,
+            transactional_id: None,
+            transaction_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -474,6 +484,20 @@ impl ProducerConfig {
     /// Sets the partitioner of [`Producer::send_keyed`](crate::Producer::send_keyed).
     pub fn with_partitioner(mut self, p: std::sync::Arc<dyn Partitioner>) -> Self {
         self.partitioner = Some(p);
+        self
+    }
+
+    /// Sets `transactional.id` (a transactional producer is also idempotent with acks=all).
+    pub fn with_transactional_id(mut self, id: impl Into<String>) -> Self {
+        self.transactional_id = Some(id.into());
+        self.idempotent = true;
+        self.acks = Acks::All;
+        self
+    }
+
+    /// Sets `transaction.timeout.ms` (default 60 s).
+    pub fn with_transaction_timeout(mut self, d: Duration) -> Self {
+        self.transaction_timeout = d;
         self
     }
 

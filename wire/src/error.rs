@@ -45,162 +45,165 @@ const fn info(
     }
 }
 
-/// Codes -1 ..= 133, indexed by `code + 1`.
-static TABLE: [ErrorInfo; 135] = [
-    info(-1, "UNKNOWN_SERVER_ERROR", false, false, false),
-    info(0, "NONE", false, false, false),
-    info(1, "OFFSET_OUT_OF_RANGE", false, false, false),
-    info(2, "CORRUPT_MESSAGE", false, false, false),
-    info(3, "UNKNOWN_TOPIC_OR_PARTITION", true, true, false),
-    info(4, "INVALID_FETCH_SIZE", false, false, false),
-    info(5, "LEADER_NOT_AVAILABLE", true, true, false),
-    info(6, "NOT_LEADER_OR_FOLLOWER", true, true, false),
-    info(7, "REQUEST_TIMED_OUT", true, false, true),
-    info(8, "BROKER_NOT_AVAILABLE", true, true, false),
-    info(9, "REPLICA_NOT_AVAILABLE", true, true, false),
-    info(10, "MESSAGE_TOO_LARGE", false, false, false),
-    info(11, "STALE_CONTROLLER_EPOCH", false, false, false),
-    info(12, "OFFSET_METADATA_TOO_LARGE", false, false, false),
-    info(13, "NETWORK_EXCEPTION", true, true, false),
-    info(14, "COORDINATOR_LOAD_IN_PROGRESS", true, false, false),
-    info(15, "COORDINATOR_NOT_AVAILABLE", true, false, false),
-    info(16, "NOT_COORDINATOR", true, false, false),
-    info(17, "INVALID_TOPIC_EXCEPTION", false, false, false),
-    info(18, "RECORD_LIST_TOO_LARGE", false, false, false),
-    info(19, "NOT_ENOUGH_REPLICAS", true, false, false),
-    info(20, "NOT_ENOUGH_REPLICAS_AFTER_APPEND", true, false, true),
-    info(21, "INVALID_REQUIRED_ACKS", false, false, false),
-    info(22, "ILLEGAL_GENERATION", false, false, false),
-    info(23, "INCONSISTENT_GROUP_PROTOCOL", false, false, false),
-    info(24, "INVALID_GROUP_ID", false, false, false),
-    info(25, "UNKNOWN_MEMBER_ID", false, false, false),
-    info(26, "INVALID_SESSION_TIMEOUT", false, false, false),
-    info(27, "REBALANCE_IN_PROGRESS", false, false, false),
-    info(28, "INVALID_COMMIT_OFFSET_SIZE", false, false, false),
-    info(29, "TOPIC_AUTHORIZATION_FAILED", false, false, false),
-    info(30, "GROUP_AUTHORIZATION_FAILED", false, false, false),
-    info(31, "CLUSTER_AUTHORIZATION_FAILED", false, false, false),
-    info(32, "INVALID_TIMESTAMP", false, false, false),
-    info(33, "UNSUPPORTED_SASL_MECHANISM", false, false, false),
-    info(34, "ILLEGAL_SASL_STATE", false, false, false),
-    info(35, "UNSUPPORTED_VERSION", false, false, false),
-    info(36, "TOPIC_ALREADY_EXISTS", false, false, false),
-    info(37, "INVALID_PARTITIONS", false, false, false),
-    info(38, "INVALID_REPLICATION_FACTOR", false, false, false),
-    info(39, "INVALID_REPLICA_ASSIGNMENT", false, false, false),
-    info(40, "INVALID_CONFIG", false, false, false),
-    info(41, "NOT_CONTROLLER", true, true, false),
-    info(42, "INVALID_REQUEST", false, false, false),
-    info(43, "UNSUPPORTED_FOR_MESSAGE_FORMAT", false, false, false),
-    info(44, "POLICY_VIOLATION", false, false, false),
-    info(45, "OUT_OF_ORDER_SEQUENCE_NUMBER", false, false, false),
-    info(46, "DUPLICATE_SEQUENCE_NUMBER", false, false, false),
-    info(47, "INVALID_PRODUCER_EPOCH", false, false, false),
-    info(48, "INVALID_TXN_STATE", false, false, false),
-    info(49, "INVALID_PRODUCER_ID_MAPPING", false, false, false),
-    info(50, "INVALID_TRANSACTION_TIMEOUT", false, false, false),
-    info(51, "CONCURRENT_TRANSACTIONS", false, false, false),
-    info(52, "TRANSACTION_COORDINATOR_FENCED", false, false, false),
-    info(
-        53,
-        "TRANSACTIONAL_ID_AUTHORIZATION_FAILED",
-        false,
-        false,
-        false,
-    ),
-    info(54, "SECURITY_DISABLED", false, false, false),
-    info(55, "OPERATION_NOT_ATTEMPTED", false, false, false),
-    info(56, "KAFKA_STORAGE_ERROR", true, false, false),
-    info(57, "LOG_DIR_NOT_FOUND", false, false, false),
-    info(58, "SASL_AUTHENTICATION_FAILED", false, false, false),
-    info(59, "UNKNOWN_PRODUCER_ID", false, false, false),
-    info(60, "REASSIGNMENT_IN_PROGRESS", false, false, false),
-    info(61, "DELEGATION_TOKEN_AUTH_DISABLED", false, false, false),
-    info(62, "DELEGATION_TOKEN_NOT_FOUND", false, false, false),
-    info(63, "DELEGATION_TOKEN_OWNER_MISMATCH", false, false, false),
-    info(
-        64,
-        "DELEGATION_TOKEN_REQUEST_NOT_ALLOWED",
-        false,
-        false,
-        false,
-    ),
-    info(
-        65,
-        "DELEGATION_TOKEN_AUTHORIZATION_FAILED",
-        false,
-        false,
-        false,
-    ),
-    info(66, "DELEGATION_TOKEN_EXPIRED", false, false, false),
-    info(67, "INVALID_PRINCIPAL_TYPE", false, false, false),
-    info(68, "NON_EMPTY_GROUP", false, false, false),
-    info(69, "GROUP_ID_NOT_FOUND", false, false, false),
-    info(70, "FETCH_SESSION_ID_NOT_FOUND", true, false, false),
-    info(71, "INVALID_FETCH_SESSION_EPOCH", true, false, false),
-    info(72, "LISTENER_NOT_FOUND", true, true, false),
-    info(73, "TOPIC_DELETION_DISABLED", false, false, false),
-    info(74, "FENCED_LEADER_EPOCH", true, true, false),
-    info(75, "UNKNOWN_LEADER_EPOCH", true, true, false),
-    info(76, "UNSUPPORTED_COMPRESSION_TYPE", false, false, false),
-    info(77, "STALE_BROKER_EPOCH", false, false, false),
-    info(78, "OFFSET_NOT_AVAILABLE", true, false, false),
-    info(79, "MEMBER_ID_REQUIRED", false, false, false),
-    info(80, "PREFERRED_LEADER_NOT_AVAILABLE", true, false, false),
-    info(81, "GROUP_MAX_SIZE_REACHED", false, false, false),
-    info(82, "FENCED_INSTANCE_ID", false, false, false),
-    info(83, "ELIGIBLE_LEADERS_NOT_AVAILABLE", true, false, false),
-    info(84, "ELECTION_NOT_NEEDED", true, false, false),
-    info(85, "NO_REASSIGNMENT_IN_PROGRESS", false, false, false),
-    info(86, "GROUP_SUBSCRIBED_TO_TOPIC", false, false, false),
-    info(87, "INVALID_RECORD", false, false, false),
-    info(88, "UNSTABLE_OFFSET_COMMIT", true, false, false),
-    info(89, "THROTTLING_QUOTA_EXCEEDED", true, false, false),
-    info(90, "PRODUCER_FENCED", false, false, false),
-    info(91, "RESOURCE_NOT_FOUND", false, false, false),
-    info(92, "DUPLICATE_RESOURCE", false, false, false),
-    info(93, "UNACCEPTABLE_CREDENTIAL", false, false, false),
-    info(94, "INCONSISTENT_VOTER_SET", false, false, false),
-    info(95, "INVALID_UPDATE_VERSION", false, false, false),
-    info(96, "FEATURE_UPDATE_FAILED", false, false, false),
-    info(97, "PRINCIPAL_DESERIALIZATION_FAILURE", false, false, false),
-    info(98, "SNAPSHOT_NOT_FOUND", false, false, false),
-    info(99, "POSITION_OUT_OF_RANGE", false, false, false),
-    info(100, "UNKNOWN_TOPIC_ID", true, true, false),
-    info(101, "DUPLICATE_BROKER_REGISTRATION", false, false, false),
-    info(102, "BROKER_ID_NOT_REGISTERED", false, false, false),
-    info(103, "INCONSISTENT_TOPIC_ID", true, true, false),
-    info(104, "INCONSISTENT_CLUSTER_ID", false, false, false),
-    info(105, "TRANSACTIONAL_ID_NOT_FOUND", false, false, false),
-    info(106, "FETCH_SESSION_TOPIC_ID_ERROR", true, false, false),
-    info(107, "INELIGIBLE_REPLICA", false, false, false),
-    info(108, "NEW_LEADER_ELECTED", false, false, false),
-    info(109, "OFFSET_MOVED_TO_TIERED_STORAGE", false, false, false),
-    info(110, "FENCED_MEMBER_EPOCH", false, false, false),
-    info(111, "UNRELEASED_INSTANCE_ID", false, false, false),
-    info(112, "UNSUPPORTED_ASSIGNOR", false, false, false),
-    info(113, "STALE_MEMBER_EPOCH", false, false, false),
-    info(114, "MISMATCHED_ENDPOINT_TYPE", false, false, false),
-    info(115, "UNSUPPORTED_ENDPOINT_TYPE", false, false, false),
-    info(116, "UNKNOWN_CONTROLLER_ID", false, false, false),
-    info(117, "UNKNOWN_SUBSCRIPTION_ID", false, false, false),
-    info(118, "TELEMETRY_TOO_LARGE", false, false, false),
-    info(119, "INVALID_REGISTRATION", false, false, false),
-    info(120, "TRANSACTION_ABORTABLE", false, false, false),
-    info(121, "INVALID_RECORD_STATE", false, false, false),
-    info(122, "SHARE_SESSION_NOT_FOUND", true, false, false),
-    info(123, "INVALID_SHARE_SESSION_EPOCH", true, false, false),
-    info(124, "FENCED_STATE_EPOCH", false, false, false),
-    info(125, "INVALID_VOTER_KEY", false, false, false),
-    info(126, "DUPLICATE_VOTER", false, false, false),
-    info(127, "VOTER_NOT_FOUND", false, false, false),
-    info(128, "INVALID_REGULAR_EXPRESSION", false, false, false),
-    info(129, "REBOOTSTRAP_REQUIRED", false, false, false),
-    info(130, "STREAMS_INVALID_TOPOLOGY", false, false, false),
-    info(131, "STREAMS_INVALID_TOPOLOGY_EPOCH", false, false, false),
-    info(132, "STREAMS_TOPOLOGY_FENCED", false, false, false),
-    info(133, "SHARE_SESSION_LIMIT_REACHED", true, false, false),
-];
+/// Well-known error codes, by name: `ErrorCode::NOT_LEADER_OR_FOLLOWER` is the `i16` on the
+/// wire, `ErrorCode(6).info()` its classification. The constants and the table come from one
+/// list (the `table!` below), so they cannot disagree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ErrorCode(pub i16);
+
+/// Builds the table (codes -1 ..= 133, indexed by `code + 1`) and one `ErrorCode` constant
+/// per row, from rows of `code NAME retriable refresh_metadata ambiguous`.
+macro_rules! table {
+    ($($code:literal $name:ident $retriable:literal $refresh:literal $ambiguous:literal;)*) => {
+        static TABLE: [ErrorInfo; 135] = [
+            $(info($code, stringify!($name), $retriable, $refresh, $ambiguous),)*
+        ];
+
+        #[allow(missing_docs)]
+        impl ErrorCode {
+            $(pub const $name: i16 = $code;)*
+        }
+    };
+}
+
+#[rustfmt::skip]
+table! {
+     -1 UNKNOWN_SERVER_ERROR                  false false false;
+      0 NONE                                  false false false;
+      1 OFFSET_OUT_OF_RANGE                   false false false;
+      2 CORRUPT_MESSAGE                       false false false;
+      3 UNKNOWN_TOPIC_OR_PARTITION            true  true  false;
+      4 INVALID_FETCH_SIZE                    false false false;
+      5 LEADER_NOT_AVAILABLE                  true  true  false;
+      6 NOT_LEADER_OR_FOLLOWER                true  true  false;
+      7 REQUEST_TIMED_OUT                     true  false true;
+      8 BROKER_NOT_AVAILABLE                  true  true  false;
+      9 REPLICA_NOT_AVAILABLE                 true  true  false;
+     10 MESSAGE_TOO_LARGE                     false false false;
+     11 STALE_CONTROLLER_EPOCH                false false false;
+     12 OFFSET_METADATA_TOO_LARGE             false false false;
+     13 NETWORK_EXCEPTION                     true  true  false;
+     14 COORDINATOR_LOAD_IN_PROGRESS          true  false false;
+     15 COORDINATOR_NOT_AVAILABLE             true  false false;
+     16 NOT_COORDINATOR                       true  false false;
+     17 INVALID_TOPIC_EXCEPTION               false false false;
+     18 RECORD_LIST_TOO_LARGE                 false false false;
+     19 NOT_ENOUGH_REPLICAS                   true  false false;
+     20 NOT_ENOUGH_REPLICAS_AFTER_APPEND      true  false true;
+     21 INVALID_REQUIRED_ACKS                 false false false;
+     22 ILLEGAL_GENERATION                    false false false;
+     23 INCONSISTENT_GROUP_PROTOCOL           false false false;
+     24 INVALID_GROUP_ID                      false false false;
+     25 UNKNOWN_MEMBER_ID                     false false false;
+     26 INVALID_SESSION_TIMEOUT               false false false;
+     27 REBALANCE_IN_PROGRESS                 false false false;
+     28 INVALID_COMMIT_OFFSET_SIZE            false false false;
+     29 TOPIC_AUTHORIZATION_FAILED            false false false;
+     30 GROUP_AUTHORIZATION_FAILED            false false false;
+     31 CLUSTER_AUTHORIZATION_FAILED          false false false;
+     32 INVALID_TIMESTAMP                     false false false;
+     33 UNSUPPORTED_SASL_MECHANISM            false false false;
+     34 ILLEGAL_SASL_STATE                    false false false;
+     35 UNSUPPORTED_VERSION                   false false false;
+     36 TOPIC_ALREADY_EXISTS                  false false false;
+     37 INVALID_PARTITIONS                    false false false;
+     38 INVALID_REPLICATION_FACTOR            false false false;
+     39 INVALID_REPLICA_ASSIGNMENT            false false false;
+     40 INVALID_CONFIG                        false false false;
+     41 NOT_CONTROLLER                        true  true  false;
+     42 INVALID_REQUEST                       false false false;
+     43 UNSUPPORTED_FOR_MESSAGE_FORMAT        false false false;
+     44 POLICY_VIOLATION                      false false false;
+     45 OUT_OF_ORDER_SEQUENCE_NUMBER          false false false;
+     46 DUPLICATE_SEQUENCE_NUMBER             false false false;
+     47 INVALID_PRODUCER_EPOCH                false false false;
+     48 INVALID_TXN_STATE                     false false false;
+     49 INVALID_PRODUCER_ID_MAPPING           false false false;
+     50 INVALID_TRANSACTION_TIMEOUT           false false false;
+     51 CONCURRENT_TRANSACTIONS               false false false;
+     52 TRANSACTION_COORDINATOR_FENCED        false false false;
+     53 TRANSACTIONAL_ID_AUTHORIZATION_FAILED false false false;
+     54 SECURITY_DISABLED                     false false false;
+     55 OPERATION_NOT_ATTEMPTED               false false false;
+     56 KAFKA_STORAGE_ERROR                   true  false false;
+     57 LOG_DIR_NOT_FOUND                     false false false;
+     58 SASL_AUTHENTICATION_FAILED            false false false;
+     59 UNKNOWN_PRODUCER_ID                   false false false;
+     60 REASSIGNMENT_IN_PROGRESS              false false false;
+     61 DELEGATION_TOKEN_AUTH_DISABLED        false false false;
+     62 DELEGATION_TOKEN_NOT_FOUND            false false false;
+     63 DELEGATION_TOKEN_OWNER_MISMATCH       false false false;
+     64 DELEGATION_TOKEN_REQUEST_NOT_ALLOWED  false false false;
+     65 DELEGATION_TOKEN_AUTHORIZATION_FAILED false false false;
+     66 DELEGATION_TOKEN_EXPIRED              false false false;
+     67 INVALID_PRINCIPAL_TYPE                false false false;
+     68 NON_EMPTY_GROUP                       false false false;
+     69 GROUP_ID_NOT_FOUND                    false false false;
+     70 FETCH_SESSION_ID_NOT_FOUND            true  false false;
+     71 INVALID_FETCH_SESSION_EPOCH           true  false false;
+     72 LISTENER_NOT_FOUND                    true  true  false;
+     73 TOPIC_DELETION_DISABLED               false false false;
+     74 FENCED_LEADER_EPOCH                   true  true  false;
+     75 UNKNOWN_LEADER_EPOCH                  true  true  false;
+     76 UNSUPPORTED_COMPRESSION_TYPE          false false false;
+     77 STALE_BROKER_EPOCH                    false false false;
+     78 OFFSET_NOT_AVAILABLE                  true  false false;
+     79 MEMBER_ID_REQUIRED                    false false false;
+     80 PREFERRED_LEADER_NOT_AVAILABLE        true  false false;
+     81 GROUP_MAX_SIZE_REACHED                false false false;
+     82 FENCED_INSTANCE_ID                    false false false;
+     83 ELIGIBLE_LEADERS_NOT_AVAILABLE        true  false false;
+     84 ELECTION_NOT_NEEDED                   true  false false;
+     85 NO_REASSIGNMENT_IN_PROGRESS           false false false;
+     86 GROUP_SUBSCRIBED_TO_TOPIC             false false false;
+     87 INVALID_RECORD                        false false false;
+     88 UNSTABLE_OFFSET_COMMIT                true  false false;
+     89 THROTTLING_QUOTA_EXCEEDED             true  false false;
+     90 PRODUCER_FENCED                       false false false;
+     91 RESOURCE_NOT_FOUND                    false false false;
+     92 DUPLICATE_RESOURCE                    false false false;
+     93 UNACCEPTABLE_CREDENTIAL               false false false;
+     94 INCONSISTENT_VOTER_SET                false false false;
+     95 INVALID_UPDATE_VERSION                false false false;
+     96 FEATURE_UPDATE_FAILED                 false false false;
+     97 PRINCIPAL_DESERIALIZATION_FAILURE     false false false;
+     98 SNAPSHOT_NOT_FOUND                    false false false;
+     99 POSITION_OUT_OF_RANGE                 false false false;
+    100 UNKNOWN_TOPIC_ID                      true  true  false;
+    101 DUPLICATE_BROKER_REGISTRATION         false false false;
+    102 BROKER_ID_NOT_REGISTERED              false false false;
+    103 INCONSISTENT_TOPIC_ID                 true  true  false;
+    104 INCONSISTENT_CLUSTER_ID               false false false;
+    105 TRANSACTIONAL_ID_NOT_FOUND            false false false;
+    106 FETCH_SESSION_TOPIC_ID_ERROR          true  false false;
+    107 INELIGIBLE_REPLICA                    false false false;
+    108 NEW_LEADER_ELECTED                    false false false;
+    109 OFFSET_MOVED_TO_TIERED_STORAGE        false false false;
+    110 FENCED_MEMBER_EPOCH                   false false false;
+    111 UNRELEASED_INSTANCE_ID                false false false;
+    112 UNSUPPORTED_ASSIGNOR                  false false false;
+    113 STALE_MEMBER_EPOCH                    false false false;
+    114 MISMATCHED_ENDPOINT_TYPE              false false false;
+    115 UNSUPPORTED_ENDPOINT_TYPE             false false false;
+    116 UNKNOWN_CONTROLLER_ID                 false false false;
+    117 UNKNOWN_SUBSCRIPTION_ID               false false false;
+    118 TELEMETRY_TOO_LARGE                   false false false;
+    119 INVALID_REGISTRATION                  false false false;
+    120 TRANSACTION_ABORTABLE                 false false false;
+    121 INVALID_RECORD_STATE                  false false false;
+    122 SHARE_SESSION_NOT_FOUND               true  false false;
+    123 INVALID_SHARE_SESSION_EPOCH           true  false false;
+    124 FENCED_STATE_EPOCH                    false false false;
+    125 INVALID_VOTER_KEY                     false false false;
+    126 DUPLICATE_VOTER                       false false false;
+    127 VOTER_NOT_FOUND                       false false false;
+    128 INVALID_REGULAR_EXPRESSION            false false false;
+    129 REBOOTSTRAP_REQUIRED                  false false false;
+    130 STREAMS_INVALID_TOPOLOGY              false false false;
+    131 STREAMS_INVALID_TOPOLOGY_EPOCH        false false false;
+    132 STREAMS_TOPOLOGY_FENCED               false false false;
+    133 SHARE_SESSION_LIMIT_REACHED           true  false false;
+}
 
 static UNKNOWN: ErrorInfo = info(i16::MIN, "UNKNOWN_ERROR_CODE", false, false, false);
 
@@ -213,53 +216,7 @@ pub fn lookup(code: i16) -> &'static ErrorInfo {
         .unwrap_or(&UNKNOWN)
 }
 
-/// Well-known error codes, by name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ErrorCode(pub i16);
-
-#[allow(missing_docs)]
 impl ErrorCode {
-    pub const NONE: i16 = 0;
-    pub const OFFSET_OUT_OF_RANGE: i16 = 1;
-    pub const CORRUPT_MESSAGE: i16 = 2;
-    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-    pub const LEADER_NOT_AVAILABLE: i16 = 5;
-    pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
-    pub const REQUEST_TIMED_OUT: i16 = 7;
-    pub const MESSAGE_TOO_LARGE: i16 = 10;
-    pub const NETWORK_EXCEPTION: i16 = 13;
-    pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
-    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-    pub const NOT_COORDINATOR: i16 = 16;
-    pub const NOT_ENOUGH_REPLICAS: i16 = 19;
-    pub const NOT_ENOUGH_REPLICAS_AFTER_APPEND: i16 = 20;
-    pub const RECORD_LIST_TOO_LARGE: i16 = 18;
-    pub const ILLEGAL_GENERATION: i16 = 22;
-    pub const UNKNOWN_MEMBER_ID: i16 = 25;
-    pub const REBALANCE_IN_PROGRESS: i16 = 27;
-    pub const UNSUPPORTED_VERSION: i16 = 35;
-    pub const TOPIC_ALREADY_EXISTS: i16 = 36;
-    pub const NOT_CONTROLLER: i16 = 41;
-    pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
-    pub const DUPLICATE_SEQUENCE_NUMBER: i16 = 46;
-    pub const INVALID_PRODUCER_EPOCH: i16 = 47;
-    pub const INVALID_PRODUCER_ID_MAPPING: i16 = 49;
-    pub const UNKNOWN_PRODUCER_ID: i16 = 59;
-    pub const MEMBER_ID_REQUIRED: i16 = 79;
-    pub const FENCED_INSTANCE_ID: i16 = 82;
-    pub const FENCED_LEADER_EPOCH: i16 = 74;
-    pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
-    pub const ELECTION_NOT_NEEDED: i16 = 84;
-    pub const THROTTLING_QUOTA_EXCEEDED: i16 = 89;
-    pub const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
-    pub const GROUP_AUTHORIZATION_FAILED: i16 = 30;
-    pub const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
-    pub const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
-    pub const ILLEGAL_SASL_STATE: i16 = 34;
-    pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
-    pub const SASL_AUTHENTICATION_FAILED: i16 = 58;
-    pub const DELEGATION_TOKEN_AUTHORIZATION_FAILED: i16 = 65;
-
     /// This code's classification.
     pub fn info(self) -> &'static ErrorInfo {
         lookup(self.0)
@@ -421,6 +378,23 @@ pub enum Error {
         /// The mechanisms the broker enables.
         offered: Vec<String>,
     },
+    /// A newer producer with the same `transactional.id` took over (PRODUCER_FENCED, or
+    /// INVALID_PRODUCER_EPOCH from a partition or an older broker), or the coordinator
+    /// aborted our transaction on its timeout and bumped the epoch. Final: this producer can
+    /// do nothing more; the instance that fenced it carries on.
+    #[error(
+        "producer with transactional id {transactional_id} fenced by a newer instance ({name})"
+    )]
+    ProducerFenced {
+        /// The transactional id.
+        transactional_id: String,
+        /// The code that said so.
+        name: &'static str,
+    },
+    /// The transaction cannot go on: a send in it failed (it must be aborted), or the call
+    /// does not fit the transaction's state (commit without begin, begin twice, ...).
+    #[error("transaction error: {0}")]
+    Transaction(String),
     /// The authenticated principal may not do this (TOPIC_, GROUP_, CLUSTER_,
     /// TRANSACTIONAL_ID_ or DELEGATION_TOKEN_AUTHORIZATION_FAILED). Not retried.
     #[error("not authorized: {name} ({code}){}{}", topic.as_ref().map(|t| format!(" topic {t}")).unwrap_or_default(), message.as_ref().map(|m| format!(": {m}")).unwrap_or_default())]
@@ -617,6 +591,14 @@ impl Error {
                 mechanism,
                 offered: offered.clone(),
             },
+            Error::ProducerFenced {
+                transactional_id,
+                name,
+            } => Error::ProducerFenced {
+                transactional_id: transactional_id.clone(),
+                name,
+            },
+            Error::Transaction(s) => Error::Transaction(s.clone()),
             Error::Authorization {
                 code,
                 name,

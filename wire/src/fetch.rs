@@ -24,7 +24,7 @@ use kafka_protocol::protocol::StrBytes;
 use crate::admin::OffsetSpec;
 use crate::client::{Client, ConnKind};
 use crate::error::{Error, ErrorCode};
-use crate::record::{decode_batches, ConsumedRecord, DecodeLimits};
+use crate::record::{decode_batches, ConsumedRecord, ControlType, DecodeLimits};
 use crate::sync::lock;
 
 /// Which records a fetch may see.
@@ -141,13 +141,12 @@ pub(crate) fn decode_partition(
             }
         }
         if h.is_control() {
-            // Control record key: version i16, type i16 (0 = abort, 1 = commit).
             let is_abort = batch
                 .records
                 .first()
-                .and_then(|r| r.key.as_ref())
-                .and_then(|k| k.get(2..4))
-                .is_some_and(|t| t == [0, 0]);
+                .and_then(|r| r.key.as_deref())
+                .and_then(ControlType::from_key)
+                == Some(ControlType::Abort);
             if is_abort {
                 active.remove(&h.producer_id);
             }

@@ -50,6 +50,9 @@ pub use fetch::{FetchRequest, FetchResponse, IsolationLevel};
 pub use layout::Layout;
 pub use metadata::{PartitionMetadata, TopicMetadata};
 pub use partitioner::{murmur2_partition, DefaultPartitioner, Partitioner};
-pub use producer::{DeliveryFuture, Producer, RecordMetadata};
+pub use producer::{
+    ConsumerGroupMetadata, DeliveryFuture, Producer, RecordMetadata, TransactionalProducer,
+    TxnDelivery,
+};
 pub use record::{Compression, ConsumedRecord, Header, Record};
 pub use security::{OAuthBearerToken, SaslMechanism, Secret, SecurityProtocol};

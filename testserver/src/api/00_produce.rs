@@ -16,7 +16,12 @@
 //! - offsets are assigned by rewriting the batch's base offset and partition leader epoch; with
 //!   `message.timestamp.type=LogAppendTime` the max timestamp and CRC are rewritten too.
 //!
-//! Skipped: transactions (a transactional batch is INVALID_TXN_STATE), topic ids (v13),
+//! - transactions: a request with a transactional id carries only transactional batches and
+//!   the other way round (else INVALID_TXN_STATE); a transactional batch must belong to the
+//!   open transaction of its producer id and epoch, for a partition added to it
+//!   (`txn`: INVALID_TXN_STATE, INVALID_PRODUCER_EPOCH for a fenced epoch).
+//!
+//! Skipped: topic ids (v13),
 //! per-record errors, `timeout_ms` (writes are immediate), throttling.
 
 use std::collections::BTreeMap;
@@ -34,7 +39,8 @@ use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
 
 use super::{sb, Ctx};
 use crate::cluster::{lock, now_ms, Topic};
-use crate::log::{code, SeqCheck};
+use crate::log::SeqCheck;
+use kafka_persistence_wire::ErrorCode;
 
 fn partition_error(index: i32, code: i16) -> PartitionProduceResponse {
     let mut r = PartitionProduceResponse::default();
@@ -67,9 +73,9 @@ pub(crate) fn error(req: &ProduceRequest, code: i16) -> ProduceResponse {
 pub(crate) fn handle(ctx: &Ctx, req: ProduceRequest, version: i16) -> Option<ProduceResponse> {
     let acks = req.acks;
     if !matches!(acks, -1..=1) {
-        return Some(error(&req, code::INVALID_REQUIRED_ACKS));
+        return Some(error(&req, ErrorCode::INVALID_REQUIRED_ACKS));
     }
-    let transactional = req.transactional_id.is_some();
+    let transactional = req.transactional_id.as_ref().map(|t| t.0.to_string());
     let now = now_ms();
     let mut resp = ProduceResponse::default();
     let mut leaders: BTreeMap<i32, ()> = BTreeMap::new();
@@ -84,11 +90,11 @@ pub(crate) fn handle(ctx: &Ctx, req: ProduceRequest, version: i16) -> Option<Pro
                 topic.as_ref(),
                 p.index,
                 p.records,
-                transactional,
+                transactional.as_deref(),
                 now,
                 version,
             );
-            if r.error_code == code::NOT_LEADER_OR_FOLLOWER && version >= 10 {
+            if r.error_code == ErrorCode::NOT_LEADER_OR_FOLLOWER && version >= 10 {
                 leaders.insert(r.current_leader.leader_id.0, ());
             }
             tr.partition_responses.push(r);
@@ -114,8 +120,8 @@ pub(crate) fn handle(ctx: &Ctx, req: ProduceRequest, version: i16) -> Option<Pro
 
 fn record_error_code(e: &RecordError) -> i16 {
     match e {
-        RecordError::UnknownCompression(_) => code::UNSUPPORTED_COMPRESSION_TYPE,
-        _ => code::CORRUPT_MESSAGE,
+        RecordError::UnknownCompression(_) => ErrorCode::UNSUPPORTED_COMPRESSION_TYPE,
+        _ => ErrorCode::CORRUPT_MESSAGE,
     }
 }
 
@@ -126,7 +132,7 @@ fn check_batch(h: &BatchHeader) -> Result<(), i16> {
         || h.last_offset_delta != h.record_count - 1
         || h.is_control()
     {
-        return Err(code::INVALID_RECORD);
+        return Err(ErrorCode::INVALID_RECORD);
     }
     Ok(())
 }
@@ -144,21 +150,21 @@ fn produce_partition(
     topic: Option<&Arc<Topic>>,
     index: i32,
     records: Option<Bytes>,
-    transactional: bool,
+    transactional: Option<&str>,
     now: i64,
     version: i16,
 ) -> PartitionProduceResponse {
     let Some(topic) = topic else {
-        return partition_error(index, code::UNKNOWN_TOPIC_OR_PARTITION);
+        return partition_error(index, ErrorCode::UNKNOWN_TOPIC_OR_PARTITION);
     };
     let Some(partition) = topic.partition(index) else {
-        return partition_error(index, code::UNKNOWN_TOPIC_OR_PARTITION);
+        return partition_error(index, ErrorCode::UNKNOWN_TOPIC_OR_PARTITION);
     };
     // Leadership first: a client talking to the wrong node must learn that before anything.
     {
         let log = lock(&partition.log);
         if log.leader != ctx.node_id {
-            let mut r = partition_error(index, code::NOT_LEADER_OR_FOLLOWER);
+            let mut r = partition_error(index, ErrorCode::NOT_LEADER_OR_FOLLOWER);
             if version >= 10 {
                 let mut l = LeaderIdAndEpoch::default();
                 l.leader_id = BrokerId(log.leader);
@@ -169,10 +175,10 @@ fn produce_partition(
         }
     }
     let Some(records) = records else {
-        return partition_error(index, code::CORRUPT_MESSAGE);
+        return partition_error(index, ErrorCode::CORRUPT_MESSAGE);
     };
     if records.len() > topic.config.max_message_bytes {
-        return partition_error(index, code::MESSAGE_TOO_LARGE);
+        return partition_error(index, ErrorCode::MESSAGE_TOO_LARGE);
     }
     let header = match validate_batch(&records) {
         Ok(h) => h,
@@ -181,11 +187,11 @@ fn produce_partition(
     if let Err(c) = check_batch(&header) {
         return partition_error(index, c);
     }
-    if header.is_transactional() || transactional {
-        return partition_error(index, code::INVALID_TXN_STATE);
+    if header.is_transactional() != transactional.is_some() {
+        return partition_error(index, ErrorCode::INVALID_TXN_STATE);
     }
     if topic.config.compact && !all_records_keyed(&records) {
-        return partition_error(index, code::INVALID_RECORD);
+        return partition_error(index, ErrorCode::INVALID_RECORD);
     }
     if header.producer_id >= 0 {
         let producers = lock(&ctx.cluster.producers);
@@ -194,7 +200,7 @@ fn produce_partition(
             .get(&header.producer_id)
             .is_some_and(|&e| header.producer_epoch < e)
         {
-            return partition_error(index, code::INVALID_PRODUCER_EPOCH);
+            return partition_error(index, ErrorCode::INVALID_PRODUCER_EPOCH);
         }
     }
     let mut bytes = BytesMut::from(&records[..]);
@@ -207,11 +213,23 @@ fn produce_partition(
     };
     let mut log = lock(&partition.log);
     if topic.deleted.load(std::sync::atomic::Ordering::Acquire) {
-        return partition_error(index, code::UNKNOWN_TOPIC_OR_PARTITION);
+        return partition_error(index, ErrorCode::UNKNOWN_TOPIC_OR_PARTITION);
     }
     if log.leader != ctx.node_id {
         // Moved while we validated; the client retries against the new leader.
-        return partition_error(index, code::NOT_LEADER_OR_FOLLOWER);
+        return partition_error(index, ErrorCode::NOT_LEADER_OR_FOLLOWER);
+    }
+    if let Some(tid) = transactional {
+        // Under the partition's lock, so an EndTxn cannot write its marker in between.
+        if let Err(c) = ctx.cluster.check_txn_produce(
+            tid,
+            header.producer_id,
+            header.producer_epoch,
+            &topic.name,
+            index,
+        ) {
+            return partition_error(index, c);
+        }
     }
     let base_offset = match log.check_sequence(&header) {
         Err(c) => return partition_error(index, c),
@@ -227,7 +245,7 @@ fn produce_partition(
                 Ok(b) => b,
                 Err(e) => {
                     tracing::warn!(topic = %topic.name, partition = index, error = %e, "append to data_dir failed");
-                    return partition_error(index, code::KAFKA_STORAGE_ERROR);
+                    return partition_error(index, ErrorCode::KAFKA_STORAGE_ERROR);
                 }
             }
         }

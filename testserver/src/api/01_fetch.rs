@@ -13,27 +13,30 @@
 //! - long poll: when fewer than `min_bytes` are available and no partition has an error, the
 //!   request waits up to `max_wait_ms`, woken by every append (and by leader moves and topic
 //!   deletion) on the partitions it asks for.
-//! - last stable offset = high watermark (no transactions); log start offset reported (v5+).
+//! - last stable offset: the first offset of the oldest open transaction (else the high
+//!   watermark); log start offset reported (v5+). `read_committed` (isolation level 1) gets
+//!   no batch starting at or above it, and the aborted transactions that overlap the offsets
+//!   returned (`txn::partition`), from which the client drops aborted batches.
 //!
 //! Skipped: fetch sessions (KIP-227: session id 0 = "no session", clients send full fetches),
-//! rack-aware PreferredReadReplica, diverging epochs, read_committed filtering (nothing is
-//! ever transactional here), throttling.
+//! rack-aware PreferredReadReplica, diverging epochs, throttling.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use kafka_persistence_wire::record::BatchHeader;
 use kafka_protocol::messages::fetch_request::FetchTopic;
 use kafka_protocol::messages::fetch_response::{
-    FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+    AbortedTransaction, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
 };
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId};
 use tokio::sync::futures::Notified;
 
 use super::{sb, Ctx};
 use crate::cluster::{lock, Partition, Topic};
-use crate::log::code;
+use kafka_persistence_wire::ErrorCode;
 
 fn partition_error(index: i32, code: i16) -> PartitionData {
     let mut r = PartitionData::default();
@@ -42,6 +45,7 @@ fn partition_error(index: i32, code: i16) -> PartitionData {
     r.high_watermark = -1;
     r.last_stable_offset = -1;
     r.log_start_offset = -1;
+    r.aborted_transactions = None;
     r
 }
 
@@ -66,11 +70,11 @@ fn resolve(ctx: &Ctx, t: &FetchTopic, version: i16) -> Result<Arc<Topic>, i16> {
     if version >= 13 {
         ctx.cluster
             .topic_by_id(t.topic_id)
-            .ok_or(code::UNKNOWN_TOPIC_ID)
+            .ok_or(ErrorCode::UNKNOWN_TOPIC_ID)
     } else {
         ctx.cluster
             .topic(&t.topic.0)
-            .ok_or(code::UNKNOWN_TOPIC_OR_PARTITION)
+            .ok_or(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION)
     }
 }
 
@@ -85,6 +89,7 @@ struct Pass {
 
 fn build(ctx: &Ctx, req: &FetchRequest, topics: &[Result<Arc<Topic>, i16>], version: i16) -> Pass {
     let max_bytes = usize::try_from(req.max_bytes).unwrap_or(0);
+    let read_committed = req.isolation_level == 1;
     let mut pass = Pass {
         resp: FetchResponse::default(),
         bytes: 0,
@@ -111,7 +116,7 @@ fn build(ctx: &Ctx, req: &FetchRequest, topics: &[Result<Arc<Topic>, i16>], vers
                 pass.failed = true;
                 tr.partitions.push(partition_error(
                     p.partition,
-                    code::UNKNOWN_TOPIC_OR_PARTITION,
+                    ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
                 ));
                 continue;
             };
@@ -119,17 +124,18 @@ fn build(ctx: &Ctx, req: &FetchRequest, topics: &[Result<Arc<Topic>, i16>], vers
                 pass.failed = true;
                 tr.partitions.push(partition_error(
                     p.partition,
-                    code::UNKNOWN_TOPIC_OR_PARTITION,
+                    ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
                 ));
                 continue;
             }
             let log = lock(&partition.log);
-            let mut r = partition_error(p.partition, code::NONE);
+            let mut r = partition_error(p.partition, ErrorCode::NONE);
+            let lso = log.txns.last_stable_offset(log.high_watermark);
             r.high_watermark = log.high_watermark;
-            r.last_stable_offset = log.high_watermark;
+            r.last_stable_offset = lso;
             r.log_start_offset = log.log_start_offset;
             if log.leader != ctx.node_id {
-                r.error_code = code::NOT_LEADER_OR_FOLLOWER;
+                r.error_code = ErrorCode::NOT_LEADER_OR_FOLLOWER;
                 r.high_watermark = -1;
                 r.last_stable_offset = -1;
                 r.log_start_offset = -1;
@@ -146,18 +152,39 @@ fn build(ctx: &Ctx, req: &FetchRequest, topics: &[Result<Arc<Topic>, i16>], vers
                 && p.current_leader_epoch != log.leader_epoch
             {
                 r.error_code = if p.current_leader_epoch < log.leader_epoch {
-                    code::FENCED_LEADER_EPOCH
+                    ErrorCode::FENCED_LEADER_EPOCH
                 } else {
-                    code::UNKNOWN_LEADER_EPOCH
+                    ErrorCode::UNKNOWN_LEADER_EPOCH
                 };
                 pass.failed = true;
             } else if p.fetch_offset < log.log_start_offset || p.fetch_offset > log.high_watermark {
-                r.error_code = code::OFFSET_OUT_OF_RANGE;
+                r.error_code = ErrorCode::OFFSET_OUT_OF_RANGE;
                 pass.failed = true;
             } else {
                 let part_max = usize::try_from(p.partition_max_bytes).unwrap_or(0);
                 let limit = part_max.min(max_bytes.saturating_sub(pass.bytes));
-                let (slices, n) = log.read(p.fetch_offset, limit, pass.bytes == 0);
+                let upper = if read_committed { lso } else { i64::MAX };
+                let (slices, n) = log.read(p.fetch_offset, limit, pass.bytes == 0, upper);
+                if read_committed {
+                    // The aborted transactions overlapping what is returned: from the fetch
+                    // offset to the end of the last batch returned.
+                    let end = slices
+                        .last()
+                        .and_then(|b| BatchHeader::parse(b).ok())
+                        .map_or(p.fetch_offset, |h| h.last_offset() + 1);
+                    r.aborted_transactions = Some(
+                        log.txns
+                            .aborted_between(p.fetch_offset, end)
+                            .into_iter()
+                            .map(|a| {
+                                let mut t = AbortedTransaction::default();
+                                t.producer_id = ProducerId(a.producer_id);
+                                t.first_offset = a.first_offset;
+                                t
+                            })
+                            .collect(),
+                    );
+                }
                 drop(log);
                 pass.bytes += n;
                 r.records = Some(concat(slices, n));

@@ -4,7 +4,7 @@
 //! offset, -3 (max timestamp, v7+) the last offset of the batch with the largest timestamp, and
 //! any other timestamp the first record at or after it (offset -1 if none). Only the leader
 //! answers (NOT_LEADER_OR_FOLLOWER otherwise); `current_leader_epoch` is checked like Fetch.
-//! The isolation level does not matter: the last stable offset is the high watermark here.
+//! With isolation level 1 (read_committed), "latest" is the last stable offset.
 //!
 //! Skipped: -4 (earliest local, tiered storage) and -5 (earliest pending upload) are answered
 //! like -2; the leader epoch returned is the partition's current one, not the batch's.
@@ -16,7 +16,7 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use super::Ctx;
 use crate::cluster::lock;
-use crate::log::code;
+use kafka_persistence_wire::ErrorCode;
 
 fn partition_error(index: i32, code: i16) -> ListOffsetsPartitionResponse {
     let mut r = ListOffsetsPartitionResponse::default();
@@ -55,7 +55,7 @@ pub(crate) fn handle(ctx: &Ctx, req: ListOffsetsRequest, version: i16) -> ListOf
             else {
                 tr.partitions.push(partition_error(
                     p.partition_index,
-                    code::UNKNOWN_TOPIC_OR_PARTITION,
+                    ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
                 ));
                 continue;
             };
@@ -63,7 +63,7 @@ pub(crate) fn handle(ctx: &Ctx, req: ListOffsetsRequest, version: i16) -> ListOf
             if log.leader != ctx.node_id {
                 tr.partitions.push(partition_error(
                     p.partition_index,
-                    code::NOT_LEADER_OR_FOLLOWER,
+                    ErrorCode::NOT_LEADER_OR_FOLLOWER,
                 ));
                 continue;
             }
@@ -72,25 +72,30 @@ pub(crate) fn handle(ctx: &Ctx, req: ListOffsetsRequest, version: i16) -> ListOf
                 && p.current_leader_epoch != log.leader_epoch
             {
                 let c = if p.current_leader_epoch < log.leader_epoch {
-                    code::FENCED_LEADER_EPOCH
+                    ErrorCode::FENCED_LEADER_EPOCH
                 } else {
-                    code::UNKNOWN_LEADER_EPOCH
+                    ErrorCode::UNKNOWN_LEADER_EPOCH
                 };
                 tr.partitions.push(partition_error(p.partition_index, c));
                 continue;
             }
             let (offset, timestamp) = match p.timestamp {
+                -1 if req.isolation_level == 1 => {
+                    (log.txns.last_stable_offset(log.high_watermark), -1)
+                }
                 -1 => (log.high_watermark, -1),
                 -2 | -4 | -5 => (log.log_start_offset, -1),
                 -3 => log.max_timestamp_offset().unwrap_or((-1, -1)),
                 ts if ts >= 0 => log.offset_for_timestamp(ts).unwrap_or((-1, -1)),
                 _ => {
-                    tr.partitions
-                        .push(partition_error(p.partition_index, code::INVALID_REQUEST));
+                    tr.partitions.push(partition_error(
+                        p.partition_index,
+                        ErrorCode::INVALID_REQUEST,
+                    ));
                     continue;
                 }
             };
-            let mut r = partition_error(p.partition_index, code::NONE);
+            let mut r = partition_error(p.partition_index, ErrorCode::NONE);
             r.offset = offset;
             r.timestamp = timestamp;
             if version >= 4 {

@@ -19,7 +19,7 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 use super::{sb, tn, Ctx};
 use crate::cluster::{lock, Topic};
 use crate::config::validate_topic_name;
-use crate::log::code;
+use kafka_persistence_wire::ErrorCode;
 
 /// The answer with `code` for every requested topic (no brokers, so clients retry).
 pub(crate) fn error(req: &MetadataRequest, code: i16) -> MetadataResponse {
@@ -53,7 +53,7 @@ fn describe(ctx: &Ctx, topic: &Topic, version: i16) -> MetadataResponseTopic {
             pr.leader_id = BrokerId(leader);
             pr.isr_nodes = vec![BrokerId(leader)];
         } else {
-            pr.error_code = code::LEADER_NOT_AVAILABLE;
+            pr.error_code = ErrorCode::LEADER_NOT_AVAILABLE;
             pr.leader_id = BrokerId(-1);
             if version >= 5 {
                 pr.offline_replicas = vec![BrokerId(leader)];
@@ -108,9 +108,10 @@ pub(crate) fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataR
                     // By id (v10+).
                     match c.topic_by_id(t.topic_id) {
                         Some(topic) => r.topics.push(describe(ctx, &topic, version)),
-                        None => r
-                            .topics
-                            .push(unknown(None, t.topic_id, code::UNKNOWN_TOPIC_ID)),
+                        None => {
+                            r.topics
+                                .push(unknown(None, t.topic_id, ErrorCode::UNKNOWN_TOPIC_ID))
+                        }
                     }
                     continue;
                 };
@@ -122,7 +123,7 @@ pub(crate) fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataR
                     r.topics.push(unknown(
                         Some(name),
                         t.topic_id,
-                        code::INVALID_TOPIC_EXCEPTION,
+                        ErrorCode::INVALID_TOPIC_EXCEPTION,
                     ));
                     continue;
                 }
@@ -130,7 +131,7 @@ pub(crate) fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataR
                     r.topics.push(unknown(
                         Some(name),
                         t.topic_id,
-                        code::UNKNOWN_TOPIC_OR_PARTITION,
+                        ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
                     ));
                     continue;
                 }
@@ -145,7 +146,7 @@ pub(crate) fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataR
                         None => r.topics.push(unknown(
                             Some(name),
                             t.topic_id,
-                            code::INVALID_TOPIC_EXCEPTION,
+                            ErrorCode::INVALID_TOPIC_EXCEPTION,
                         )),
                     },
                 }

@@ -17,7 +17,7 @@ use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
 use super::Ctx;
 use crate::groups::Committed;
-use crate::log::code;
+use kafka_persistence_wire::ErrorCode;
 
 /// The answer with `code` for every partition.
 pub(crate) fn error(req: &OffsetCommitRequest, code: i16) -> OffsetCommitResponse {
@@ -39,7 +39,7 @@ pub(crate) fn error(req: &OffsetCommitRequest, code: i16) -> OffsetCommitRespons
 /// Handles OffsetCommit.
 pub(crate) fn handle(ctx: &Ctx, req: OffsetCommitRequest, version: i16) -> OffsetCommitResponse {
     if ctx.cluster.controller_id() != ctx.node_id {
-        return error(&req, code::NOT_COORDINATOR);
+        return error(&req, ErrorCode::NOT_COORDINATOR);
     }
     let mut offsets = Vec::new();
     let mut unknown = Vec::new();
@@ -81,7 +81,7 @@ pub(crate) fn handle(ctx: &Ctx, req: OffsetCommitRequest, version: i16) -> Offse
                 .iter()
                 .any(|(t, p)| **t == *tr.name.0 && *p == pr.partition_index)
             {
-                pr.error_code = code::UNKNOWN_TOPIC_OR_PARTITION;
+                pr.error_code = ErrorCode::UNKNOWN_TOPIC_OR_PARTITION;
             }
         }
     }

@@ -13,7 +13,7 @@ use kafka_protocol::messages::offset_fetch_response::{
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse};
 
 use super::{sb, tn, Ctx};
-use crate::log::code;
+use kafka_persistence_wire::ErrorCode;
 
 /// The answer with `code`.
 pub(crate) fn error(req: &OffsetFetchRequest, code: i16, version: i16) -> OffsetFetchResponse {
@@ -39,7 +39,7 @@ pub(crate) fn error(req: &OffsetFetchRequest, code: i16, version: i16) -> Offset
 /// Handles OffsetFetch.
 pub(crate) fn handle(ctx: &Ctx, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
     if ctx.cluster.controller_id() != ctx.node_id {
-        return error(&req, code::NOT_COORDINATOR, version);
+        return error(&req, ErrorCode::NOT_COORDINATOR, version);
     }
     let wanted = req.topics.as_ref().map(|ts| {
         ts.iter()

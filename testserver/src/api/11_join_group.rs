@@ -20,7 +20,7 @@ use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 
 use super::{sb, Ctx};
 use crate::groups::JoinArgs;
-use crate::log::code;
+use kafka_persistence_wire::ErrorCode;
 
 /// The answer with `code`.
 pub(crate) fn error(code: i16) -> JoinGroupResponse {
@@ -43,7 +43,7 @@ pub(crate) async fn handle(
     version: i16,
 ) -> JoinGroupResponse {
     if ctx.cluster.controller_id() != ctx.node_id {
-        return error(code::NOT_COORDINATOR);
+        return error(ErrorCode::NOT_COORDINATOR);
     }
     let session = ms(req.session_timeout_ms);
     let args = JoinArgs {

@@ -10,7 +10,7 @@
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 
 use super::Ctx;
-use crate::log::code;
+use kafka_persistence_wire::ErrorCode;
 
 /// The answer with `code`.
 pub(crate) fn error(code: i16) -> HeartbeatResponse {
@@ -22,7 +22,7 @@ pub(crate) fn error(code: i16) -> HeartbeatResponse {
 /// Handles Heartbeat.
 pub(crate) fn handle(ctx: &Ctx, req: HeartbeatRequest, _version: i16) -> HeartbeatResponse {
     if ctx.cluster.controller_id() != ctx.node_id {
-        return error(code::NOT_COORDINATOR);
+        return error(ErrorCode::NOT_COORDINATOR);
     }
     error(
         ctx.cluster

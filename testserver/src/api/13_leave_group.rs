@@ -10,7 +10,7 @@ use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 
 use super::Ctx;
-use crate::log::code;
+use kafka_persistence_wire::ErrorCode;
 
 /// The answer with `code`.
 pub(crate) fn error(req: &LeaveGroupRequest, code: i16) -> LeaveGroupResponse {
@@ -29,7 +29,7 @@ pub(crate) fn error(req: &LeaveGroupRequest, code: i16) -> LeaveGroupResponse {
 /// Handles LeaveGroup.
 pub(crate) fn handle(ctx: &Ctx, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
     if ctx.cluster.controller_id() != ctx.node_id {
-        return error(&req, code::NOT_COORDINATOR);
+        return error(&req, ErrorCode::NOT_COORDINATOR);
     }
     let members: Vec<(String, Option<String>)> = if version >= 3 {
         req.members
@@ -55,7 +55,10 @@ pub(crate) fn handle(ctx: &Ctx, req: LeaveGroupRequest, version: i16) -> LeaveGr
             r.members.push(mr);
         }
     } else {
-        r.error_code = codes.first().copied().unwrap_or(code::UNKNOWN_MEMBER_ID);
+        r.error_code = codes
+            .first()
+            .copied()
+            .unwrap_or(ErrorCode::UNKNOWN_MEMBER_ID);
     }
     r
 }

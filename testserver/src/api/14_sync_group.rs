@@ -11,7 +11,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 
 use super::{sb, Ctx};
-use crate::log::code;
+use kafka_persistence_wire::ErrorCode;
 
 /// The answer with `code`.
 pub(crate) fn error(code: i16) -> SyncGroupResponse {
@@ -23,7 +23,7 @@ pub(crate) fn error(code: i16) -> SyncGroupResponse {
 /// Handles SyncGroup.
 pub(crate) async fn handle(ctx: &Ctx, req: SyncGroupRequest, version: i16) -> SyncGroupResponse {
     if ctx.cluster.controller_id() != ctx.node_id {
-        return error(code::NOT_COORDINATOR);
+        return error(ErrorCode::NOT_COORDINATOR);
     }
     let assignments: Vec<(String, Bytes)> = req
         .assignments

@@ -12,7 +12,7 @@ use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
 
 use super::{Ctx, SUPPORTED};
-use crate::log::code;
+use kafka_persistence_wire::ErrorCode;
 
 fn entry(key: ApiKey, min: i16, max: i16) -> ApiVersion {
     let mut v = ApiVersion::default();
@@ -31,7 +31,7 @@ pub(crate) fn error(code: i16) -> ApiVersionsResponse {
 
 /// The v0 UNSUPPORTED_VERSION answer carrying our own key-18 range (KIP-511).
 pub(crate) fn unsupported() -> ApiVersionsResponse {
-    let mut r = error(code::UNSUPPORTED_VERSION);
+    let mut r = error(ErrorCode::UNSUPPORTED_VERSION);
     if let Some((min, max)) = super::supported_range(ApiKey::ApiVersions) {
         r.api_keys.push(entry(ApiKey::ApiVersions, min, max));
     }
@@ -41,7 +41,7 @@ pub(crate) fn unsupported() -> ApiVersionsResponse {
 /// An injected UNSUPPORTED_VERSION: a v0 body advertising ApiVersions up to `version - 1`
 /// (nothing for v0), as an older broker would.
 pub(crate) fn unsupported_below(version: i16) -> ApiVersionsResponse {
-    let mut r = error(code::UNSUPPORTED_VERSION);
+    let mut r = error(ErrorCode::UNSUPPORTED_VERSION);
     if let Some((min, max)) = super::supported_range(ApiKey::ApiVersions) {
         let max = max.min(version - 1);
         if max >= min {

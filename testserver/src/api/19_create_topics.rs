@@ -19,7 +19,7 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 
 use super::{sb, Ctx};
 use crate::cluster::TopicError;
-use crate::log::code;
+use kafka_persistence_wire::ErrorCode;
 
 /// The answer with `code` for every topic.
 pub(crate) fn error(req: &CreateTopicsRequest, code: i16) -> CreateTopicsResponse {
@@ -53,7 +53,7 @@ pub(crate) fn handle(ctx: &Ctx, req: CreateTopicsRequest, version: i16) -> Creat
         if names.iter().filter(|n| **n == name).count() > 1 {
             fail(
                 &mut tr,
-                code::INVALID_REQUEST,
+                ErrorCode::INVALID_REQUEST,
                 format!("topic '{name}' appears more than once"),
             );
             r.topics.push(tr);
@@ -68,7 +68,7 @@ pub(crate) fn handle(ctx: &Ctx, req: CreateTopicsRequest, version: i16) -> Creat
             if t.num_partitions != -1 || t.replication_factor != -1 {
                 fail(
                     &mut tr,
-                    code::INVALID_REQUEST,
+                    ErrorCode::INVALID_REQUEST,
                     "both assignments and partitions/replication factor given".into(),
                 );
                 r.topics.push(tr);
@@ -82,7 +82,7 @@ pub(crate) fn handle(ctx: &Ctx, req: CreateTopicsRequest, version: i16) -> Creat
             {
                 fail(
                     &mut tr,
-                    code::INVALID_REPLICA_ASSIGNMENT,
+                    ErrorCode::INVALID_REPLICA_ASSIGNMENT,
                     "unknown broker in assignment".into(),
                 );
                 r.topics.push(tr);
@@ -97,7 +97,7 @@ pub(crate) fn handle(ctx: &Ctx, req: CreateTopicsRequest, version: i16) -> Creat
         if rf <= 0 || rf as usize > c.nodes.len() {
             fail(
                 &mut tr,
-                code::INVALID_REPLICATION_FACTOR,
+                ErrorCode::INVALID_REPLICATION_FACTOR,
                 format!("replication factor {rf} is not in 1..={}", c.nodes.len()),
             );
             r.topics.push(tr);
@@ -145,7 +145,7 @@ pub(crate) fn handle(ctx: &Ctx, req: CreateTopicsRequest, version: i16) -> Creat
                 }
             }
             Err(TopicError::Code(code, msg)) => fail(&mut tr, code, msg),
-            Err(TopicError::Io(msg)) => fail(&mut tr, code::KAFKA_STORAGE_ERROR, msg),
+            Err(TopicError::Io(msg)) => fail(&mut tr, ErrorCode::KAFKA_STORAGE_ERROR, msg),
         }
         r.topics.push(tr);
     }

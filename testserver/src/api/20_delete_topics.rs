@@ -12,7 +12,7 @@ use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicN
 
 use super::{sb, Ctx};
 use crate::cluster::TopicError;
-use crate::log::code;
+use kafka_persistence_wire::ErrorCode;
 
 fn targets(req: &DeleteTopicsRequest) -> Vec<(Option<TopicName>, uuid::Uuid)> {
     let mut v: Vec<(Option<TopicName>, uuid::Uuid)> = req
@@ -47,11 +47,11 @@ pub(crate) fn handle(ctx: &Ctx, req: DeleteTopicsRequest, version: i16) -> Delet
             Some(n) => c
                 .topic(&n.0)
                 .map(|t| t.name.clone())
-                .ok_or(code::UNKNOWN_TOPIC_OR_PARTITION),
+                .ok_or(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION),
             None => c
                 .topic_by_id(id)
                 .map(|t| t.name.clone())
-                .ok_or(code::UNKNOWN_TOPIC_ID),
+                .ok_or(ErrorCode::UNKNOWN_TOPIC_ID),
         };
         tr.name = name;
         if version >= 6 {
@@ -71,7 +71,7 @@ pub(crate) fn handle(ctx: &Ctx, req: DeleteTopicsRequest, version: i16) -> Delet
                     }
                 }
                 Err(TopicError::Io(msg)) => {
-                    tr.error_code = code::KAFKA_STORAGE_ERROR;
+                    tr.error_code = ErrorCode::KAFKA_STORAGE_ERROR;
                     if version >= 5 {
                         tr.error_message = Some(sb(msg));
                     }

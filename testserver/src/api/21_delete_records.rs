@@ -14,7 +14,7 @@ use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
 use super::Ctx;
 use crate::cluster::lock;
-use crate::log::code;
+use kafka_persistence_wire::ErrorCode;
 
 fn result(index: i32, code: i16, low_watermark: i64) -> DeleteRecordsPartitionResult {
     let mut r = DeleteRecordsPartitionResult::default();
@@ -52,15 +52,18 @@ pub(crate) fn handle(ctx: &Ctx, req: DeleteRecordsRequest, _version: i16) -> Del
             else {
                 tr.partitions.push(result(
                     p.partition_index,
-                    code::UNKNOWN_TOPIC_OR_PARTITION,
+                    ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
                     -1,
                 ));
                 continue;
             };
             let mut log = lock(&partition.log);
             if log.leader != ctx.node_id {
-                tr.partitions
-                    .push(result(p.partition_index, code::NOT_LEADER_OR_FOLLOWER, -1));
+                tr.partitions.push(result(
+                    p.partition_index,
+                    ErrorCode::NOT_LEADER_OR_FOLLOWER,
+                    -1,
+                ));
                 continue;
             }
             let target = if p.offset == -1 {
@@ -69,18 +72,24 @@ pub(crate) fn handle(ctx: &Ctx, req: DeleteRecordsRequest, _version: i16) -> Del
                 p.offset
             };
             if target < 0 || target > log.high_watermark {
-                tr.partitions
-                    .push(result(p.partition_index, code::OFFSET_OUT_OF_RANGE, -1));
+                tr.partitions.push(result(
+                    p.partition_index,
+                    ErrorCode::OFFSET_OUT_OF_RANGE,
+                    -1,
+                ));
                 continue;
             }
             match log.advance_log_start(target) {
                 Ok(low) => tr
                     .partitions
-                    .push(result(p.partition_index, code::NONE, low)),
+                    .push(result(p.partition_index, ErrorCode::NONE, low)),
                 Err(e) => {
                     tracing::warn!(error = %e, "persisting log start offset failed");
-                    tr.partitions
-                        .push(result(p.partition_index, code::KAFKA_STORAGE_ERROR, -1));
+                    tr.partitions.push(result(
+                        p.partition_index,
+                        ErrorCode::KAFKA_STORAGE_ERROR,
+                        -1,
+                    ));
                 }
             }
         }

@@ -15,7 +15,7 @@ use kafka_protocol::messages::describe_configs_response::{
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 
 use super::{sb, Ctx};
-use crate::log::code;
+use kafka_persistence_wire::ErrorCode;
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
@@ -77,7 +77,7 @@ pub(crate) fn handle(
                         .collect();
                 }
                 None => {
-                    rr.error_code = code::UNKNOWN_TOPIC_OR_PARTITION;
+                    rr.error_code = ErrorCode::UNKNOWN_TOPIC_OR_PARTITION;
                     rr.error_message = Some(sb(format!(
                         "topic '{}' does not exist",
                         &*res.resource_name
@@ -110,7 +110,7 @@ pub(crate) fn handle(
                     .collect();
             }
             _ => {
-                rr.error_code = code::INVALID_REQUEST;
+                rr.error_code = ErrorCode::INVALID_REQUEST;
                 rr.error_message = Some(sb("unsupported resource type"));
             }
         }

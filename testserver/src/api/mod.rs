@@ -3,11 +3,16 @@
 
 use std::sync::Arc;
 
+use kafka_persistence_wire::ErrorCode;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::cluster::Cluster;
 
+#[path = "25_add_offsets_to_txn.rs"]
+mod add_offsets_to_txn;
+#[path = "24_add_partitions_to_txn.rs"]
+mod add_partitions_to_txn;
 #[path = "18_api_versions.rs"]
 mod api_versions;
 #[path = "19_create_topics.rs"]
@@ -20,6 +25,8 @@ mod delete_topics;
 mod describe_cluster;
 #[path = "32_describe_configs.rs"]
 mod describe_configs;
+#[path = "26_end_txn.rs"]
+mod end_txn;
 #[path = "01_fetch.rs"]
 mod fetch;
 #[path = "10_find_coordinator.rs"]
@@ -48,6 +55,8 @@ mod sasl_authenticate;
 mod sasl_handshake;
 #[path = "14_sync_group.rs"]
 mod sync_group;
+#[path = "28_txn_offset_commit.rs"]
+mod txn_offset_commit;
 
 /// The apis this broker serves, with the version range it implements. ApiVersions
 /// advertises exactly this table and the decoder rejects everything outside it.
@@ -70,6 +79,10 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::InitProducerId, 0, 4),
+    (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::AddOffsetsToTxn, 0, 3),
+    (ApiKey::EndTxn, 0, 4),
+    (ApiKey::TxnOffsetCommit, 0, 4),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::DescribeCluster, 0, 1),
 ];
@@ -134,6 +147,10 @@ pub(crate) async fn handle(
         RequestKind::DeleteTopics(r) => delete_topics::handle(ctx, r, v).into(),
         RequestKind::DeleteRecords(r) => delete_records::handle(ctx, r, v).into(),
         RequestKind::InitProducerId(r) => init_producer_id::handle(ctx, r, v).into(),
+        RequestKind::AddPartitionsToTxn(r) => add_partitions_to_txn::handle(ctx, r, v).into(),
+        RequestKind::AddOffsetsToTxn(r) => add_offsets_to_txn::handle(ctx, r, v).into(),
+        RequestKind::EndTxn(r) => end_txn::handle(ctx, r, v).into(),
+        RequestKind::TxnOffsetCommit(r) => txn_offset_commit::handle(ctx, r, v).into(),
         RequestKind::DescribeConfigs(r) => describe_configs::handle(ctx, r, v).into(),
         RequestKind::DescribeCluster(r) => describe_cluster::handle(ctx, r, v).into(),
         other => {
@@ -194,11 +211,7 @@ pub(crate) fn gate(
         return Gate::Pass;
     }
     tracing::debug!(principal = %session.principal, operation = ?op, ?topics, reason = "no ACL", "refusing request");
-    match error_response(
-        header,
-        request,
-        kafka_persistence_wire::ErrorCode::TOPIC_AUTHORIZATION_FAILED,
-    ) {
+    match error_response(header, request, ErrorCode::TOPIC_AUTHORIZATION_FAILED) {
         Some((v, body)) => Gate::Respond(v, Box::new(body), false),
         None => Gate::Close("unauthorized acks=0 produce"),
     }
@@ -232,7 +245,7 @@ pub(crate) fn error_response(
         RequestKind::ApiVersions(_) => {
             // KIP-511: an UNSUPPORTED_VERSION answer is always a v0 body. Injected, it
             // emulates a broker whose highest ApiVersions version is below the requested one.
-            if code == crate::log::code::UNSUPPORTED_VERSION {
+            if code == ErrorCode::UNSUPPORTED_VERSION {
                 return Some((0, api_versions::unsupported_below(v).into()));
             }
             api_versions::error(code).into()
@@ -241,6 +254,10 @@ pub(crate) fn error_response(
         RequestKind::DeleteTopics(r) => delete_topics::error(r, code).into(),
         RequestKind::DeleteRecords(r) => delete_records::error(r, code).into(),
         RequestKind::InitProducerId(_) => init_producer_id::error(code).into(),
+        RequestKind::AddPartitionsToTxn(r) => add_partitions_to_txn::error(r, code).into(),
+        RequestKind::AddOffsetsToTxn(_) => add_offsets_to_txn::error(code).into(),
+        RequestKind::EndTxn(_) => end_txn::error(code).into(),
+        RequestKind::TxnOffsetCommit(r) => txn_offset_commit::error(r, code).into(),
         RequestKind::DescribeConfigs(r) => describe_configs::error(r, code).into(),
         RequestKind::DescribeCluster(_) => describe_cluster::error(code).into(),
         _ => return None,

@@ -157,7 +157,7 @@ pub(crate) struct Position {
 /// A Kafka consumer (see the module docs). Not `Clone`: one owner polls it.
 pub struct Consumer {
     client: Client,
-    config: Arc<ConsumerConfig>,
+    pub(crate) config: Arc<ConsumerConfig>,
     group: Option<GroupMember>,
     subscription: Option<Vec<String>>,
     listener: Option<Box<dyn RebalanceListener>>,
@@ -305,7 +305,9 @@ impl Consumer {
             };
             let tp = r.topic_partition();
             match self.positions.get_mut(&tp) {
-                Some(p) if !p.paused && p.offset == Some(r.offset()) => {
+                // `>=`, not `==`: offsets have gaps where transaction markers, aborted
+                // transactions (read_committed) or compacted records were.
+                Some(p) if !p.paused && p.offset.is_some_and(|o| r.offset() >= o) => {
                     p.offset = Some(r.offset() + 1);
                     out.push(r);
                 }

@@ -280,6 +280,7 @@ impl Inner {
             producer_epoch: if self.idempotent { p.epoch } else { -1 },
             base_sequence: seq,
             compression: self.config.compression,
+            is_transactional: self.config.transactional_id.is_some(),
             ..Default::default()
         };
         let mut buf = BytesMut::with_capacity(o.bytes + 128);

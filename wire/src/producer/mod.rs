@@ -63,6 +63,9 @@ mod policy;
 mod recovery;
 mod sink;
 mod split;
+mod txn;
+
+pub use txn::{ConsumerGroupMetadata, TransactionalProducer, TxnDelivery};
 
 use accumulator::{mark_dirty, record_size, Completion, Pending, State};
 
@@ -202,6 +205,18 @@ impl Producer {
                 closed: AtomicBool::new(false),
             }),
         }
+    }
+
+    /// A producer whose producer id and epoch are already known (a transactional producer's,
+    /// from its coordinator): it never asks for one itself.
+    pub(crate) fn with_producer_id(
+        client: Client,
+        config: ProducerConfig,
+        id: (i64, i16),
+    ) -> Producer {
+        let p = Producer::new(client, config);
+        let _ = p.inner.pid.set(id);
+        p
     }
 
     /// Appends `records` to the queue of `topic`/`partition` before it returns, as part of ONE

@@ -155,6 +155,23 @@ impl Inner {
                 let mut st = self.lock_state();
                 partition_mut(&mut st, &topic, partition).is_some_and(|p| p.need_reset)
             };
+            if need_reset && self.config.transactional_id.is_some() {
+                // A transactional producer never takes a fresh id on its own (that would
+                // bump its epoch under the coordinator): the queue fails, the transaction
+                // must abort, and the abort re-initialises the producer.
+                let mut st = self.lock_state();
+                let Some(p) = partition_mut(&mut st, &topic, partition) else {
+                    return;
+                };
+                let e = Error::Transaction(format!(
+                    "producer state of {topic}/{partition} lost inside the transaction"
+                ));
+                self.fail_partition(p, &e);
+                p.need_reset = false;
+                p.blocked = false;
+                p.recovering = false;
+                return;
+            }
             let fresh = if need_reset && self.idempotent {
                 match self.init_producer_id().await {
                     Ok(x) => Some(x),

@@ -155,7 +155,9 @@ impl Inner {
                 }
             }
             let req = ProduceRequest::default()
-                .with_transactional_id(None)
+                .with_transactional_id(self.config.transactional_id.as_ref().map(|t| {
+                    kafka_protocol::messages::TransactionalId(StrBytes::from_string(t.clone()))
+                }))
                 .with_acks(self.config.acks.as_i16())
                 .with_timeout_ms(
                     i32::try_from(self.request_timeout.as_millis()).unwrap_or(i32::MAX),

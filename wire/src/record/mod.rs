@@ -33,10 +33,12 @@ use bytes::Bytes;
 
 use crate::compression::CompressionError;
 
+mod control;
 mod decode;
 mod encode;
 pub mod varint;
 
+pub use control::{control_record, encode_marker, ControlType};
 pub use decode::{decode_batch, decode_batches, Batches};
 pub use encode::{encode_batch, encode_batch_with_offsets};
 

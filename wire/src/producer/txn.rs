@@ -1,0 +1,781 @@
+//! The transactional producer (KIP-98): a [`Producer`] whose batches belong to transactions
+//! that a transaction coordinator commits or aborts as a whole, together with consumer
+//! offsets (consume-transform-produce exactly once).
+//!
+//! Protocol, in order: FindCoordinator (key type 1) for the `transactional.id`;
+//! InitProducerId with the id and `transaction.timeout.ms` (fences older instances and
+//! aborts what they left open); per transaction AddPartitionsToTxn before the first send to
+//! a partition, AddOffsetsToTxn + TxnOffsetCommit (to the group coordinator, with the
+//! group's generation and member id, KIP-447) for `send_offsets_to_transaction`, and EndTxn.
+//!
+//! Invariants:
+//! - Sends go through one inner idempotent producer stamped with the transactional producer
+//!   id and epoch; it never fetches a producer id itself. A send enters its partition's line
+//!   only after the partition was added to the transaction.
+//! - Commit first flushes every send; if any send of the transaction failed, commit refuses
+//!   ([`Error::Transaction`]) and the caller must abort. An abort after failed sends starts
+//!   over with a fresh epoch (InitProducerId with the current id and epoch, KIP-360) and a
+//!   fresh inner producer, as the failed sends broke the sequence numbers.
+//! - Fencing (PRODUCER_FENCED, INVALID_PRODUCER_EPOCH) is final: [`Error::ProducerFenced`],
+//!   never retried; every later call fails the same way.
+//! - Coordinator errors (NOT_COORDINATOR, COORDINATOR_*) find the coordinator again;
+//!   CONCURRENT_TRANSACTIONS (the previous transaction's markers are still being written) is
+//!   retried after a short pause, both until the request timeout.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+use kafka_protocol::messages::txn_offset_commit_request::{
+    TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::{
+    AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest,
+    AddPartitionsToTxnResponse, ApiKey, EndTxnRequest, EndTxnResponse, FindCoordinatorRequest,
+    FindCoordinatorResponse, GroupId, InitProducerIdRequest, InitProducerIdResponse, ProducerId,
+    TopicName, TransactionalId, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+use tokio::task::JoinHandle;
+use tracing::debug;
+
+use super::{Producer, RecordMetadata};
+use crate::client::{Client, ConnKind};
+use crate::config::ProducerConfig;
+use crate::conn::Connection;
+use crate::consumer::{Consumer, TopicPartition};
+use crate::error::{lookup, Error, ErrorCode};
+use crate::record::Record;
+
+fn sb(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_owned())
+}
+
+/// What `send_offsets_to_transaction` needs to know about the consumer's group (Java's
+/// `ConsumerGroupMetadata`): the broker refuses offsets of a member that is no longer in the
+/// group's current generation (KIP-447), which fences a zombie consumer's transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerGroupMetadata {
+    /// The group id.
+    pub group_id: String,
+    /// The generation (-1: none, no check).
+    pub generation_id: i32,
+    /// The member id ("" with generation -1: no check).
+    pub member_id: String,
+    /// The static member id, if any.
+    pub group_instance_id: Option<String>,
+}
+
+impl ConsumerGroupMetadata {
+    /// Metadata of a group without member checks (a consumer using `assign`).
+    pub fn new(group_id: impl Into<String>) -> Self {
+        ConsumerGroupMetadata {
+            group_id: group_id.into(),
+            generation_id: -1,
+            member_id: String::new(),
+            group_instance_id: None,
+        }
+    }
+
+    /// The current metadata of `consumer`'s group membership (generation and member id when
+    /// it is in a group); `None` for a consumer without a group id.
+    pub fn of(consumer: &Consumer) -> Option<Self> {
+        let group_id = consumer.config.group_id.clone()?;
+        let mut m = ConsumerGroupMetadata::new(group_id);
+        if let Some((generation, member)) = consumer.group_generation() {
+            m.generation_id = generation;
+            m.member_id = member;
+            m.group_instance_id = consumer.config.instance_id.clone();
+        }
+        Some(m)
+    }
+}
+
+/// Where the producer is in its transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Between transactions.
+    Ready,
+    /// `begin_transaction` was called.
+    InTransaction,
+    /// Fenced: final.
+    Fenced,
+}
+
+#[derive(Debug)]
+struct State {
+    phase: Phase,
+    producer_id: i64,
+    epoch: i16,
+    /// Partitions added to the open transaction.
+    partitions: BTreeSet<(String, i32)>,
+    /// Offsets were added (AddOffsetsToTxn) in the open transaction.
+    offsets_added: bool,
+    producer: Producer,
+    coordinator: Option<Arc<Connection>>,
+}
+
+struct Shared {
+    client: Client,
+    config: ProducerConfig,
+    tid: String,
+    state: tokio::sync::Mutex<State>,
+    /// A send of the open transaction failed.
+    failed: Arc<AtomicBool>,
+    /// A send was refused as fenced (final, like `Phase::Fenced`).
+    fenced: Arc<AtomicBool>,
+    /// The first such failure, for the error commit reports.
+    first_failure: Arc<Mutex<Option<String>>>,
+}
+
+/// A transactional producer (see the module docs). Cheap to clone; clones share the
+/// transaction. Create it with [`Client::transactional_producer`].
+#[derive(Clone)]
+pub struct TransactionalProducer {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for TransactionalProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransactionalProducer")
+            .field("transactional_id", &self.shared.tid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The outcome of one [`TransactionalProducer::enqueue`]: resolves once the send is stored.
+#[derive(Debug)]
+#[must_use = "the send happens anyway; the future only reports its outcome"]
+pub struct TxnDelivery {
+    handle: JoinHandle<Result<RecordMetadata, Error>>,
+}
+
+impl Future for TxnDelivery {
+    type Output = Result<RecordMetadata, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match Pin::new(&mut self.handle).poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(r)) => Poll::Ready(r),
+            Poll::Ready(Err(_)) => Poll::Ready(Err(Error::Closed)),
+        }
+    }
+}
+
+impl Client {
+    /// A transactional producer for `config`'s `transactional.id`: finds its coordinator
+    /// and runs `init_transactions` (fencing older instances with the same id).
+    pub async fn transactional_producer(
+        &self,
+        config: ProducerConfig,
+    ) -> Result<TransactionalProducer, Error> {
+        let Some(tid) = config.transactional_id.clone().filter(|t| !t.is_empty()) else {
+            return Err(Error::Config(
+                "a transactional producer needs transactional.id".to_owned(),
+            ));
+        };
+        let placeholder = Producer::with_producer_id(self.clone(), config.clone(), (-1, -1));
+        let shared = Arc::new(Shared {
+            client: self.clone(),
+            config,
+            tid,
+            state: tokio::sync::Mutex::new(State {
+                phase: Phase::Ready,
+                producer_id: -1,
+                epoch: -1,
+                partitions: BTreeSet::new(),
+                offsets_added: false,
+                producer: placeholder,
+                coordinator: None,
+            }),
+            failed: Arc::new(AtomicBool::new(false)),
+            fenced: Arc::new(AtomicBool::new(false)),
+            first_failure: Arc::new(Mutex::new(None)),
+        });
+        let p = TransactionalProducer { shared };
+        p.init_transactions().await?;
+        Ok(p)
+    }
+}
+
+/// Whether `code` means this producer was fenced.
+fn is_fenced(code: i16) -> bool {
+    matches!(
+        code,
+        ErrorCode::PRODUCER_FENCED | ErrorCode::INVALID_PRODUCER_EPOCH
+    )
+}
+
+/// What to do with a coordinator answer.
+enum Next {
+    Done,
+    /// Find the coordinator again, then retry.
+    Rediscover,
+    /// Retry after a pause.
+    Retry,
+}
+
+fn classify(code: i16) -> Next {
+    match code {
+        ErrorCode::NONE => Next::Done,
+        ErrorCode::NOT_COORDINATOR
+        | ErrorCode::COORDINATOR_NOT_AVAILABLE
+        | ErrorCode::COORDINATOR_LOAD_IN_PROGRESS => Next::Rediscover,
+        ErrorCode::CONCURRENT_TRANSACTIONS => Next::Retry,
+        c if lookup(c).retriable => Next::Retry,
+        _ => Next::Done,
+    }
+}
+
+impl Shared {
+    fn timeout(&self) -> Duration {
+        self.client.inner.config.request_timeout
+    }
+
+    fn fenced(&self, code: i16) -> Error {
+        Error::ProducerFenced {
+            transactional_id: self.tid.clone(),
+            name: lookup(code).name,
+        }
+    }
+
+    /// The broker error for `code`, or the fenced error.
+    fn error(&self, code: i16, what: &str) -> Error {
+        if is_fenced(code) {
+            self.fenced(code)
+        } else {
+            Error::broker(
+                code,
+                None,
+                None,
+                Some(format!("{what} for transactional id {}", self.tid)),
+            )
+        }
+    }
+
+    /// FindCoordinator for `key` of `key_type` (0 group, 1 transaction); a pooled connection.
+    async fn find_coordinator(&self, key_type: i8, key: &str) -> Result<Arc<Connection>, Error> {
+        let conn = self.client.inner.any_conn().await?;
+        let version = conn.version(ApiKey::FindCoordinator)?;
+        let mut req = FindCoordinatorRequest::default();
+        req.key_type = key_type;
+        if version >= 4 {
+            req.coordinator_keys = vec![sb(key)];
+        } else {
+            req.key = sb(key);
+        }
+        let resp: FindCoordinatorResponse = conn
+            .request_at(ApiKey::FindCoordinator, version, &req, self.timeout())
+            .await?;
+        let (code, node, host, port) = if version >= 4 {
+            match resp.coordinators.first() {
+                Some(c) => (c.error_code, c.node_id.0, c.host.to_string(), c.port),
+                None => (ErrorCode::COORDINATOR_NOT_AVAILABLE, -1, String::new(), -1),
+            }
+        } else {
+            (
+                resp.error_code,
+                resp.node_id.0,
+                resp.host.to_string(),
+                resp.port,
+            )
+        };
+        if code != 0 {
+            return Err(Error::broker(
+                code,
+                None,
+                None,
+                Some(format!("FindCoordinator for {key}")),
+            ));
+        }
+        if port <= 0 || host.is_empty() {
+            return Err(Error::broker(
+                ErrorCode::COORDINATOR_NOT_AVAILABLE,
+                None,
+                None,
+                Some(format!("coordinator {node} without an address")),
+            ));
+        }
+        let addr = format!("{host}:{port}");
+        debug!(key, key_type, coordinator = node, %addr, "coordinator found");
+        self.client.inner.conn(&addr, ConnKind::Main).await
+    }
+
+    /// Runs one coordinator request until it is answered for good: `call` returns the error
+    /// code and the value; coordinator errors rediscover, CONCURRENT_TRANSACTIONS and other
+    /// retriable codes pause and retry, until the request timeout.
+    async fn with_coordinator<T, F, Fut>(
+        &self,
+        st: &mut State,
+        key_type: i8,
+        key: &str,
+        what: &str,
+        mut call: F,
+    ) -> Result<(i16, T), Error>
+    where
+        F: FnMut(Arc<Connection>) -> Fut,
+        Fut: Future<Output = Result<(i16, T), Error>>,
+    {
+        let deadline = Instant::now() + self.timeout();
+        let mut backoff = self.client.inner.backoff();
+        let mut group_conn: Option<Arc<Connection>> = None;
+        loop {
+            let cached = if key_type == 1 {
+                st.coordinator.clone()
+            } else {
+                group_conn.clone()
+            };
+            let conn = match cached.filter(|c| !c.is_failed()) {
+                Some(c) => Ok(c),
+                None => self.find_coordinator(key_type, key).await,
+            };
+            let outcome = match conn {
+                Ok(c) => {
+                    if key_type == 1 {
+                        st.coordinator = Some(Arc::clone(&c));
+                    } else {
+                        group_conn = Some(Arc::clone(&c));
+                    }
+                    call(c).await
+                }
+                Err(e) => Err(e),
+            };
+            let retry = match &outcome {
+                Ok((code, _)) => match classify(*code) {
+                    Next::Done => return outcome,
+                    Next::Rediscover => true,
+                    Next::Retry => false,
+                },
+                Err(e) if e.is_retriable() || matches!(e, Error::Closed | Error::Protocol(_)) => {
+                    true
+                }
+                Err(_) => return outcome,
+            };
+            if retry {
+                st.coordinator = None;
+                group_conn = None;
+            }
+            if Instant::now() >= deadline {
+                return outcome;
+            }
+            let delay = backoff.next_delay().min(Duration::from_millis(100));
+            debug!(what, transactional_id = %self.tid, delay_ms = delay.as_millis() as u64, "coordinator request: retrying");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// InitProducerId for the transactional id (`current`: our id and epoch, KIP-360).
+    async fn init_producer_id(
+        &self,
+        st: &mut State,
+        current: (i64, i16),
+    ) -> Result<(i64, i16), Error> {
+        let timeout_ms =
+            i32::try_from(self.config.transaction_timeout.as_millis()).unwrap_or(i32::MAX);
+        let tid = self.tid.clone();
+        let timeout = self.timeout();
+        let (code, pair) = self
+            .with_coordinator(st, 1, &tid.clone(), "InitProducerId", |c| {
+                let tid = tid.clone();
+                async move {
+                    let version = c.version(ApiKey::InitProducerId)?;
+                    let (pid, epoch) = if version >= 3 { current } else { (-1, -1) };
+                    let req = InitProducerIdRequest::default()
+                        .with_transactional_id(Some(TransactionalId(sb(&tid))))
+                        .with_transaction_timeout_ms(timeout_ms)
+                        .with_producer_id(ProducerId(pid))
+                        .with_producer_epoch(epoch);
+                    let resp: InitProducerIdResponse = c
+                        .request_at(ApiKey::InitProducerId, version, &req, timeout)
+                        .await?;
+                    Ok((resp.error_code, (resp.producer_id.0, resp.producer_epoch)))
+                }
+            })
+            .await?;
+        if code != 0 {
+            return Err(self.error(code, "InitProducerId"));
+        }
+        Ok(pair)
+    }
+
+    /// The fenced error if this producer was fenced (by a coordinator answer or a send).
+    fn check_fenced(&self, st: &mut State) -> Result<(), Error> {
+        if self.fenced.load(Ordering::Acquire) {
+            st.phase = Phase::Fenced;
+        }
+        if st.phase == Phase::Fenced {
+            return Err(self.fenced(ErrorCode::PRODUCER_FENCED));
+        }
+        Ok(())
+    }
+
+    /// Records fencing from `e`.
+    fn note(&self, st: &mut State, e: Error) -> Error {
+        if matches!(e, Error::ProducerFenced { .. }) {
+            st.phase = Phase::Fenced;
+        }
+        e
+    }
+}
+
+impl TransactionalProducer {
+    /// Gets a (new) producer id and epoch from the coordinator for the transactional id,
+    /// fencing every older instance and aborting the transaction it left open. Called by
+    /// [`Client::transactional_producer`]; call it again to start over after an error.
+    pub async fn init_transactions(&self) -> Result<(), Error> {
+        let sh = &self.shared;
+        let mut st = sh.state.lock().await;
+        sh.check_fenced(&mut st)?;
+        let current = (st.producer_id, st.epoch);
+        let (pid, epoch) = match sh.init_producer_id(&mut st, current).await {
+            Ok(x) => x,
+            Err(e) => return Err(sh.note(&mut st, e)),
+        };
+        debug!(transactional_id = %sh.tid, producer_id = pid, epoch, "transactional producer initialised");
+        let old = std::mem::replace(
+            &mut st.producer,
+            Producer::with_producer_id(sh.client.clone(), sh.config.clone(), (pid, epoch)),
+        );
+        old.inner.closed.store(true, Ordering::Release);
+        st.producer_id = pid;
+        st.epoch = epoch;
+        st.phase = Phase::Ready;
+        st.partitions.clear();
+        st.offsets_added = false;
+        sh.failed.store(false, Ordering::Release);
+        *crate::sync::lock(&sh.first_failure) = None;
+        Ok(())
+    }
+
+    /// The producer id and epoch in use.
+    pub async fn producer_id_and_epoch(&self) -> (i64, i16) {
+        let st = self.shared.state.lock().await;
+        (st.producer_id, st.epoch)
+    }
+
+    /// Starts a transaction. Nothing goes to the broker until the first send.
+    pub async fn begin_transaction(&self) -> Result<(), Error> {
+        let sh = &self.shared;
+        let mut st = sh.state.lock().await;
+        sh.check_fenced(&mut st)?;
+        match st.phase {
+            Phase::Fenced => Err(sh.fenced(ErrorCode::PRODUCER_FENCED)),
+            Phase::InTransaction => Err(Error::Transaction(
+                "a transaction is already open".to_owned(),
+            )),
+            Phase::Ready => {
+                st.phase = Phase::InTransaction;
+                Ok(())
+            }
+        }
+    }
+
+    /// Adds `topic`/`partition` to the open transaction if it is not yet in it.
+    async fn add_partition(
+        &self,
+        st: &mut State,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(), Error> {
+        let sh = &self.shared;
+        sh.check_fenced(st)?;
+        match st.phase {
+            Phase::Fenced => return Err(sh.fenced(ErrorCode::PRODUCER_FENCED)),
+            Phase::Ready => {
+                return Err(Error::Transaction(
+                    "send outside a transaction (call begin_transaction)".to_owned(),
+                ))
+            }
+            Phase::InTransaction => {}
+        }
+        let key = (topic.to_owned(), partition);
+        if st.partitions.contains(&key) {
+            return Ok(());
+        }
+        let (tid, pid, epoch, timeout) = (sh.tid.clone(), st.producer_id, st.epoch, sh.timeout());
+        let r = sh
+            .with_coordinator(st, 1, &tid.clone(), "AddPartitionsToTxn", |c| {
+                let (tid, topic) = (tid.clone(), topic.to_owned());
+                async move {
+                    let mut t = AddPartitionsToTxnTopic::default();
+                    t.name = TopicName(sb(&topic));
+                    t.partitions = vec![partition];
+                    let mut req = AddPartitionsToTxnRequest::default();
+                    req.v3_and_below_transactional_id = TransactionalId(sb(&tid));
+                    req.v3_and_below_producer_id = ProducerId(pid);
+                    req.v3_and_below_producer_epoch = epoch;
+                    req.v3_and_below_topics = vec![t];
+                    let version = c.version(ApiKey::AddPartitionsToTxn)?.min(3);
+                    let resp: AddPartitionsToTxnResponse = c
+                        .request_at(ApiKey::AddPartitionsToTxn, version, &req, timeout)
+                        .await?;
+                    let code = resp
+                        .results_by_topic_v3_and_below
+                        .iter()
+                        .flat_map(|t| t.results_by_partition.iter())
+                        .map(|p| p.partition_error_code)
+                        .find(|c| *c != 0)
+                        .unwrap_or(resp.error_code);
+                    Ok((code, ()))
+                }
+            })
+            .await;
+        match r {
+            Ok((0, ())) => {
+                st.partitions.insert(key);
+                Ok(())
+            }
+            Ok((code, ())) => {
+                let e = sh.error(code, "AddPartitionsToTxn");
+                Err(sh.note(st, e))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends `records` to `topic`/`partition` in the open transaction (as one batch, see
+    /// [`Producer::enqueue`]): adds the partition to the transaction first if needed, then
+    /// enters the send in the partition's line. The returned future reports the outcome; a
+    /// failure also makes the transaction's commit fail.
+    pub async fn enqueue(
+        &self,
+        topic: &str,
+        partition: i32,
+        records: Vec<Record>,
+    ) -> Result<TxnDelivery, Error> {
+        let sh = &self.shared;
+        let mut st = sh.state.lock().await;
+        self.add_partition(&mut st, topic, partition).await?;
+        let fut = st.producer.enqueue(topic, partition, records);
+        drop(st);
+        let failed = Arc::clone(&sh.failed);
+        let fenced = Arc::clone(&sh.fenced);
+        let first = Arc::clone(&sh.first_failure);
+        let tid = sh.tid.clone();
+        let handle = tokio::spawn(async move {
+            match fut.await {
+                Ok(m) => Ok(m),
+                Err(e) => {
+                    failed.store(true, Ordering::Release);
+                    crate::sync::lock(&first).get_or_insert_with(|| e.to_string());
+                    match e.code() {
+                        Some(c) if is_fenced(c) => {
+                            fenced.store(true, Ordering::Release);
+                            Err(Error::ProducerFenced {
+                                transactional_id: tid,
+                                name: lookup(c).name,
+                            })
+                        }
+                        _ => Err(e),
+                    }
+                }
+            }
+        });
+        Ok(TxnDelivery { handle })
+    }
+
+    /// [`TransactionalProducer::enqueue`], then waits for the outcome.
+    pub async fn send(
+        &self,
+        topic: &str,
+        partition: i32,
+        records: Vec<Record>,
+    ) -> Result<RecordMetadata, Error> {
+        self.enqueue(topic, partition, records).await?.await
+    }
+
+    /// Sends one record to the partition the configured partitioner picks for its key.
+    pub async fn send_keyed(&self, topic: &str, record: Record) -> Result<RecordMetadata, Error> {
+        let producer = self.shared.state.lock().await.producer.clone();
+        let partition = producer.partition_for(topic, &record).await?;
+        self.send(topic, partition, vec![record]).await
+    }
+
+    /// Commits consumer offsets (the next offsets to read) as part of the open transaction:
+    /// AddOffsetsToTxn, then TxnOffsetCommit to the group's coordinator with the group's
+    /// generation and member id (a member that is no longer in the generation is refused,
+    /// KIP-447). The offsets become the group's committed offsets when the transaction
+    /// commits, and are dropped when it aborts.
+    pub async fn send_offsets_to_transaction(
+        &self,
+        offsets: &[(TopicPartition, i64)],
+        group: &ConsumerGroupMetadata,
+    ) -> Result<(), Error> {
+        let sh = &self.shared;
+        let mut st = sh.state.lock().await;
+        sh.check_fenced(&mut st)?;
+        match st.phase {
+            Phase::Fenced => return Err(sh.fenced(ErrorCode::PRODUCER_FENCED)),
+            Phase::Ready => {
+                return Err(Error::Transaction(
+                    "offsets outside a transaction (call begin_transaction)".to_owned(),
+                ))
+            }
+            Phase::InTransaction => {}
+        }
+        let (tid, pid, epoch, timeout) = (sh.tid.clone(), st.producer_id, st.epoch, sh.timeout());
+        let gid = group.group_id.clone();
+        let (code, ()) = sh
+            .with_coordinator(&mut st, 1, &tid.clone(), "AddOffsetsToTxn", |c| {
+                let (tid, gid) = (tid.clone(), gid.clone());
+                async move {
+                    let req = AddOffsetsToTxnRequest::default()
+                        .with_transactional_id(TransactionalId(sb(&tid)))
+                        .with_producer_id(ProducerId(pid))
+                        .with_producer_epoch(epoch)
+                        .with_group_id(GroupId(sb(&gid)));
+                    let version = c.version(ApiKey::AddOffsetsToTxn)?.min(3);
+                    let resp: AddOffsetsToTxnResponse = c
+                        .request_at(ApiKey::AddOffsetsToTxn, version, &req, timeout)
+                        .await?;
+                    Ok((resp.error_code, ()))
+                }
+            })
+            .await?;
+        if code != 0 {
+            let e = sh.error(code, "AddOffsetsToTxn");
+            return Err(sh.note(&mut st, e));
+        }
+        st.offsets_added = true;
+        let mut topics: Vec<TxnOffsetCommitRequestTopic> = Vec::new();
+        for (tp, offset) in offsets {
+            let mut p = TxnOffsetCommitRequestPartition::default();
+            p.partition_index = tp.partition;
+            p.committed_offset = *offset;
+            p.committed_leader_epoch = -1;
+            match topics.iter_mut().find(|t| *t.name.0 == *tp.topic) {
+                Some(t) => t.partitions.push(p),
+                None => {
+                    let mut t = TxnOffsetCommitRequestTopic::default();
+                    t.name = TopicName(sb(&tp.topic));
+                    t.partitions.push(p);
+                    topics.push(t);
+                }
+            }
+        }
+        let group = group.clone();
+        let (code, ()) = sh
+            .with_coordinator(&mut st, 0, &gid, "TxnOffsetCommit", |c| {
+                let (tid, group, topics) = (tid.clone(), group.clone(), topics.clone());
+                async move {
+                    let mut req = TxnOffsetCommitRequest::default();
+                    req.transactional_id = TransactionalId(sb(&tid));
+                    req.group_id = GroupId(sb(&group.group_id));
+                    req.producer_id = ProducerId(pid);
+                    req.producer_epoch = epoch;
+                    req.generation_id = group.generation_id;
+                    req.member_id = sb(&group.member_id);
+                    req.group_instance_id = group.group_instance_id.as_deref().map(sb);
+                    req.topics = topics;
+                    let version = c.version(ApiKey::TxnOffsetCommit)?.min(3);
+                    let resp: TxnOffsetCommitResponse = c
+                        .request_at(ApiKey::TxnOffsetCommit, version, &req, timeout)
+                        .await?;
+                    let code = resp
+                        .topics
+                        .iter()
+                        .flat_map(|t| t.partitions.iter())
+                        .map(|p| p.error_code)
+                        .find(|c| *c != 0)
+                        .unwrap_or(0);
+                    Ok((code, ()))
+                }
+            })
+            .await?;
+        if code != 0 {
+            let e = sh.error(code, "TxnOffsetCommit");
+            return Err(sh.note(&mut st, e));
+        }
+        Ok(())
+    }
+
+    /// Commits the open transaction: flushes every send, then EndTxn(commit). Fails with
+    /// [`Error::Transaction`] (and commits nothing) if a send of the transaction failed:
+    /// call [`TransactionalProducer::abort_transaction`] then.
+    pub async fn commit_transaction(&self) -> Result<(), Error> {
+        self.end(true).await
+    }
+
+    /// Aborts the open transaction: waits for its sends, then EndTxn(abort); none of its
+    /// records or offsets become visible to `read_committed` readers.
+    pub async fn abort_transaction(&self) -> Result<(), Error> {
+        self.end(false).await
+    }
+
+    async fn end(&self, commit: bool) -> Result<(), Error> {
+        let sh = &self.shared;
+        let mut st = sh.state.lock().await;
+        sh.check_fenced(&mut st)?;
+        match st.phase {
+            Phase::Fenced => return Err(sh.fenced(ErrorCode::PRODUCER_FENCED)),
+            Phase::Ready => return Err(Error::Transaction("no open transaction".to_owned())),
+            Phase::InTransaction => {}
+        }
+        st.producer.flush().await?;
+        // Let the delivery tasks of the flushed sends record their outcome.
+        tokio::task::yield_now().await;
+        sh.check_fenced(&mut st)?;
+        let failed = sh.failed.load(Ordering::Acquire);
+        if commit && failed {
+            let first = crate::sync::lock(&sh.first_failure)
+                .clone()
+                .unwrap_or_default();
+            return Err(Error::Transaction(format!(
+                "a send of the transaction failed ({first}); abort it"
+            )));
+        }
+        if !st.partitions.is_empty() || st.offsets_added {
+            let (tid, pid, epoch, timeout) =
+                (sh.tid.clone(), st.producer_id, st.epoch, sh.timeout());
+            let (code, ()) = sh
+                .with_coordinator(&mut st, 1, &tid.clone(), "EndTxn", |c| {
+                    let tid = tid.clone();
+                    async move {
+                        let req = EndTxnRequest::default()
+                            .with_transactional_id(TransactionalId(sb(&tid)))
+                            .with_producer_id(ProducerId(pid))
+                            .with_producer_epoch(epoch)
+                            .with_committed(commit);
+                        let version = c.version(ApiKey::EndTxn)?.min(3);
+                        let resp: EndTxnResponse =
+                            c.request_at(ApiKey::EndTxn, version, &req, timeout).await?;
+                        Ok((resp.error_code, ()))
+                    }
+                })
+                .await?;
+            if code != 0 {
+                let e = sh.error(
+                    code,
+                    if commit {
+                        "EndTxn(commit)"
+                    } else {
+                        "EndTxn(abort)"
+                    },
+                );
+                return Err(sh.note(&mut st, e));
+            }
+        }
+        debug!(transactional_id = %sh.tid, commit, partitions = st.partitions.len(), "transaction ended");
+        st.phase = Phase::Ready;
+        st.partitions.clear();
+        st.offsets_added = false;
+        if failed {
+            // The failed sends broke the sequence numbers: start over with a fresh epoch.
+            drop(st);
+            return self.init_transactions().await;
+        }
+        Ok(())
+    }
+
+    /// Closes the producer: new sends fail; an open transaction is left for the coordinator
+    /// (a new instance with the same id aborts it, or its timeout does).
+    pub async fn close(&self) -> Result<(), Error> {
+        let st = self.shared.state.lock().await;
+        st.producer.close().await
+    }
+}

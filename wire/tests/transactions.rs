@@ -1,0 +1,289 @@
+//! The transactional producer and `read_committed` consumers, on the in-process broker or,
+//! with `KP_EXTERNAL_BOOTSTRAP`, on Apache Kafka: commit visible, abort invisible to
+//! read_committed (visible to read_uncommitted), a crash mid-transaction leaves no visible
+//! partial output, a zombie with the old epoch is fenced, offsets committed in a transaction
+//! (with the group's generation, KIP-447) only when it commits.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{broker, now_ms, unique};
+use kafka_persistence_wire::{
+    Client, ConsumerConfig, ConsumerGroupMetadata, Error, IsolationLevel, NewTopic, OffsetReset,
+    ProducerConfig, Record, TopicPartition, TransactionalProducer,
+};
+
+async fn topic(client: &Client, partitions: i32) -> String {
+    let t = unique("txn");
+    client
+        .create_topics(vec![NewTopic::new(&t, partitions, 1)])
+        .await
+        .unwrap();
+    t
+}
+
+fn txn_config(tid: &str) -> ProducerConfig {
+    ProducerConfig::default()
+        .with_transactional_id(tid)
+        .with_transaction_timeout(Duration::from_secs(30))
+}
+
+async fn txn_producer(client: &Client, tid: &str) -> TransactionalProducer {
+    client
+        .transactional_producer(txn_config(tid))
+        .await
+        .unwrap()
+}
+
+fn rec(v: &str) -> Vec<Record> {
+    vec![Record::new(v.to_owned(), now_ms())]
+}
+
+/// Every value readable at `isolation` from `partitions` of `topic`: polls until nothing new
+/// arrived for a while.
+async fn read_all(
+    client: &Client,
+    topic: &str,
+    partitions: i32,
+    isolation: IsolationLevel,
+) -> Vec<String> {
+    let mut c = client
+        .consumer(
+            ConsumerConfig::default()
+                .with_isolation(isolation)
+                .with_auto_offset_reset(OffsetReset::Earliest),
+        )
+        .unwrap();
+    c.assign(
+        (0..partitions)
+            .map(|p| TopicPartition::new(topic, p))
+            .collect(),
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut quiet_since = Instant::now();
+    while Instant::now() < deadline && quiet_since.elapsed() < Duration::from_millis(1500) {
+        let batch = c.poll(Duration::from_millis(200)).await.unwrap();
+        if !batch.is_empty() {
+            quiet_since = Instant::now();
+        }
+        out.extend(
+            batch
+                .into_iter()
+                .map(|r| String::from_utf8(r.record.value.unwrap().to_vec()).unwrap()),
+        );
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn txn_commit_is_visible_abort_is_not() {
+    let b = broker().await;
+    let client = b.client().await;
+    let t = topic(&client, 2).await;
+    let p = txn_producer(&client, &unique("tid")).await;
+    p.begin_transaction().await.unwrap();
+    p.send(&t, 0, rec("aborted-0")).await.unwrap();
+    p.send(&t, 1, rec("aborted-1")).await.unwrap();
+    p.abort_transaction().await.unwrap();
+    p.begin_transaction().await.unwrap();
+    p.send(&t, 0, rec("committed-0")).await.unwrap();
+    p.send(&t, 1, rec("committed-1")).await.unwrap();
+    p.commit_transaction().await.unwrap();
+    assert_eq!(
+        read_all(&client, &t, 2, IsolationLevel::ReadCommitted).await,
+        vec!["committed-0", "committed-1"]
+    );
+    assert_eq!(
+        read_all(&client, &t, 2, IsolationLevel::ReadUncommitted).await,
+        vec!["aborted-0", "aborted-1", "committed-0", "committed-1"]
+    );
+    // State errors are reported, not sent.
+    assert!(matches!(
+        p.commit_transaction().await,
+        Err(Error::Transaction(_))
+    ));
+    assert!(matches!(
+        p.send(&t, 0, rec("outside")).await,
+        Err(Error::Transaction(_))
+    ));
+    p.begin_transaction().await.unwrap();
+    assert!(matches!(
+        p.begin_transaction().await,
+        Err(Error::Transaction(_))
+    ));
+    p.commit_transaction().await.unwrap();
+}
+
+#[tokio::test]
+async fn txn_open_transaction_blocks_read_committed_until_it_ends() {
+    let b = broker().await;
+    let client = b.client().await;
+    let t = topic(&client, 1).await;
+    let other = client.producer(ProducerConfig::default());
+    let p = txn_producer(&client, &unique("tid")).await;
+    p.begin_transaction().await.unwrap();
+    p.send(&t, 0, rec("in-txn")).await.unwrap();
+    other.send(&t, 0, rec("after-open-txn")).await.unwrap();
+    // The LSO stops at the open transaction: the plain record after it is not readable yet.
+    assert!(read_all(&client, &t, 1, IsolationLevel::ReadCommitted)
+        .await
+        .is_empty());
+    p.commit_transaction().await.unwrap();
+    assert_eq!(
+        read_all(&client, &t, 1, IsolationLevel::ReadCommitted).await,
+        vec!["after-open-txn", "in-txn"]
+    );
+}
+
+#[tokio::test]
+async fn txn_crash_mid_transaction_leaves_no_visible_partial_output() {
+    let b = broker().await;
+    let client = b.client().await;
+    let t = topic(&client, 3).await;
+    let tid = unique("tid");
+    {
+        let crashed = txn_producer(&client, &tid).await;
+        crashed.begin_transaction().await.unwrap();
+        for p in 0..3 {
+            crashed
+                .send(&t, p, rec(&format!("partial-{p}")))
+                .await
+                .unwrap();
+        }
+        // Dropped without commit or abort: the process "crashed".
+    }
+    let next = txn_producer(&client, &tid).await;
+    next.begin_transaction().await.unwrap();
+    next.send(&t, 0, rec("whole")).await.unwrap();
+    next.commit_transaction().await.unwrap();
+    assert_eq!(
+        read_all(&client, &t, 3, IsolationLevel::ReadCommitted).await,
+        vec!["whole"]
+    );
+    assert_eq!(
+        read_all(&client, &t, 3, IsolationLevel::ReadUncommitted)
+            .await
+            .len(),
+        4
+    );
+}
+
+#[tokio::test]
+async fn txn_zombie_with_the_old_epoch_is_fenced() {
+    let b = broker().await;
+    let client = b.client().await;
+    let t = topic(&client, 1).await;
+    let tid = unique("tid");
+    let zombie = txn_producer(&client, &tid).await;
+    zombie.begin_transaction().await.unwrap();
+    zombie.send(&t, 0, rec("zombie-before")).await.unwrap();
+    let (_, old_epoch) = zombie.producer_id_and_epoch().await;
+    let fresh = txn_producer(&client, &tid).await;
+    let (_, new_epoch) = fresh.producer_id_and_epoch().await;
+    assert!(new_epoch > old_epoch);
+    // The zombie's next send (its partition is already in its transaction) and its commit
+    // are refused as fenced, never retried.
+    let e = zombie.send(&t, 0, rec("zombie-after")).await.unwrap_err();
+    assert!(matches!(e, Error::ProducerFenced { .. }), "{e}");
+    assert!(!e.is_retriable());
+    let e = zombie.commit_transaction().await.unwrap_err();
+    assert!(matches!(e, Error::ProducerFenced { .. }), "{e}");
+    fresh.begin_transaction().await.unwrap();
+    fresh.send(&t, 0, rec("fresh")).await.unwrap();
+    fresh.commit_transaction().await.unwrap();
+    assert_eq!(
+        read_all(&client, &t, 1, IsolationLevel::ReadCommitted).await,
+        vec!["fresh"]
+    );
+    // A fenced instance stays fenced.
+    for e in [
+        zombie.begin_transaction().await.unwrap_err(),
+        zombie.abort_transaction().await.unwrap_err(),
+        zombie.init_transactions().await.unwrap_err(),
+    ] {
+        assert!(matches!(e, Error::ProducerFenced { .. }), "{e}");
+    }
+}
+
+#[tokio::test]
+async fn txn_offsets_commit_with_the_transaction_and_need_the_current_generation() {
+    let b = broker().await;
+    let client = b.client().await;
+    let input = topic(&client, 1).await;
+    let output = topic(&client, 1).await;
+    let group = unique("txn-group");
+    let plain = client.producer(ProducerConfig::default());
+    for i in 0..4 {
+        plain
+            .send(&input, 0, rec(&format!("in-{i}")))
+            .await
+            .unwrap();
+    }
+    let mut consumer = client
+        .consumer(
+            ConsumerConfig::new(&group)
+                .with_isolation(IsolationLevel::ReadCommitted)
+                .with_auto_offset_reset(OffsetReset::Earliest)
+                .with_heartbeat_interval(Duration::from_millis(200)),
+        )
+        .unwrap();
+    consumer.subscribe(vec![input.clone()], None).unwrap();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got.len() < 4 && Instant::now() < deadline {
+        got.extend(consumer.poll(Duration::from_millis(200)).await.unwrap());
+    }
+    assert_eq!(got.len(), 4);
+    let meta = ConsumerGroupMetadata::of(&consumer).unwrap();
+    assert!(meta.generation_id >= 0 && !meta.member_id.is_empty());
+    let tp = TopicPartition::new(&input, 0);
+    let p = txn_producer(&client, &unique("tid")).await;
+    // Aborted: neither the output nor the offsets.
+    p.begin_transaction().await.unwrap();
+    p.send(&output, 0, rec("out-aborted")).await.unwrap();
+    p.send_offsets_to_transaction(&[(tp.clone(), 2)], &meta)
+        .await
+        .unwrap();
+    p.abort_transaction().await.unwrap();
+    let committed = consumer.committed(std::slice::from_ref(&tp)).await.unwrap();
+    assert_eq!(committed[&tp], None);
+    // A member id the group does not know is refused (KIP-447).
+    let stranger = ConsumerGroupMetadata {
+        member_id: "stranger".to_owned(),
+        ..meta.clone()
+    };
+    p.begin_transaction().await.unwrap();
+    let e = p
+        .send_offsets_to_transaction(&[(tp.clone(), 4)], &stranger)
+        .await
+        .unwrap_err();
+    assert!(e.code().is_some(), "{e}");
+    p.abort_transaction().await.unwrap();
+    // Committed: both.
+    p.begin_transaction().await.unwrap();
+    p.send(&output, 0, rec("out-committed")).await.unwrap();
+    p.send_offsets_to_transaction(&[(tp.clone(), 4)], &meta)
+        .await
+        .unwrap();
+    p.commit_transaction().await.unwrap();
+    // Apache Kafka writes the offsets' marker after EndTxn returns: they appear shortly after.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let committed = consumer.committed(std::slice::from_ref(&tp)).await.unwrap();
+        match committed[&tp].as_ref().map(|o| o.offset) {
+            Some(4) => break,
+            other => assert!(Instant::now() < deadline, "committed offset {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        read_all(&client, &output, 1, IsolationLevel::ReadCommitted).await,
+        vec!["out-committed"]
+    );
+    consumer.close().await.unwrap();
+}
