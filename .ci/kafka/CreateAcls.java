@@ -2,7 +2,7 @@
 // kafka-acls tool). Run with the single-file source launcher:
 //   java -cp "$KAFKA_LIBS/*" CreateAcls.java BOOTSTRAP PRINCIPAL:OPERATION:TOPIC...
 // OPERATION is an AclOperation name (ALL, READ, WRITE, CREATE, DESCRIBE, ...); TOPIC "*" is
-// every topic. Talks PLAINTEXT to BOOTSTRAP (the broker's internal listener).
+// every topic; "group=NAME" names a consumer group instead ("group=*": every group). Talks PLAINTEXT to BOOTSTRAP (the broker's internal listener).
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Properties;
@@ -26,9 +26,14 @@ public class CreateAcls {
             int middle = args[i].lastIndexOf(':', last - 1);
             String principal = args[i].substring(0, middle);
             AclOperation op = AclOperation.fromString(args[i].substring(middle + 1, last));
-            String topic = args[i].substring(last + 1);
+            String resource = args[i].substring(last + 1);
+            ResourceType type = ResourceType.TOPIC;
+            if (resource.startsWith("group=")) {
+                type = ResourceType.GROUP;
+                resource = resource.substring("group=".length());
+            }
             acls.add(new AclBinding(
-                new ResourcePattern(ResourceType.TOPIC, topic, PatternType.LITERAL),
+                new ResourcePattern(type, resource, PatternType.LITERAL),
                 new AccessControlEntry(principal, "*", op, AclPermissionType.ALLOW)));
         }
         try (Admin admin = Admin.create(props)) {

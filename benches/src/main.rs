@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! cargo run --release -p kafka-persistence-benches --bin compare -- \
-//!     --broker testserver|kafka [--bootstrap host:port] [--records N] [--runs R]
+//!     --broker testserver|kafka [--bootstrap host:port] [--records N] [--runs R] \
+//!     [--tls] [--ssl-ca-location ca.pem]
 //! ```
 //!
 //! Each client produces N records of 100 bytes to a fresh single-partition topic with
@@ -17,15 +18,22 @@
 //! ```
 //!
 //! A client that fails prints `n/a` and its error goes to stderr.
+//!
+//! `--tls` runs everything over TLS (`security.protocol=SSL`, the broker's certificate
+//! checked against a private CA, hostname verification on): the embedded testserver then
+//! serves TLS with a certificate from a CA made here by rcgen; with `--broker kafka` give the
+//! CA's PEM file as `--ssl-ca-location`. The output lines then read `produce 100B acks=all
+//! TLS:` and `fetch 100B TLS:`. rskafka is built without TLS support here and prints `n/a`.
+//! Compare with a plaintext run of the same command without `--tls`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, ValueEnum};
 use futures::{StreamExt, TryStreamExt};
-use kafka_persistence_testserver::TestServer;
+use kafka_persistence_testserver::{CertificateAuthority, TestServer};
 use kafka_persistence_wire::{
-    Acks, Client, ClientConfig, FetchRequest, NewTopic, ProducerConfig, Record,
+    Acks, Client, ClientConfig, FetchRequest, NewTopic, ProducerConfig, Record, SecurityProtocol,
 };
 
 /// Payload size of every record.
@@ -69,6 +77,12 @@ struct Args {
     /// Runs per client (the median is reported; at least 3).
     #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// Run over TLS (see the module docs).
+    #[arg(long)]
+    tls: bool,
+    /// The CA certificate (PEM file) of `--broker kafka`'s TLS listener (implies `--tls`).
+    #[arg(long)]
+    ssl_ca_location: Option<std::path::PathBuf>,
     /// Clients to measure (default: all three).
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = vec![Which::Wire, Which::Rskafka, Which::Rdkafka])]
     clients: Vec<Which>,
@@ -99,6 +113,34 @@ fn now_ms() -> i64 {
         .unwrap_or_default()
 }
 
+/// How the clients connect: plaintext, or TLS trusting this CA (PEM text).
+#[derive(Debug, Clone, Default)]
+struct Security {
+    ca_pem: Option<String>,
+}
+
+impl Security {
+    /// Our client's configuration for `bootstrap`.
+    fn wire(&self, bootstrap: &str, client_id: &str) -> ClientConfig {
+        let c = ClientConfig::new(bootstrap).with_client_id(client_id);
+        match &self.ca_pem {
+            Some(pem) => c
+                .with_security_protocol(SecurityProtocol::Ssl)
+                .with_ssl_ca_pem(pem.clone()),
+            None => c,
+        }
+    }
+
+    /// rdkafka's settings for the same.
+    fn rdkafka(&self, c: &mut rdkafka::config::ClientConfig) {
+        if let Some(pem) = &self.ca_pem {
+            c.set("security.protocol", "ssl")
+                .set("ssl.ca.pem", pem.clone())
+                .set("ssl.endpoint.identification.algorithm", "https");
+        }
+    }
+}
+
 /// One run's throughput in records per second.
 #[derive(Debug, Clone, Copy)]
 struct RunResult {
@@ -114,12 +156,17 @@ fn rate(n: usize, d: Duration) -> f64 {
 // wire
 // -------------------------------------------------------------------------------------------
 
-async fn run_wire(admin: &Client, bootstrap: &str, n: usize) -> Result<RunResult, BoxError> {
+async fn run_wire(
+    admin: &Client,
+    bootstrap: &str,
+    sec: &Security,
+    n: usize,
+) -> Result<RunResult, BoxError> {
     let topic = fresh_topic("wire");
     admin
         .create_topics(vec![NewTopic::new(topic.clone(), 1, 1)])
         .await?;
-    let client = Client::connect(ClientConfig::new(bootstrap).with_client_id("bench-wire")).await?;
+    let client = Client::connect(sec.wire(bootstrap, "bench-wire")).await?;
     let producer = client.producer(
         ProducerConfig::default()
             .with_acks(Acks::All)
@@ -168,9 +215,18 @@ async fn run_wire(admin: &Client, bootstrap: &str, n: usize) -> Result<RunResult
 // rskafka
 // -------------------------------------------------------------------------------------------
 
-async fn run_rskafka(admin: &Client, bootstrap: &str, n: usize) -> Result<RunResult, BoxError> {
+async fn run_rskafka(
+    admin: &Client,
+    bootstrap: &str,
+    sec: &Security,
+    n: usize,
+) -> Result<RunResult, BoxError> {
     use rskafka::client::partition::{Compression, UnknownTopicHandling};
     use rskafka::client::ClientBuilder;
+
+    if sec.ca_pem.is_some() {
+        return Err("rskafka is built without its TLS feature here".into());
+    }
 
     let topic = fresh_topic("rskafka");
     admin
@@ -232,7 +288,12 @@ async fn run_rskafka(admin: &Client, bootstrap: &str, n: usize) -> Result<RunRes
 // rdkafka
 // -------------------------------------------------------------------------------------------
 
-async fn run_rdkafka(admin: &Client, bootstrap: &str, n: usize) -> Result<RunResult, BoxError> {
+async fn run_rdkafka(
+    admin: &Client,
+    bootstrap: &str,
+    sec: &Security,
+    n: usize,
+) -> Result<RunResult, BoxError> {
     use rdkafka::config::ClientConfig as RdConfig;
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -243,15 +304,17 @@ async fn run_rdkafka(admin: &Client, bootstrap: &str, n: usize) -> Result<RunRes
     admin
         .create_topics(vec![NewTopic::new(topic.clone(), 1, 1)])
         .await?;
-    let producer: FutureProducer = RdConfig::new()
+    let mut config = RdConfig::new();
+    config
         .set("bootstrap.servers", bootstrap)
         .set("client.id", "bench-rdkafka")
         .set("acks", "all")
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
         .set("queue.buffering.max.messages", "2000000")
-        .set("queue.buffering.max.kbytes", "1048576")
-        .create()?;
+        .set("queue.buffering.max.kbytes", "1048576");
+    sec.rdkafka(&mut config);
+    let producer: FutureProducer = config.create()?;
     // Connect and learn the topic before the clock starts, as the other clients do.
     producer
         .client()
@@ -291,15 +354,17 @@ async fn run_rdkafka(admin: &Client, bootstrap: &str, n: usize) -> Result<RunRes
     let produce = rate(n, start.elapsed());
     drop(producer);
 
-    let consumer: BaseConsumer = RdConfig::new()
+    let mut config = RdConfig::new();
+    config
         .set("bootstrap.servers", bootstrap)
         .set("client.id", "bench-rdkafka")
         .set("group.id", format!("{topic}-group"))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "false")
-        .set("max.partition.fetch.bytes", FETCH_MAX_BYTES.to_string())
-        .create()?;
+        .set("max.partition.fetch.bytes", FETCH_MAX_BYTES.to_string());
+    sec.rdkafka(&mut config);
+    let consumer: BaseConsumer = config.create()?;
     consumer
         .client()
         .fetch_metadata(Some(&topic), Duration::from_secs(30))?;
@@ -358,17 +423,32 @@ async fn main() -> Result<(), BoxError> {
     if args.records == 0 {
         return Err("--records must be positive".into());
     }
+    let tls = args.tls || args.ssl_ca_location.is_some();
     // Keep the server alive for the whole bench.
-    let (_server, bootstrap) = match args.broker {
+    let (_server, bootstrap, sec) = match args.broker {
         BrokerKind::Testserver => {
-            let server = TestServer::start().await?;
+            let mut builder = TestServer::builder();
+            let mut sec = Security::default();
+            if tls {
+                let ca = CertificateAuthority::new("bench CA")?;
+                let cert = ca.issue_server(&["127.0.0.1", "localhost"])?;
+                builder = builder.tls(&cert.cert_pem, &cert.key_pem);
+                sec.ca_pem = Some(ca.cert_pem().to_owned());
+            }
+            let server = builder.start().await?;
             let b = server.bootstrap_servers();
-            (Some(server), b)
+            (Some(server), b, sec)
         }
-        BrokerKind::Kafka => (None, args.bootstrap.clone()),
+        BrokerKind::Kafka => {
+            let ca_pem = match (&args.ssl_ca_location, tls) {
+                (Some(path), _) => Some(std::fs::read_to_string(path)?),
+                (None, true) => return Err("--broker kafka --tls needs --ssl-ca-location".into()),
+                (None, false) => None,
+            };
+            (None, args.bootstrap.clone(), Security { ca_pem })
+        }
     };
-    let admin =
-        Client::connect(ClientConfig::new(bootstrap.clone()).with_client_id("bench-admin")).await?;
+    let admin = Client::connect(sec.wire(&bootstrap, "bench-admin")).await?;
 
     let mut produce = [Vec::new(), Vec::new(), Vec::new()];
     let mut fetch = [Vec::new(), Vec::new(), Vec::new()];
@@ -382,9 +462,9 @@ async fn main() -> Result<(), BoxError> {
                 continue;
             }
             let result = match which {
-                Which::Wire => run_wire(&admin, &bootstrap, args.records).await,
-                Which::Rskafka => run_rskafka(&admin, &bootstrap, args.records).await,
-                Which::Rdkafka => run_rdkafka(&admin, &bootstrap, args.records).await,
+                Which::Wire => run_wire(&admin, &bootstrap, &sec, args.records).await,
+                Which::Rskafka => run_rskafka(&admin, &bootstrap, &sec, args.records).await,
+                Which::Rdkafka => run_rdkafka(&admin, &bootstrap, &sec, args.records).await,
             };
             match result {
                 Ok(r) => {
@@ -403,14 +483,15 @@ async fn main() -> Result<(), BoxError> {
     }
     let [pw, pr, pd] = produce.map(median);
     let [fw, fr, fd] = fetch.map(median);
+    let over = if tls { " TLS" } else { "" };
     println!(
-        "produce 100B acks=all: wire={} rskafka={} rdkafka={} rec/s",
+        "produce 100B acks=all{over}: wire={} rskafka={} rdkafka={} rec/s",
         fmt(pw),
         fmt(pr),
         fmt(pd)
     );
     println!(
-        "fetch 100B: wire={} rskafka={} rdkafka={} rec/s",
+        "fetch 100B{over}: wire={} rskafka={} rdkafka={} rec/s",
         fmt(fw),
         fmt(fr),
         fmt(fd)

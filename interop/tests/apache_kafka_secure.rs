@@ -5,7 +5,9 @@
 //! - bob (READ and DESCRIBE only) reads, and gets `Error::Authorization`
 //!   (TOPIC_AUTHORIZATION_FAILED) for a write, at once, without retries;
 //! - a wrong password is `Error::Authentication` (SASL_AUTHENTICATION_FAILED);
-//! - a CA that did not sign the broker's certificate is `Error::Tls`.
+//! - a CA that did not sign the broker's certificate is `Error::Tls`;
+//! - on the REAUTH listener (3 s sessions, KIP-368) alice works across several sessions on
+//!   the same connections (`KP_KAFKA_SECURE_REAUTH_BOOTSTRAP`).
 //!
 //! Needs the broker started by `.ci/kafka/kafka-secure start DIR` (`.ci/test-all` step e):
 //! `KP_KAFKA_SECURE_BOOTSTRAP` and `KP_KAFKA_SECURE_CA` (the CA's PEM file).
@@ -159,6 +161,78 @@ async fn apache_kafka_sasl_ssl_scram_and_acls() -> TestResult {
                 "untrusted CA: expected Error::Tls, got {other:?}"
             )))
         }
+    }
+    alice.delete_topics(&[topic]).await?;
+    Ok(())
+}
+
+/// KIP-368 on Apache Kafka: the REAUTH listener (`connections.max.reauth.ms=3000`) closes a
+/// connection used after its session expired. alice keeps producing and fetching for 2.5
+/// lifetimes; every request succeeds, no connection is opened meanwhile (the broker would
+/// have closed the old ones), and the sessions were renewed in place.
+#[tokio::test]
+#[ignore = "needs peers: run .ci/test-all"]
+async fn apache_kafka_sasl_ssl_reauthentication_keeps_connections() -> TestResult {
+    let (_, ca) = secure_env()?;
+    let bootstrap = std::env::var("KP_KAFKA_SECURE_REAUTH_BOOTSTRAP").map_err(|_| {
+        fail("KP_KAFKA_SECURE_REAUTH_BOOTSTRAP is not set: run .ci/test-all (step e)")
+    })?;
+    let lifetime = Duration::from_millis(3000);
+    let topic = unique("kp-reauth");
+    let alice = Client::connect(config(&bootstrap, &ca, "alice", "alice-secret")).await?;
+    alice
+        .create_topics(vec![NewTopic::new(&topic, 1, 1)])
+        .await?;
+    let producer = alice.producer(ProducerConfig::default());
+    // Warm up: the producer's and the fetcher's connections exist before counting.
+    producer
+        .send(
+            &topic,
+            0,
+            vec![Record::new(&b"warm-up"[..], 1_700_000_000_000)],
+        )
+        .await?;
+    alice.fetch(FetchRequest::new(&topic, 0, 0)).await?;
+    let before = alice.connection_stats();
+    let until = Instant::now() + lifetime * 5 / 2;
+    let mut rounds = 0u32;
+    while Instant::now() < until {
+        let meta = producer
+            .send(
+                &topic,
+                0,
+                vec![Record::new(
+                    format!("r-{rounds}").into_bytes(),
+                    1_700_000_000_000,
+                )],
+            )
+            .await?;
+        let fetched = alice
+            .fetch(FetchRequest::new(&topic, 0, meta.base_offset))
+            .await?;
+        if fetched.records.first().and_then(|r| r.value.as_deref())
+            != Some(format!("r-{rounds}").as_bytes())
+        {
+            return Err(fail(format!(
+                "round {rounds}: fetched {:?}",
+                fetched.records
+            )));
+        }
+        rounds += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after = alice.connection_stats();
+    if after.opened != before.opened {
+        return Err(fail(format!(
+            "{} connection(s) opened during {rounds} rounds: sessions were not renewed in place",
+            after.opened - before.opened
+        )));
+    }
+    if after.reauthentications < before.reauthentications + 2 {
+        return Err(fail(format!(
+            "{} re-authentication(s) in 2.5 session lifetimes",
+            after.reauthentications - before.reauthentications
+        )));
     }
     alice.delete_topics(&[topic]).await?;
     Ok(())

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use bytes::Bytes;
 use common::{broker, unique_prefix};
 use kafka_persistence_snapshot::{SnapshotSelectionCriteria as C, SnapshotStore};
-use kafka_persistence_wire::{murmur2_partition, Client, ClientConfig, ProducerConfig, Record};
+use kafka_persistence_wire::{murmur2_partition, ProducerConfig, Record};
 
 struct Counting;
 
@@ -100,9 +100,7 @@ async fn restoring_100k_ids_costs_little_memory_per_id() {
     // Create the full topic, then fill it with one snapshot per id.
     drop(SnapshotStore::connect(full.clone()).await.expect("create"));
     let topic = format!("{}v2.snapshots", full.topic_prefix);
-    let client = Client::connect(ClientConfig::new(&b.bootstrap))
-        .await
-        .expect("client");
+    let client = common::client(&b.bootstrap).await;
     let producer = client.producer(ProducerConfig::default());
     let ids: Vec<String> = (0..IDS).map(|i| format!("entity-{i:06}")).collect();
     let mut by_partition: Vec<Vec<Record>> = (0..P).map(|_| Vec::new()).collect();

@@ -13,7 +13,7 @@ use kafka_persistence_snapshot::{
     SelectedSnapshot, SnapshotError, SnapshotMetadata, SnapshotSelectionCriteria as C,
     SnapshotStore,
 };
-use kafka_persistence_wire::{Client, ClientConfig, ProducerConfig, Record};
+use kafka_persistence_wire::{ProducerConfig, Record};
 
 /// (sequence number, generation, chunk index) of a chunk key: the last 20 bytes in both
 /// layouts (v2 keys start with `C` and the id).
@@ -31,9 +31,7 @@ fn pattern(len: usize, salt: u8) -> Bytes {
 }
 
 async fn write_raw(bootstrap: &str, topic: &str, partition: i32, key: Bytes, value: Option<Bytes>) {
-    let client = Client::connect(ClientConfig::new(bootstrap))
-        .await
-        .expect("client");
+    let client = common::client(bootstrap).await;
     let producer = client.producer(ProducerConfig::default());
     let record = Record {
         key: Some(key),
@@ -142,9 +140,7 @@ async fn fault_a_chunk_lost_to_compaction_falls_back_to_the_older_snapshot(layou
     // store's back and let compaction remove it.
     let at = store.placement(&pid);
     let topic = at.topic.clone();
-    let client = Client::connect(ClientConfig::new(&b.bootstrap))
-        .await
-        .expect("client");
+    let client = common::client(&b.bootstrap).await;
     let fetched = client
         .fetch(
             kafka_persistence_wire::FetchRequest::new(&topic, at.chunk_partition, 0)
@@ -393,9 +389,7 @@ async fn fault_chunks_of_replaced_and_deleted_snapshots_are_tombstoned(layout: L
     let at = store.placement(&pid);
     let topic = at.topic.clone();
     b.server().compact(&topic).await.expect("compact");
-    let client = Client::connect(ClientConfig::new(&b.bootstrap))
-        .await
-        .expect("client");
+    let client = common::client(&b.bootstrap).await;
     let mut offset = 0;
     let mut live = Vec::new();
     loop {

@@ -11,16 +11,14 @@ use kafka_persistence_snapshot::{
     SnapshotError, SnapshotMetadata, SnapshotSelectionCriteria as C, SnapshotStore,
 };
 use kafka_persistence_wire::{
-    murmur2_partition, Client, ClientConfig, FetchRequest, NewTopic, ProducerConfig, Record,
+    murmur2_partition, Client, FetchRequest, NewTopic, ProducerConfig, Record,
 };
 
 /// Fetch's api key (for the testserver's request counters).
 const FETCH: i16 = 1;
 
 async fn client(bootstrap: &str) -> Client {
-    Client::connect(ClientConfig::new(bootstrap))
-        .await
-        .expect("client")
+    common::client(bootstrap).await
 }
 
 fn topic_error(r: Result<SnapshotStore, SnapshotError>) -> (String, String) {

@@ -26,11 +26,7 @@ fn expect(seq: u64, payload: &str) -> Option<(u64, Bytes)> {
 /// The high watermarks of the id's index and chunk partitions; `None` if its topic does not
 /// exist.
 async fn written(bootstrap: &str, store: &SnapshotStore, pid: &str) -> Option<(i64, i64)> {
-    let client = kafka_persistence_wire::Client::connect(
-        kafka_persistence_wire::ClientConfig::new(bootstrap),
-    )
-    .await
-    .expect("client");
+    let client = common::client(bootstrap).await;
     let at = store.placement(pid);
     client.topic_metadata(&at.topic).await.expect("metadata")?;
     let mut hw = Vec::new();

@@ -19,12 +19,12 @@ pub(crate) struct Broker {
 }
 
 pub(crate) async fn broker() -> Broker {
-    match std::env::var("KP_EXTERNAL_BOOTSTRAP") {
-        Ok(b) if !b.trim().is_empty() => Broker {
+    match kafka_persistence::testserver::external::bootstrap() {
+        Some(b) => Broker {
             bootstrap: b,
             _server: None,
         },
-        _ => {
+        None => {
             let server = TestServer::start().await.expect("start test server");
             Broker {
                 bootstrap: server.bootstrap_servers(),
@@ -32,6 +32,13 @@ pub(crate) async fn broker() -> Broker {
             }
         }
     }
+}
+
+/// The client properties for `bootstrap` (`KP_EXTERNAL_PROPERTIES` for the external broker:
+/// e.g. SASL_SSL settings; none for an in-process server).
+pub(crate) fn client_properties(bootstrap: &str) -> Vec<(String, String)> {
+    kafka_persistence::testserver::external::client_properties(bootstrap)
+        .expect("KP_EXTERNAL_PROPERTIES")
 }
 
 impl Broker {
@@ -51,18 +58,22 @@ impl Broker {
 
     /// A journal on this broker (30 s bound per call).
     pub(crate) async fn journal(&self) -> Journal {
-        Journal::connect(JournalConfig::new(&self.bootstrap).with_timeout(Duration::from_secs(30)))
-            .await
-            .expect("journal")
+        let config = client_properties(&self.bootstrap).into_iter().fold(
+            JournalConfig::new(&self.bootstrap).with_timeout(Duration::from_secs(30)),
+            |c, (k, v)| c.with_property(k, v),
+        );
+        Journal::connect(config).await.expect("journal")
     }
 
     /// A snapshot store on this broker (30 s bound per call).
     pub(crate) async fn store(&self) -> SnapshotStore {
-        SnapshotStore::connect(
+        let config = client_properties(&self.bootstrap).into_iter().fold(
             SnapshotConfig::new(&self.bootstrap).with_timeout(Duration::from_secs(30)),
-        )
-        .await
-        .expect("snapshot store")
+            |c, (k, v)| c.with_client_property(k, v),
+        );
+        SnapshotStore::connect(config)
+            .await
+            .expect("snapshot store")
     }
 }
 

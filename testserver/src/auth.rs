@@ -10,6 +10,12 @@
 //!   needs one (Kafka's `allow.everyone.if.no.acl.found=false`); super users may do anything.
 //!   Read, Write, Create and Delete imply Describe, as in Kafka.
 //!
+//! - Re-authentication (KIP-368, see [`crate::TestServerBuilder::connections_max_reauth`]):
+//!   every SASL session then has a lifetime, reported in SaslAuthenticate v1+; a SaslHandshake
+//!   on an authenticated connection starts a re-authentication (same mechanism and principal,
+//!   or the connection is closed), and any other request after the session expired closes
+//!   the connection, as Kafka does.
+//!
 //! Skipped: group, cluster and transactional-id ACLs; DENY rules; prefixed resource
 //! patterns (only a literal topic or `*`); Metadata for all topics is not filtered by
 //! Describe (Metadata naming a topic needs it); a request with one unauthorized topic is
@@ -88,6 +94,8 @@ pub(crate) struct AuthSettings {
     pub(crate) super_users: BTreeSet<String>,
     /// Whether ACLs are enforced (any ACL or super user given).
     pub(crate) authorize: bool,
+    /// `connections.max.reauth.ms`: the lifetime of a SASL session (`None`: unlimited).
+    pub(crate) max_reauth: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for AuthSettings {
@@ -98,6 +106,7 @@ impl std::fmt::Debug for AuthSettings {
             .field("acls", &self.acls)
             .field("super_users", &self.super_users)
             .field("authorize", &self.authorize)
+            .field("max_reauth", &self.max_reauth)
             .finish()
     }
 }
@@ -243,6 +252,12 @@ pub(crate) enum SaslState {
 pub(crate) struct Session {
     pub(crate) principal: String,
     pub(crate) sasl: SaslState,
+    /// The mechanism of the last successful SASL exchange.
+    pub(crate) mechanism: Option<SaslMechanism>,
+    /// When the SASL session ends (with `connections.max.reauth.ms`).
+    pub(crate) expires: Option<std::time::Instant>,
+    /// During a re-authentication: the principal it must confirm.
+    pub(crate) reauth_of: Option<String>,
 }
 
 impl Session {
@@ -255,7 +270,15 @@ impl Session {
             } else {
                 SaslState::Done
             },
+            mechanism: None,
+            expires: None,
+            reauth_of: None,
         }
+    }
+
+    /// Whether the SASL session has expired at `now`.
+    pub(crate) fn expired(&self, now: std::time::Instant) -> bool {
+        self.expires.is_some_and(|at| at <= now)
     }
 
     /// Whether requests other than the SASL exchange may be served.

@@ -9,8 +9,8 @@
 //! - no fetch sessions (KIP-227): every fetch response has session id 0, which clients treat
 //!   as "sessions unsupported" and send full fetches;
 //! - TLS, SASL (PLAIN, SCRAM-SHA-256/512, OAUTHBEARER with a token list) and literal topic
-//!   ACLs only (see `auth`: no group/cluster ACLs, no DENY, no re-authentication); no quotas
-//!   or throttling;
+//!   ACLs only (see `auth`: no group/cluster ACLs, no DENY); re-authentication (KIP-368) with
+//!   `connections_max_reauth`; no quotas or throttling;
 //! - no time- or size-based retention (use `set_log_start_offset` or DeleteRecords);
 //! - no KIP-848 consumer groups, only the classic protocol;
 //! - storage is not crash safe and producer state is not persisted (see `storage`).
@@ -21,6 +21,7 @@ mod auth;
 mod cluster;
 mod compaction;
 mod config;
+pub mod external;
 mod groups;
 mod log;
 pub mod protocol;
@@ -320,6 +321,15 @@ impl TestServerBuilder {
         }
     }
 
+    /// Kafka's `connections.max.reauth.ms` (KIP-368): every SASL session lasts `lifetime`,
+    /// reported to the client in SaslAuthenticate v1+; a connection must re-authenticate
+    /// (SaslHandshake and SaslAuthenticate again, same mechanism and principal) before it
+    /// ends, or the next request after it closes the connection.
+    pub fn connections_max_reauth(mut self, lifetime: Duration) -> Self {
+        self.auth.max_reauth = Some(lifetime);
+        self
+    }
+
     /// Lets `principal` do anything (and turns authorization on).
     pub fn super_user(mut self, principal: impl Into<String>) -> Self {
         self.auth.super_users.insert(principal.into());
@@ -595,6 +605,11 @@ impl TestServer {
         let p = self.partition(topic, partition)?;
         let res = lock(&p.log).advance_log_start(offset)?;
         Ok(res)
+    }
+
+    /// How many connections the listeners accepted so far (all nodes).
+    pub fn connections_accepted(&self) -> u64 {
+        self.cluster.conn_counter.load(Ordering::Relaxed)
     }
 
     /// How many requests of `api_key` the cluster handled (all nodes, injected errors

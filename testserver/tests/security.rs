@@ -270,3 +270,58 @@ async fn fault_serve_flag_specs_parse_or_say_what_is_wrong() {
         .await
         .unwrap();
 }
+
+/// PLAIN handshake and authentication on `raw`; returns the session lifetime granted.
+async fn plain_login(raw: &mut Raw, user: &str, password: &str) -> i64 {
+    let h = handshake(raw, "PLAIN").await;
+    assert_eq!(h.error_code, 0);
+    let r = authenticate(raw, plain::client_message(user, password)).await;
+    assert_eq!(r.error_code, 0, "{:?}", r.error_message);
+    r.session_lifetime_ms
+}
+
+#[tokio::test]
+async fn fault_reauthentication_renews_the_session_and_its_absence_closes_the_connection() {
+    let lifetime = Duration::from_millis(300);
+    let server = TestServer::builder()
+        .sasl_user(SaslMechanism::Plain, "alice", "pw")
+        .sasl_user(SaslMechanism::Plain, "bob", "pw-bob")
+        .sasl_user(SaslMechanism::ScramSha256, "alice", "pw")
+        .connections_max_reauth(lifetime)
+        .start()
+        .await
+        .unwrap();
+    let addr = server.bootstrap_servers();
+    let metadata = MetadataRequest::default();
+
+    // A connection that never re-authenticates: served while its session lasts, closed on
+    // the first request after it ended.
+    let mut raw = Raw::connect(&addr).await;
+    assert_eq!(plain_login(&mut raw, "alice", "pw").await, 300);
+    let _: MetadataResponse = raw.call(ApiKey::Metadata, 12, &metadata).await;
+    tokio::time::sleep(lifetime + Duration::from_millis(100)).await;
+    raw.send(ApiKey::Metadata, 12, &metadata).await;
+    assert!(raw.closed().await, "an expired session must close");
+
+    // Re-authenticating in time (SaslHandshake again on the live connection) renews it.
+    let mut raw = Raw::connect(&addr).await;
+    plain_login(&mut raw, "alice", "pw").await;
+    for _ in 0..3 {
+        tokio::time::sleep(lifetime * 2 / 3).await;
+        assert_eq!(plain_login(&mut raw, "alice", "pw").await, 300);
+    }
+    let _: MetadataResponse = raw.call(ApiKey::Metadata, 12, &metadata).await;
+
+    // Re-authentication must keep the principal...
+    let mut raw = Raw::connect(&addr).await;
+    plain_login(&mut raw, "alice", "pw").await;
+    assert_eq!(handshake(&mut raw, "PLAIN").await.error_code, 0);
+    let r = authenticate(&mut raw, plain::client_message("bob", "pw-bob")).await;
+    assert_eq!(r.error_code, 58, "another principal is refused");
+    assert!(raw.closed().await);
+    // ...and the mechanism.
+    let mut raw = Raw::connect(&addr).await;
+    plain_login(&mut raw, "alice", "pw").await;
+    assert_ne!(handshake(&mut raw, "SCRAM-SHA-256").await.error_code, 0);
+    assert!(raw.closed().await);
+}

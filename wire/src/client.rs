@@ -40,6 +40,15 @@ pub(crate) enum ConnKind {
 /// How many connections per broker carry long polls.
 pub(crate) const LONG_POLL_CONNECTIONS: u8 = 4;
 
+/// Connection counters of a [`Client`] (see [`Client::connection_stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ConnectionStats {
+    /// Connections opened (TCP, TLS, SASL and ApiVersions done), bootstrap included.
+    pub opened: u64,
+    /// Successful SASL re-authentications of live connections.
+    pub reauthentications: u64,
+}
+
 /// A Kafka client: cheap to clone (all clones share connections and metadata).
 #[derive(Clone, Debug)]
 pub struct Client {
@@ -82,6 +91,7 @@ impl Client {
             connect_timeout: config.connect_timeout,
             request_timeout: config.request_timeout,
             security: Arc::new(crate::transport::Security::prepare(&config.security)?),
+            stats: Arc::default(),
         };
         let client = Client {
             inner: Arc::new(ClientInner {
@@ -108,6 +118,16 @@ impl Client {
     /// The configuration this client was created with.
     pub fn config(&self) -> &ClientConfig {
         &self.inner.config
+    }
+
+    /// How many connections this client has opened and how many times they re-authenticated
+    /// (KIP-368), since it was created.
+    pub fn connection_stats(&self) -> ConnectionStats {
+        let s = &self.inner.conn_config.stats;
+        ConnectionStats {
+            opened: s.opened.load(Ordering::Relaxed),
+            reauthentications: s.reauthentications.load(Ordering::Relaxed),
+        }
     }
 
     /// A producer sharing this client's connections and metadata.

@@ -1,5 +1,9 @@
 //! Client and producer configuration: builders, plus `serde::Deserialize` with Kafka-style
 //! property names (`bootstrap.servers`, `request.timeout.ms`, ...) for file-based setup.
+//!
+//! A [`ClientConfig`] deserializes through [`ClientConfig::with_property`], so a file takes
+//! every key a client property takes, with the same meaning, the security keys included
+//! (`security.protocol`, `ssl.*`, `sasl.*`): see [`ClientConfig`]'s `Deserialize`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -16,49 +20,127 @@ use crate::security::{
 };
 
 /// Configuration of a [`Client`](crate::Client).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+///
+/// # From a file
+/// `Deserialize` reads a map of Kafka client properties and applies each with
+/// [`ClientConfig::with_property`]: the keys are the property names, the values strings,
+/// numbers or booleans (`"request.timeout.ms": 5000` and `"5000"` are the same). Nested maps
+/// join their keys with dots, so TOML's `[ssl]` table with `ca.location = "..."` is
+/// `ssl.ca.location` (a TOML file may also quote the whole name: `"sasl.mechanism" = ...`).
+/// An unknown key or an invalid value fails deserialization, naming the key (never the value
+/// of a secret such as `sasl.password`). OAUTHBEARER's token callback is code, so it is added
+/// with [`ClientConfig::with_oauthbearer_token_callback`] after loading.
+///
+/// ```
+/// # use kafka_persistence_wire::{ClientConfig, SecurityProtocol, SaslMechanism};
+/// let c: ClientConfig = serde_json::from_str(r#"{
+///     "bootstrap.servers": "broker-1:9093",
+///     "security.protocol": "SASL_SSL",
+///     "ssl": { "ca.location": "/etc/kafka/ca.pem" },
+///     "sasl.mechanism": "SCRAM-SHA-512",
+///     "sasl.username": "alice",
+///     "sasl.password": "alice-secret",
+///     "request.timeout.ms": 5000
+/// }"#).unwrap();
+/// assert_eq!(c.security().protocol(), SecurityProtocol::SaslSsl);
+/// assert_eq!(c.security().mechanism(), Some(SaslMechanism::ScramSha512));
+/// assert!(!format!("{c:?}").contains("alice-secret"));
+/// ```
+#[derive(Debug, Clone)]
 pub struct ClientConfig {
     /// `host:port[,host:port]` of one or more brokers to bootstrap from.
-    #[serde(rename = "bootstrap.servers")]
     pub(crate) bootstrap_servers: String,
     /// `client.id` sent in every request header.
-    #[serde(rename = "client.id")]
     pub(crate) client_id: String,
     /// Time limit for one request (`request.timeout.ms`, default 30 s).
-    #[serde(rename = "request.timeout.ms", with = "millis")]
     pub(crate) request_timeout: Duration,
     /// Time limit for one call with all its retries (`delivery.timeout.ms`, default 120 s).
-    #[serde(rename = "delivery.timeout.ms", with = "millis")]
     pub(crate) delivery_timeout: Duration,
     /// First retry backoff (`retry.backoff.ms`, default 100 ms).
-    #[serde(rename = "retry.backoff.ms", with = "millis")]
     pub(crate) retry_backoff_min: Duration,
     /// Largest retry backoff (`retry.backoff.max.ms`, default 5 s).
-    #[serde(rename = "retry.backoff.max.ms", with = "millis")]
     pub(crate) retry_backoff_max: Duration,
     /// Time limit for establishing a TCP connection (`socket.connection.setup.timeout.ms`,
     /// default 10 s).
-    #[serde(rename = "socket.connection.setup.timeout.ms", with = "millis")]
     pub(crate) connect_timeout: Duration,
     /// Minimum time between two metadata refreshes caused by errors
     /// (`metadata.min.refresh.interval.ms`, default 50 ms).
-    #[serde(rename = "metadata.min.refresh.interval.ms", with = "millis")]
     pub(crate) metadata_min_refresh: Duration,
     /// Largest response frame accepted (`max.frame.bytes`, default 100 MiB).
-    #[serde(rename = "max.frame.bytes")]
     pub(crate) max_frame_size: usize,
     /// `security.protocol`, `ssl.*`, `sasl.*` (see [`crate::security`]); set through
     /// [`ClientConfig::with_property`] or the `with_security_protocol`, `with_ssl_*` and
     /// `with_sasl*` builders.
-    #[serde(skip)]
     pub(crate) security: SecurityConfig,
     /// Properties this client does not interpret (kept for callers and diagnostics).
-    #[serde(skip)]
     pub(crate) extra: BTreeMap<String, String>,
     /// First invalid property given to [`ClientConfig::with_property`], reported at connect.
-    #[serde(skip)]
     pub(crate) invalid: Option<String>,
+}
+
+/// A property value in a configuration file: text, a number, a flag, or a table of
+/// properties whose names continue with a dot.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum FileValue {
+    Text(String),
+    Integer(i64),
+    Float(f64),
+    Flag(bool),
+    Table(BTreeMap<String, FileValue>),
+}
+
+impl FileValue {
+    /// Appends `(name, value)` for this value under `name` (tables: for each entry).
+    fn flatten(self, name: String, out: &mut Vec<(String, String)>) {
+        match self {
+            FileValue::Text(s) => out.push((name, s)),
+            FileValue::Integer(n) => out.push((name, n.to_string())),
+            FileValue::Float(x) => out.push((name, x.to_string())),
+            FileValue::Flag(b) => out.push((name, b.to_string())),
+            FileValue::Table(t) => {
+                for (k, v) in t {
+                    v.flatten(format!("{name}.{k}"), out);
+                }
+            }
+        }
+    }
+}
+
+/// The property names [`ClientConfig::with_property`] interprets.
+const CLIENT_KEYS: &[&str] = &[
+    "bootstrap.servers",
+    "client.id",
+    "request.timeout.ms",
+    "delivery.timeout.ms",
+    "retry.backoff.ms",
+    "retry.backoff.max.ms",
+    "socket.connection.setup.timeout.ms",
+    "metadata.min.refresh.interval.ms",
+    "max.frame.bytes",
+];
+
+impl<'de> Deserialize<'de> for ClientConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let map = BTreeMap::<String, FileValue>::deserialize(d)?;
+        let mut pairs = Vec::new();
+        for (k, v) in map {
+            v.flatten(k, &mut pairs);
+        }
+        let mut config = ClientConfig::default();
+        for (key, value) in pairs {
+            let known = CLIENT_KEYS.contains(&key.as_str()) || SecurityConfig::is_property(&key);
+            if !known {
+                return Err(D::Error::custom(format!("unknown client property {key:?}")));
+            }
+            config = config.with_property(key, value);
+            if let Some(why) = config.invalid.take() {
+                return Err(D::Error::custom(why));
+            }
+        }
+        Ok(config)
+    }
 }
 
 impl Default for ClientConfig {
@@ -193,6 +275,25 @@ impl ClientConfig {
             } else {
                 format!("invalid value {value:?} for property {key}")
             });
+        }
+        self
+    }
+
+    /// Applies every `key=value` line of Java-style properties text (see
+    /// [`crate::properties`]) with [`ClientConfig::with_property`]. A malformed line makes
+    /// [`Client::connect`](crate::Client::connect) fail with [`Error::Config`] naming the line.
+    pub fn with_properties_text(mut self, text: &str) -> Self {
+        match crate::properties::parse(text) {
+            Ok(pairs) => {
+                for (k, v) in pairs {
+                    self = self.with_property(k, v);
+                }
+            }
+            Err(why) => {
+                if self.invalid.is_none() {
+                    self.invalid = Some(why);
+                }
+            }
         }
         self
     }
@@ -541,6 +642,87 @@ mod tests {
         assert!(ClientConfig::new("").validate().is_err());
         assert!(ClientConfig::new("nohost").validate().is_err());
         assert!(ClientConfig::new("h:99999").validate().is_err());
+    }
+
+    #[test]
+    fn file_security_settings_work_as_properties_do() {
+        let json = r#"{
+            "bootstrap.servers": "b1:9093,b2:9093",
+            "security.protocol": "SASL_SSL",
+            "ssl": { "ca.location": "/etc/ca.pem", "endpoint.identification.algorithm": "" },
+            "sasl.mechanism": "SCRAM-SHA-256",
+            "sasl.username": "alice",
+            "sasl.password": "hunter2-file-secret",
+            "request.timeout.ms": 1500,
+            "delivery.timeout.ms": "9000"
+        }"#;
+        let from_file: ClientConfig = serde_json::from_str(json).unwrap();
+        let from_props = ClientConfig::new("b1:9093,b2:9093")
+            .with_property("security.protocol", "SASL_SSL")
+            .with_property("ssl.ca.location", "/etc/ca.pem")
+            .with_property("ssl.endpoint.identification.algorithm", "")
+            .with_property("sasl.mechanism", "SCRAM-SHA-256")
+            .with_property("sasl.username", "alice")
+            .with_property("sasl.password", "hunter2-file-secret")
+            .with_property("request.timeout.ms", "1500")
+            .with_property("delivery.timeout.ms", "9000");
+        // The same settings, whichever way they came in (Debug shows every field).
+        assert_eq!(format!("{from_file:?}"), format!("{from_props:?}"));
+        let sec = from_file.security();
+        assert_eq!(sec.protocol(), SecurityProtocol::SaslSsl);
+        assert_eq!(sec.mechanism(), Some(SaslMechanism::ScramSha256));
+        assert_eq!(sec.ca, Some(Pem::File("/etc/ca.pem".into())));
+        assert_eq!(sec.verify_hostname, Some(false));
+        assert_eq!(sec.username.as_deref(), Some("alice"));
+        assert_eq!(
+            sec.password.as_ref().map(Secret::expose),
+            Some("hunter2-file-secret")
+        );
+        assert_eq!(from_file.request_timeout, Duration::from_millis(1500));
+        assert_eq!(from_file.delivery_timeout, Duration::from_millis(9000));
+        assert!(from_file.validate().is_ok());
+        assert!(!format!("{from_file:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn file_errors_name_the_key_never_a_secret() {
+        let unknown = serde_json::from_str::<ClientConfig>(r#"{"sasl.pasword": "hunter2"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            unknown.contains("sasl.pasword") && !unknown.contains("hunter2"),
+            "{unknown}"
+        );
+        let bad = serde_json::from_str::<ClientConfig>(r#"{"security.protocol": "TLS"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(bad.contains("security.protocol"), "{bad}");
+        let bad = serde_json::from_str::<ClientConfig>(r#"{"request.timeout.ms": "soon"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(bad.contains("request.timeout.ms"), "{bad}");
+        let bad = serde_json::from_str::<ClientConfig>(
+            r#"{"security.protocol": "SASL_SSL", "sasl.mechanism": "GSSAPI", "sasl.password": "pw-9x"}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(bad.contains("GSSAPI") && !bad.contains("pw-9x"), "{bad}");
+        // A file with inconsistent settings loads; connect reports them (as for properties).
+        let c: ClientConfig =
+            serde_json::from_str(r#"{"bootstrap.servers": "b:1", "ssl.ca.location": "/ca"}"#)
+                .unwrap();
+        assert!(matches!(c.validate(), Err(Error::Config(m)) if m.contains("PLAINTEXT")));
+    }
+
+    #[test]
+    fn properties_text_applies_every_line() {
+        let c = ClientConfig::new("b:1").with_properties_text(
+            "# comment\nsecurity.protocol=SSL\nssl.ca.location = /ca.pem\nclient.id=app\n",
+        );
+        assert_eq!(c.security().protocol(), SecurityProtocol::Ssl);
+        assert_eq!(c.client_id, "app");
+        let bad = ClientConfig::new("b:1").with_properties_text("no separator here");
+        assert!(matches!(bad.validate(), Err(Error::Config(m)) if m.contains("line 1")));
     }
 
     #[test]

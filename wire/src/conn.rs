@@ -14,6 +14,13 @@
 //!   negotiates versions with ApiVersions before it is used (KIP-511 fallback:
 //!   on UNSUPPORTED_VERSION the body is read as v0 and the request retried at the advertised
 //!   maximum, accepting only a strictly lower version, so a broker cannot loop us).
+//! - Re-authentication (KIP-368): when SASL granted a session lifetime, a task runs the SASL
+//!   exchange again on the live connection at a random point in 85-95% of the lifetime (as
+//!   the Java client does). Meanwhile new requests are held back (queued in order, deadlines
+//!   running) and sent right after it, so the broker sees nothing but SaslHandshake and
+//!   SaslAuthenticate until it is done; requests already in flight are answered first (the
+//!   broker serves a connection's requests in order) and are not failed. A failed
+//!   re-authentication poisons the connection (the pool opens a new one).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -62,6 +69,15 @@ struct State {
     /// `Some` once the connection is poisoned: the reason every later request fails with.
     failed: Option<Error>,
     pending: HashMap<i32, Entry>,
+    /// `Some` while re-authenticating: the frames submitted meanwhile, in order.
+    held: Option<Vec<Bytes>>,
+}
+
+/// Counters shared by all connections of a client.
+#[derive(Debug, Default)]
+pub(crate) struct ConnStats {
+    pub(crate) opened: std::sync::atomic::AtomicU64,
+    pub(crate) reauthentications: std::sync::atomic::AtomicU64,
 }
 
 /// The API versions this client can speak: (api, min, max).
@@ -133,6 +149,8 @@ pub(crate) struct ConnConfig {
     pub(crate) request_timeout: Duration,
     /// TLS and SASL (shared by all connections of a client).
     pub(crate) security: Arc<Security>,
+    /// Connections opened and re-authentications, for [`crate::Client::connection_stats`].
+    pub(crate) stats: Arc<ConnStats>,
 }
 
 /// A live (or poisoned) connection to one broker.
@@ -153,6 +171,15 @@ impl std::fmt::Debug for Connection {
     }
 }
 
+/// Whether a frame waits while the connection re-authenticates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Priority {
+    /// Held back during re-authentication.
+    Normal,
+    /// The re-authentication's own requests.
+    PastHold,
+}
+
 /// Fails the connection: records the reason and fails every waiter.
 fn fail_all(state: &Mutex<State>, err: Error) {
     let drained: Vec<Entry> = {
@@ -160,6 +187,7 @@ fn fail_all(state: &Mutex<State>, err: Error) {
         if st.failed.is_none() {
             st.failed = Some(err.duplicate());
         }
+        st.held = None;
         st.pending.drain().map(|(_, e)| e).collect()
     };
     for e in drained {
@@ -172,7 +200,7 @@ impl Connection {
     /// writer and timeout tasks.
     pub(crate) async fn connect(addr: &str, cfg: &ConnConfig) -> Result<Arc<Connection>, Error> {
         let client_id = (!cfg.client_id.is_empty()).then(|| cfg.client_id.clone());
-        let (mut rd, mut wr) = transport::establish(
+        let (mut rd, mut wr, lifetime) = transport::establish(
             addr,
             client_id.as_deref(),
             &cfg.security,
@@ -197,6 +225,7 @@ impl Connection {
         let state = Arc::new(Mutex::new(State {
             failed: None,
             pending: HashMap::new(),
+            held: None,
         }));
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(writer_task(addr.to_owned(), wr, rx, Arc::clone(&state)));
@@ -211,15 +240,85 @@ impl Connection {
             Arc::downgrade(&state),
             cfg.request_timeout,
         ));
-        debug!(broker = addr, "connected");
-        Ok(Arc::new(Connection {
+        debug!(broker = addr, ?lifetime, "connected");
+        cfg.stats.opened.fetch_add(1, Ordering::Relaxed);
+        let conn = Arc::new(Connection {
             addr: addr.to_owned(),
             client_id,
             versions,
             state,
             writer: tx,
             next_correlation: AtomicI32::new(1),
-        }))
+        });
+        if let Some(lifetime) = lifetime {
+            tokio::spawn(crate::reauth::run(
+                Arc::downgrade(&conn),
+                lifetime,
+                cfg.clone(),
+            ));
+        }
+        Ok(conn)
+    }
+
+    /// Holds back the requests submitted from now on (re-authentication begins).
+    pub(crate) fn hold(&self) {
+        let mut st = lock(&self.state);
+        if st.held.is_none() {
+            st.held = Some(Vec::new());
+        }
+    }
+
+    /// Sends the requests held back since [`Connection::hold`], in order, and stops holding.
+    pub(crate) fn release(&self) {
+        let mut st = lock(&self.state);
+        for frame in st.held.take().unwrap_or_default() {
+            if self.writer.send(frame).is_err() {
+                break; // the writer is gone; its failure fails the waiters
+            }
+        }
+    }
+
+    /// Fails the connection with `err` (every request in flight or held fails).
+    pub(crate) fn fail(&self, err: Error) {
+        fail_all(&self.state, err);
+    }
+
+    /// Sends a typed request past the re-authentication hold (the SASL exchange itself)
+    /// and decodes its response.
+    pub(crate) async fn request_unheld<Req, Resp>(
+        &self,
+        api: ApiKey,
+        version: i16,
+        body: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, Error>
+    where
+        Req: Encodable + HeaderVersion + Sync,
+        Resp: Decodable + HeaderVersion + Send,
+    {
+        let (cid, frame) = self.encode(api, version, body)?;
+        let (tx, rx) = oneshot::channel();
+        self.submit_at(
+            api,
+            cid,
+            frame,
+            Some(Waiter::Oneshot(tx)),
+            timeout,
+            Priority::PastHold,
+        )
+        .map_err(|(e, _)| e)?;
+        let guard = RemoveOnDrop {
+            state: &self.state,
+            correlation_id: cid,
+        };
+        let r = rx.await;
+        std::mem::forget(guard);
+        let frame = match r {
+            Ok(r) => r?,
+            Err(_) => return Err(Error::Closed),
+        };
+        let (_, body) = protocol::decode_response::<Resp>(api, version, frame)?;
+        Ok(body)
     }
 
     /// `host:port` of the broker.
@@ -274,7 +373,8 @@ impl Connection {
         Ok((correlation_id, buf.freeze()))
     }
 
-    /// Registers `waiter` under `correlation_id` and hands `frame` to the writer.
+    /// Registers `waiter` under `correlation_id` and hands `frame` to the writer (or holds
+    /// it back while re-authenticating).
     fn submit(
         &self,
         api: ApiKey,
@@ -282,6 +382,25 @@ impl Connection {
         frame: Bytes,
         waiter: Option<Waiter>,
         timeout: Duration,
+    ) -> Result<(), (Error, Option<Waiter>)> {
+        self.submit_at(
+            api,
+            correlation_id,
+            frame,
+            waiter,
+            timeout,
+            Priority::Normal,
+        )
+    }
+
+    fn submit_at(
+        &self,
+        api: ApiKey,
+        correlation_id: i32,
+        frame: Bytes,
+        waiter: Option<Waiter>,
+        timeout: Duration,
+        priority: Priority,
     ) -> Result<(), (Error, Option<Waiter>)> {
         let mut st = lock(&self.state);
         if let Some(e) = &st.failed {
@@ -299,6 +418,12 @@ impl Connection {
         }
         // Sent while holding the lock: frames of one connection are queued in the order
         // their callers submitted them (the producer relies on this per partition).
+        if priority == Priority::Normal {
+            if let Some(held) = st.held.as_mut() {
+                held.push(frame);
+                return Ok(());
+            }
+        }
         if self.writer.send(frame).is_err() {
             let w = st.pending.remove(&correlation_id).map(|e| e.waiter);
             return Err((Error::Closed, w));
@@ -472,6 +597,8 @@ pub(crate) fn api_name(api: ApiKey) -> &'static str {
         ApiKey::AddOffsetsToTxn => "AddOffsetsToTxn",
         ApiKey::EndTxn => "EndTxn",
         ApiKey::TxnOffsetCommit => "TxnOffsetCommit",
+        ApiKey::SaslHandshake => "SaslHandshake",
+        ApiKey::SaslAuthenticate => "SaslAuthenticate",
         _ => "other",
     }
 }

@@ -5,12 +5,14 @@
 //! - [`protocol`]: framing and hostile-input guards around the `kafka-protocol` schemas.
 //! - [`error`]: the one table that classifies every Kafka error code, and [`Error`].
 //! - `conn`: one multiplexed connection per broker, ApiVersions negotiation; `transport`
-//!   opens its stream (TCP, [`tls`], [`sasl`]) under the [`security`] settings.
+//!   opens its stream (TCP, [`tls`], [`sasl`]) under the [`security`] settings; `reauth`
+//!   re-authenticates it before its SASL session expires (KIP-368).
 //! - [`metadata`]: the metadata cache.
 //! - [`producer`], [`fetch`], [`admin`]: the client's three faces; [`consumer`]: consumer
 //!   groups (classic protocol) and manual assignment on top of the fetcher.
 //! - [`client`]: [`Client`] ties them together; [`config`] holds the builders.
 //! - [`partitioner`]: the Java client's murmur2 partitioner.
+//! - [`properties`]: Java-style `key=value` properties text.
 //! - `backoff` and [`sync`]: the one retry backoff and the one poison-recovering lock helper.
 //! - [`layout`]: [`Layout`], the journal's and snapshot store's topic layout setting.
 #![cfg_attr(not(test), warn(missing_docs))]
@@ -30,7 +32,9 @@ pub mod metadata;
 pub mod naming;
 pub mod partitioner;
 pub mod producer;
+pub mod properties;
 pub mod protocol;
+mod reauth;
 pub mod record;
 pub mod sasl;
 pub mod security;
@@ -39,7 +43,7 @@ pub mod tls;
 mod transport;
 
 pub use admin::{NewTopic, OffsetSpec};
-pub use client::Client;
+pub use client::{Client, ConnectionStats};
 pub use config::{Acks, ClientConfig, ProducerConfig};
 pub use consumer::{
     Assignor, Consumer, ConsumerConfig, ConsumerRecord, OffsetAndMetadata, OffsetReset,

@@ -381,6 +381,11 @@ impl SecurityConfig {
         Some(r)
     }
 
+    /// Whether `key` is one of the properties [`SecurityConfig::apply`] interprets.
+    pub(crate) fn is_property(key: &str) -> bool {
+        SecurityConfig::default().apply(key, "").is_some()
+    }
+
     /// Checks that the settings fit together.
     pub(crate) fn validate(&self) -> Result<(), String> {
         let tls_set = self.ca.is_some() || self.certificate.is_some() || self.key.is_some();

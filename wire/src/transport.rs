@@ -53,13 +53,15 @@ async fn stage<T>(
     }
 }
 
-/// Connects to `addr` and runs TLS and SASL as configured, within `timeout` in all.
+/// Connects to `addr` and runs TLS and SASL as configured, within `timeout` in all. Returns
+/// the stream and the SASL session lifetime the broker granted (`None`: no SASL, or no
+/// expiry).
 pub(crate) async fn establish(
     addr: &str,
     client_id: Option<&str>,
     security: &Security,
     timeout: Duration,
-) -> Result<(Reader, Writer), Error> {
+) -> Result<(Reader, Writer, Option<Duration>), Error> {
     let deadline = Instant::now() + timeout;
     let tcp = stage(deadline, timeout, || format!("connect to {addr}"), async {
         TcpStream::connect(addr)
@@ -85,8 +87,16 @@ pub(crate) async fn establish(
             (Box::new(r), Box::new(w))
         }
     };
+    let mut lifetime = None;
     if security.config.protocol.uses_sasl() {
-        stage(
+        let mut io = crate::sasl::RawIo {
+            addr,
+            client_id,
+            rd: &mut rd,
+            wr: &mut wr,
+            next_correlation_id: 0,
+        };
+        let ms = stage(
             deadline,
             timeout,
             || {
@@ -95,9 +105,13 @@ pub(crate) async fn establish(
                     security.config.mechanism.map(|m| m.name()).unwrap_or("")
                 )
             },
-            crate::sasl::authenticate(addr, client_id, &mut rd, &mut wr, &security.config),
+            crate::sasl::authenticate(addr, &mut io, &security.config),
         )
         .await?;
+        lifetime = u64::try_from(ms)
+            .ok()
+            .filter(|&ms| ms > 0)
+            .map(Duration::from_millis);
     }
-    Ok((rd, wr))
+    Ok((rd, wr, lifetime))
 }

@@ -80,10 +80,17 @@ impl Broker {
 
 /// `KP_EXTERNAL_BOOTSTRAP` if set, else a fresh `TestServer`.
 pub async fn broker() -> Broker {
-    match std::env::var("KP_EXTERNAL_BOOTSTRAP") {
-        Ok(b) if !b.trim().is_empty() => Broker::External(b),
-        _ => Broker::Embedded(TestServer::start().await.expect("test server starts")),
+    match kafka_persistence_testserver::external::bootstrap() {
+        Some(b) => Broker::External(b),
+        None => Broker::Embedded(TestServer::start().await.expect("test server starts")),
     }
+}
+
+/// The client properties for `bootstrap` (`KP_EXTERNAL_PROPERTIES` for the external broker:
+/// e.g. SASL_SSL settings; none for an in-process server).
+pub fn client_properties(bootstrap: &str) -> Vec<(String, String)> {
+    kafka_persistence_testserver::external::client_properties(bootstrap)
+        .expect("KP_EXTERNAL_PROPERTIES")
 }
 
 /// The embedded test server (for `fault_` tests).
@@ -93,9 +100,12 @@ pub async fn embedded() -> TestServer {
 
 /// The test configuration, in the current test's layout.
 pub fn config(bootstrap: &str) -> JournalConfig {
-    JournalConfig::new(bootstrap)
-        .with_timeout(Duration::from_secs(20))
-        .with_layout(layout())
+    client_properties(bootstrap).into_iter().fold(
+        JournalConfig::new(bootstrap)
+            .with_timeout(Duration::from_secs(20))
+            .with_layout(layout()),
+        |c, (k, v)| c.with_property(k, v),
+    )
 }
 
 pub async fn journal(broker: &Broker) -> Journal {

@@ -10,6 +10,7 @@ use bytes::Bytes;
 pub use kafka_persistence_snapshot::Layout;
 use kafka_persistence_snapshot::{SnapshotConfig, SnapshotMetadata, SnapshotStore};
 use kafka_persistence_testserver::TestServer;
+use kafka_persistence_wire::{Client, ClientConfig};
 
 /// A broker to test against; keeps an in-process server alive while held.
 pub struct Broker {
@@ -19,13 +20,36 @@ pub struct Broker {
 
 /// The external broker if `KP_EXTERNAL_BOOTSTRAP` is set, else a fresh `TestServer`.
 pub async fn broker() -> Broker {
-    match std::env::var("KP_EXTERNAL_BOOTSTRAP") {
-        Ok(b) if !b.trim().is_empty() => Broker {
+    match kafka_persistence_testserver::external::bootstrap() {
+        Some(b) => Broker {
             bootstrap: b,
             server: None,
         },
-        _ => test_server().await,
+        None => test_server().await,
     }
+}
+
+/// The client properties for `bootstrap` (`KP_EXTERNAL_PROPERTIES` for the external broker:
+/// e.g. SASL_SSL settings; none for an in-process server).
+pub fn client_properties(bootstrap: &str) -> Vec<(String, String)> {
+    kafka_persistence_testserver::external::client_properties(bootstrap)
+        .expect("KP_EXTERNAL_PROPERTIES")
+}
+
+/// A wire client configuration for `bootstrap`, with its [`client_properties`].
+pub fn client_config(bootstrap: &str) -> ClientConfig {
+    client_properties(bootstrap)
+        .into_iter()
+        .fold(ClientConfig::new(bootstrap), |c, (k, v)| {
+            c.with_property(k, v)
+        })
+}
+
+/// A wire client connected to `bootstrap`.
+pub async fn client(bootstrap: &str) -> Client {
+    Client::connect(client_config(bootstrap))
+        .await
+        .expect("client")
 }
 
 /// Always an in-process server (for `fault_` tests).
@@ -39,7 +63,10 @@ pub async fn test_server() -> Broker {
 
 impl Broker {
     pub fn config(&self) -> SnapshotConfig {
-        SnapshotConfig::new(&self.bootstrap).with_timeout(Duration::from_secs(30))
+        client_properties(&self.bootstrap).into_iter().fold(
+            SnapshotConfig::new(&self.bootstrap).with_timeout(Duration::from_secs(30)),
+            |c, (k, v)| c.with_client_property(k, v),
+        )
     }
 
     pub async fn store(&self) -> SnapshotStore {

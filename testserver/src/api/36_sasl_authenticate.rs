@@ -7,8 +7,12 @@
 //! the connection, as Kafka does. Unknown SCRAM users run the exchange with a fake credential,
 //! so a client cannot tell them from a wrong password.
 //!
-//! Skipped: re-authentication (KIP-368; `session_lifetime_ms` is 0), SCRAM extensions
-//! (delegation tokens), OAUTHBEARER token validation beyond "is in the list".
+//! Re-authentication (KIP-368): with `connections_max_reauth`, a success reports the
+//! session lifetime (`session_lifetime_ms`, v1+) and starts the session's clock; a
+//! re-authentication that names another principal fails and closes the connection.
+//!
+//! Skipped: SCRAM extensions (delegation tokens), OAUTHBEARER token validation beyond "is in
+//! the list", lifetimes bounded by a token's expiry.
 
 use bytes::Bytes;
 use kafka_persistence_wire::sasl::scram::{
@@ -53,8 +57,42 @@ fn server_nonce() -> String {
     base64::engine::general_purpose::STANDARD_NO_PAD.encode(raw)
 }
 
-/// Answers one SaslAuthenticate and advances `session`.
+/// Answers one SaslAuthenticate and advances `session`; on success starts the session's
+/// lifetime (with `connections_max_reauth`).
 pub(crate) fn handle(
+    settings: &AuthSettings,
+    session: &mut Session,
+    req: &SaslAuthenticateRequest,
+) -> (SaslAuthenticateResponse, Close) {
+    let mechanism = match &session.sasl {
+        SaslState::Authenticate(m) => Some(*m),
+        SaslState::ScramFinal { hash, .. } => Some(match hash {
+            scram::ScramHash::Sha256 => SaslMechanism::ScramSha256,
+            _ => SaslMechanism::ScramSha512,
+        }),
+        _ => None,
+    };
+    let (mut r, close) = exchange(settings, session, req);
+    if close || !session.authenticated() {
+        return (r, close);
+    }
+    // The exchange is done.
+    if let Some(before) = session.reauth_of.take() {
+        if before != session.principal {
+            tracing::debug!(%before, after = %session.principal, reason = "principal changed", "refusing re-authentication");
+            return failed("Authentication failed: the principal changed during re-authentication");
+        }
+    }
+    session.mechanism = mechanism;
+    if let Some(lifetime) = settings.max_reauth {
+        session.expires = Some(std::time::Instant::now() + lifetime);
+        r.session_lifetime_ms = i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX);
+    }
+    (r, false)
+}
+
+/// One step of the mechanism's exchange.
+fn exchange(
     settings: &AuthSettings,
     session: &mut Session,
     req: &SaslAuthenticateRequest,

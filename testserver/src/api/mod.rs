@@ -192,8 +192,14 @@ pub(crate) fn gate(
             let (body, close) = sasl_authenticate::handle(settings, session, r);
             return Gate::Respond(v, Box::new(body.into()), close);
         }
-        RequestKind::ApiVersions(_) => return Gate::Pass,
         _ => {}
+    }
+    // As Kafka: any request but a re-authentication's closes an expired session.
+    if session.expired(std::time::Instant::now()) {
+        return Gate::Close("SASL session expired without re-authentication");
+    }
+    if let RequestKind::ApiVersions(_) = request {
+        return Gate::Pass;
     }
     if !session.authenticated() {
         return Gate::Close("request before SASL authentication");

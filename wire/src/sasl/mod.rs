@@ -1,7 +1,9 @@
-//! SASL authentication of a new connection (KIP-43, KIP-152): SaslHandshake v1 names the
+//! SASL authentication of a connection (KIP-43, KIP-152): SaslHandshake v1 names the
 //! mechanism, then SaslAuthenticate v1 requests carry the mechanism's messages until it is
-//! done. It runs on the raw stream after TLS and before ApiVersions, so nothing else is on the
-//! connection yet.
+//! done. On a new connection it runs on the raw stream after TLS and before ApiVersions
+//! ([`RawIo`]), so nothing else is on the connection yet; re-authentication (KIP-368) runs
+//! the same exchange as requests on the live connection (`conn`'s reauthentication, through
+//! [`SaslIo`]).
 //!
 //! - An unknown mechanism is [`Error::UnsupportedSaslMechanism`] with the broker's list.
 //! - Wrong credentials, a server that cannot prove it knows the SCRAM credential, or a token
@@ -9,14 +11,15 @@
 //! - Frames read during the exchange are limited to [`MAX_SASL_FRAME`] (Kafka's
 //!   `sasl.server.max.receive.size`): a hostile broker cannot make us allocate more.
 //!
-//! Skipped: re-authentication (KIP-368). A broker with `connections.max.reauth.ms` closes the
-//! connection when the session expires; the pool then opens a new, freshly authenticated one.
+//! - [`authenticate`] returns the session lifetime the broker granted (SaslAuthenticate v1's
+//!   `session_lifetime_ms`, KIP-368); the connection re-authenticates before it ends.
 
 pub mod oauthbearer;
 pub mod plain;
 pub mod scram;
 
 use bytes::{Bytes, BytesMut};
+use futures::future::BoxFuture;
 use kafka_protocol::messages::{
     ApiKey, SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
     SaslHandshakeResponse,
@@ -34,11 +37,84 @@ use scram::{ScramClient, ScramHash};
 pub const MAX_SASL_FRAME: usize = 512 * 1024;
 
 /// SaslHandshake version: v1 means "SaslAuthenticate requests follow" (Kafka 1.0+).
-const HANDSHAKE_VERSION: i16 = 1;
+pub(crate) const HANDSHAKE_VERSION: i16 = 1;
 /// SaslAuthenticate version: v1 adds the session lifetime (Kafka 2.2+).
-const AUTHENTICATE_VERSION: i16 = 1;
+pub(crate) const AUTHENTICATE_VERSION: i16 = 1;
 /// More round trips than any mechanism here needs: a broker cannot keep us talking.
 const MAX_ROUNDS: usize = 4;
+
+/// Where the SASL requests of one exchange go: the raw stream of a new connection
+/// ([`RawIo`]) or a live, shared connection (re-authentication).
+pub(crate) trait SaslIo: Send {
+    /// Sends SaslHandshake (v1) and returns its response.
+    fn handshake<'a>(
+        &'a mut self,
+        req: &'a SaslHandshakeRequest,
+    ) -> BoxFuture<'a, Result<SaslHandshakeResponse, Error>>;
+    /// Sends SaslAuthenticate (v1) and returns its response.
+    fn authenticate<'a>(
+        &'a mut self,
+        req: &'a SaslAuthenticateRequest,
+    ) -> BoxFuture<'a, Result<SaslAuthenticateResponse, Error>>;
+}
+
+/// The raw stream of a new connection: correlation ids from 0, frames limited to
+/// [`MAX_SASL_FRAME`].
+pub(crate) struct RawIo<'a, R, W> {
+    pub(crate) addr: &'a str,
+    pub(crate) client_id: Option<&'a str>,
+    pub(crate) rd: &'a mut R,
+    pub(crate) wr: &'a mut W,
+    pub(crate) next_correlation_id: i32,
+}
+
+impl<R, W> RawIo<'_, R, W> {
+    fn correlation_id(&mut self) -> i32 {
+        let id = self.next_correlation_id;
+        self.next_correlation_id += 1;
+        id
+    }
+}
+
+impl<R, W> SaslIo for RawIo<'_, R, W>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    fn handshake<'a>(
+        &'a mut self,
+        req: &'a SaslHandshakeRequest,
+    ) -> BoxFuture<'a, Result<SaslHandshakeResponse, Error>> {
+        let cid = self.correlation_id();
+        Box::pin(exchange(
+            self.addr,
+            (&mut *self.rd, &mut *self.wr),
+            ApiKey::SaslHandshake,
+            HANDSHAKE_VERSION,
+            cid,
+            self.client_id,
+            req,
+            MAX_SASL_FRAME,
+        ))
+    }
+
+    fn authenticate<'a>(
+        &'a mut self,
+        req: &'a SaslAuthenticateRequest,
+    ) -> BoxFuture<'a, Result<SaslAuthenticateResponse, Error>> {
+        let cid = self.correlation_id();
+        Box::pin(exchange(
+            self.addr,
+            (&mut *self.rd, &mut *self.wr),
+            ApiKey::SaslAuthenticate,
+            AUTHENTICATE_VERSION,
+            cid,
+            self.client_id,
+            req,
+            MAX_SASL_FRAME,
+        ))
+    }
+}
 
 /// One request/response on the raw stream, before the connection is shared.
 #[allow(clippy::too_many_arguments)]
@@ -88,19 +164,14 @@ enum Exchange {
     OAuthBearer,
 }
 
-/// Authenticates the connection to `addr`. Returns the session lifetime the broker granted
-/// (0 = none).
-pub(crate) async fn authenticate<R, W>(
+/// Authenticates the connection to `addr` through `io`. Returns the session lifetime the
+/// broker granted (0 = none). OAUTHBEARER asks the token callback for a token every time, so
+/// a re-authentication presents a fresh one.
+pub(crate) async fn authenticate<I: SaslIo>(
     addr: &str,
-    client_id: Option<&str>,
-    rd: &mut R,
-    wr: &mut W,
+    io: &mut I,
     sec: &SecurityConfig,
-) -> Result<i64, Error>
-where
-    R: AsyncRead + Unpin + Send,
-    W: AsyncWrite + Unpin + Send,
-{
+) -> Result<i64, Error> {
     let mechanism = sec.mechanism.ok_or_else(|| {
         Error::Config("sasl.mechanism is required with a SASL security.protocol".to_owned())
     })?;
@@ -109,19 +180,12 @@ where
         mechanism: mechanism.name(),
         reason,
     };
-    let mut cid = 0;
-    let handshake: SaslHandshakeResponse = exchange(
-        addr,
-        (&mut *rd, &mut *wr),
-        ApiKey::SaslHandshake,
-        HANDSHAKE_VERSION,
-        cid,
-        client_id,
-        &SaslHandshakeRequest::default()
-            .with_mechanism(StrBytes::from_static_str(mechanism.name())),
-        MAX_SASL_FRAME,
-    )
-    .await?;
+    let handshake = io
+        .handshake(
+            &SaslHandshakeRequest::default()
+                .with_mechanism(StrBytes::from_static_str(mechanism.name())),
+        )
+        .await?;
     match handshake.error_code {
         0 => {}
         ErrorCode::UNSUPPORTED_SASL_MECHANISM => {
@@ -174,18 +238,11 @@ where
 
     let mut outgoing = first;
     for _ in 0..MAX_ROUNDS {
-        cid += 1;
-        let resp: SaslAuthenticateResponse = exchange(
-            addr,
-            (&mut *rd, &mut *wr),
-            ApiKey::SaslAuthenticate,
-            AUTHENTICATE_VERSION,
-            cid,
-            client_id,
-            &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(outgoing)),
-            MAX_SASL_FRAME,
-        )
-        .await?;
+        let resp = io
+            .authenticate(
+                &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(outgoing)),
+            )
+            .await?;
         if resp.error_code != 0 {
             let name = crate::error::lookup(resp.error_code).name;
             let message = resp

@@ -16,13 +16,20 @@ pub struct Broker {
 
 /// The external broker if `KP_EXTERNAL_BOOTSTRAP` is set, else a fresh `TestServer`.
 pub async fn broker() -> Broker {
-    match std::env::var("KP_EXTERNAL_BOOTSTRAP") {
-        Ok(b) if !b.trim().is_empty() => Broker {
+    match kafka_persistence_testserver::external::bootstrap() {
+        Some(b) => Broker {
             bootstrap: b,
             server: None,
         },
-        _ => test_server(1).await,
+        None => test_server(1).await,
     }
+}
+
+/// The client properties for `bootstrap` (`KP_EXTERNAL_PROPERTIES` for the external broker:
+/// e.g. SASL_SSL settings; none for an in-process server).
+pub fn client_properties(bootstrap: &str) -> Vec<(String, String)> {
+    kafka_persistence_testserver::external::client_properties(bootstrap)
+        .expect("KP_EXTERNAL_PROPERTIES")
 }
 
 /// Always an in-process server (for `fault_` tests).
@@ -40,7 +47,11 @@ pub async fn test_server(nodes: usize) -> Broker {
 
 impl Broker {
     pub fn config(&self) -> ClientConfig {
-        ClientConfig::new(&self.bootstrap)
+        client_properties(&self.bootstrap)
+            .into_iter()
+            .fold(ClientConfig::new(&self.bootstrap), |c, (k, v)| {
+                c.with_property(k, v)
+            })
             .with_request_timeout(Duration::from_secs(10))
             .with_delivery_timeout(Duration::from_secs(30))
             .with_retry_backoff(Duration::from_millis(10), Duration::from_millis(500))
