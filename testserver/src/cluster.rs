@@ -10,13 +10,14 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Notify;
 use tokio::task::{AbortHandle, JoinHandle};
 
 use crate::config::{collision_key, validate_topic_name, TopicConfig};
 use crate::groups::Groups;
+use crate::groups848::ConsumerGroups;
 use kafka_persistence_wire::ErrorCode;
 
 use crate::log::{PartitionLog, StoredBatch};
@@ -124,6 +125,10 @@ pub(crate) struct Settings {
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
     /// SASL users and ACLs.
     pub(crate) auth: crate::auth::AuthSettings,
+    /// `group.consumer.session.timeout.ms` and `group.consumer.heartbeat.interval.ms`.
+    pub(crate) consumer_group_timeouts: (Duration, Duration),
+    /// Api keys ApiVersions leaves out (an older broker).
+    pub(crate) hidden_apis: Vec<i16>,
 }
 
 /// Why a control call or direct topic operation failed (mapped to the public `Error`).
@@ -150,6 +155,8 @@ pub(crate) struct Cluster {
     pub(crate) conn_counter: AtomicU64,
     pub(crate) groups: Groups,
     pub(crate) txns: crate::txn::Coordinator,
+    /// The consumer group protocol's coordinator (KIP-848).
+    pub(crate) consumer_groups: ConsumerGroups,
 }
 
 fn new_uuid(name: &str) -> uuid::Uuid {
@@ -189,7 +196,6 @@ impl Cluster {
             })
             .collect();
         Cluster {
-            settings,
             cluster_id: format!("kp-testserver-{}", new_uuid("cluster").simple()),
             nodes,
             topics: RwLock::new(HashMap::new()),
@@ -203,6 +209,11 @@ impl Cluster {
             conn_counter: AtomicU64::new(0),
             groups: Groups::default(),
             txns: crate::txn::Coordinator::default(),
+            consumer_groups: ConsumerGroups::new(
+                settings.consumer_group_timeouts.0,
+                settings.consumer_group_timeouts.1,
+            ),
+            settings,
         }
     }
 

@@ -667,6 +667,30 @@ impl Groups {
         }
     }
 
+    /// Whether `group_id` has classic members (live sessions).
+    pub(crate) fn has_members(&self, group_id: &str) -> bool {
+        let mut groups = lock(&self.groups);
+        match groups.get_mut(group_id) {
+            Some(g) => {
+                g.expire(Instant::now());
+                !g.members.is_empty()
+            }
+            None => false,
+        }
+    }
+
+    /// Stores offsets a consumer-protocol group (`groups848`) validated: both protocols
+    /// share this store.
+    pub(crate) fn store_offsets(&self, group_id: &str, offsets: Vec<((String, i32), Committed)>) {
+        let mut groups = lock(&self.groups);
+        let g = groups
+            .entry(group_id.to_string())
+            .or_insert_with(Group::new);
+        for (k, v) in offsets {
+            g.offsets.insert(k, v);
+        }
+    }
+
     /// Committed offsets of a group: for `topics` (name → partitions) or all.
     pub(crate) fn committed(
         &self,

@@ -23,6 +23,7 @@ mod compaction;
 mod config;
 pub mod external;
 mod groups;
+mod groups848;
 mod log;
 pub mod protocol;
 mod server;
@@ -159,6 +160,8 @@ pub struct TestServerBuilder {
     /// (certificate PEM, key PEM, client CA PEM for mutual TLS).
     tls: Option<(String, String, Option<String>)>,
     auth: auth::AuthSettings,
+    consumer_group_timeouts: (Duration, Duration),
+    hidden_apis: Vec<i16>,
 }
 
 impl Default for TestServerBuilder {
@@ -174,6 +177,8 @@ impl Default for TestServerBuilder {
             host: "127.0.0.1".to_string(),
             tls: None,
             auth: auth::AuthSettings::default(),
+            consumer_group_timeouts: (Duration::from_secs(45), Duration::from_secs(5)),
+            hidden_apis: Vec::new(),
         }
     }
 }
@@ -195,6 +200,21 @@ impl TestServerBuilder {
     /// Keep topics in files under `dir`, reloaded on start (see the `storage` module docs).
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// The consumer group protocol's (KIP-848) member session timeout and the heartbeat
+    /// interval it tells members (the broker's `group.consumer.session.timeout.ms`, default
+    /// 45 s, and `group.consumer.heartbeat.interval.ms`, default 5 s).
+    pub fn consumer_group_timeouts(mut self, session: Duration, heartbeat: Duration) -> Self {
+        self.consumer_group_timeouts = (session, heartbeat);
+        self
+    }
+
+    /// Leaves api `key` out of ApiVersions, as a broker that lacks it would (e.g. 68,
+    /// ConsumerGroupHeartbeat, for a broker before Kafka 4.0).
+    pub fn hide_api(mut self, key: i16) -> Self {
+        self.hidden_apis.push(key);
         self
     }
 
@@ -376,6 +396,8 @@ impl TestServerBuilder {
             default_max_message_bytes: self.default_max_message_bytes,
             data_dir: self.data_dir,
             host: self.host,
+            consumer_group_timeouts: self.consumer_group_timeouts,
+            hidden_apis: self.hidden_apis,
         };
         let cluster = Arc::new(Cluster::new(settings, &ports));
         cluster.load_from_disk()?;

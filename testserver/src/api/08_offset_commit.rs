@@ -1,4 +1,4 @@
-//! OffsetCommit (key 8), versions 2-8.
+//! OffsetCommit (key 8), versions 2-9.
 //!
 //! Behaviour: stores offsets (with leader epoch, v6+, and metadata) per group and partition.
 //! A "simple" commit (generation -1, empty member id) is accepted for a group without
@@ -6,7 +6,10 @@
 //! generation (ILLEGAL_GENERATION); while the group prepares a rebalance the current
 //! generation may still commit (an eager member commits before rejoining), but between the
 //! join round and the leader's SyncGroup (CompletingRebalance) it is REBALANCE_IN_PROGRESS. Unknown topics/partitions are UNKNOWN_TOPIC_OR_PARTITION.
-//! NOT_COORDINATOR off the coordinator.
+//! NOT_COORDINATOR off the coordinator. A group of the consumer protocol (KIP-848) is
+//! validated by `groups848` instead: v9+, `generation_id_or_member_epoch` is the member epoch
+//! (STALE_MEMBER_EPOCH / FENCED_MEMBER_EPOCH when it is not the member's); the offsets go to
+//! the same store.
 //!
 //! Skipped: retention time (v2-4; offsets never expire), metadata size limits.
 
@@ -18,6 +21,7 @@ use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 use super::Ctx;
 use crate::groups::Committed;
 use kafka_persistence_wire::ErrorCode;
+use crate::groups848::CommitCheck;
 
 /// The answer with `code` for every partition.
 pub(crate) fn error(req: &OffsetCommitRequest, code: i16) -> OffsetCommitResponse {
@@ -68,12 +72,25 @@ pub(crate) fn handle(ctx: &Ctx, req: OffsetCommitRequest, version: i16) -> Offse
             ));
         }
     }
-    let c = ctx.cluster.groups.commit(
+    let check = ctx.cluster.consumer_groups.check_commit(
         &req.group_id.0,
-        req.generation_id_or_member_epoch,
         &req.member_id,
-        offsets,
+        req.generation_id_or_member_epoch,
+        version,
     );
+    let c = match check {
+        CommitCheck::Classic => ctx.cluster.groups.commit(
+            &req.group_id.0,
+            req.generation_id_or_member_epoch,
+            &req.member_id,
+            offsets,
+        ),
+        CommitCheck::Consumer(ErrorCode::NONE) => {
+            ctx.cluster.groups.store_offsets(&req.group_id.0, offsets);
+            ErrorCode::NONE
+        }
+        CommitCheck::Consumer(c) => c,
+    };
     let mut r = error(&req, c);
     for tr in &mut r.topics {
         for pr in &mut tr.partitions {

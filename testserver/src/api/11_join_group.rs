@@ -11,7 +11,11 @@
 //! protocols gets a new member id, the current generation and its old assignment, without a
 //! rebalance (KIP-345).
 //!
-//! Skipped: the initial rebalance delay, group max size, KIP-848 consumer protocol.
+//! A group id that is a consumer-protocol group (KIP-848) with members is
+//! INCONSISTENT_GROUP_PROTOCOL.
+//!
+//! Skipped: the initial rebalance delay, group max size, classic members in a
+//! consumer-protocol group.
 
 use std::time::Duration;
 
@@ -44,6 +48,10 @@ pub(crate) async fn handle(
 ) -> JoinGroupResponse {
     if ctx.cluster.controller_id() != ctx.node_id {
         return error(ErrorCode::NOT_COORDINATOR);
+    }
+    if ctx.cluster.consumer_groups.has_members(&req.group_id.0) {
+        // A group of the consumer protocol (KIP-848) with members.
+        return error(ErrorCode::INCONSISTENT_GROUP_PROTOCOL);
     }
     let session = ms(req.session_timeout_ms);
     let args = JoinArgs {

@@ -3,7 +3,7 @@
 //! Behaviour: advertises exactly the registry in `api/mod.rs` (what is implemented). A request
 //! at a version above 3 is answered with a v0 body carrying UNSUPPORTED_VERSION and our key-18
 //! range (KIP-511), so the client retries at a version we speak. The response header is
-//! always v0.
+//! always v0. Keys given to `TestServerBuilder::hide_api` are left out (an older broker).
 //!
 //! Skipped: the client software name/version regex check (INVALID_REQUEST in Kafka),
 //! supported/finalized features.
@@ -53,7 +53,7 @@ pub(crate) fn unsupported_below(version: i16) -> ApiVersionsResponse {
 
 /// Handles ApiVersions; returns the version to encode the answer with.
 pub(crate) fn handle(
-    _ctx: &Ctx,
+    ctx: &Ctx,
     _req: ApiVersionsRequest,
     version: i16,
 ) -> (i16, ApiVersionsResponse) {
@@ -64,8 +64,10 @@ pub(crate) fn handle(
     if version < min || version > max {
         return (0, unsupported());
     }
+    let hidden = &ctx.cluster.settings.hidden_apis;
     r.api_keys = SUPPORTED
         .iter()
+        .filter(|(k, _, _)| !hidden.contains(&(*k as i16)))
         .map(|&(k, min, max)| entry(k, min, max))
         .collect();
     (version, r)

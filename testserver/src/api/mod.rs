@@ -15,6 +15,8 @@ mod add_offsets_to_txn;
 mod add_partitions_to_txn;
 #[path = "18_api_versions.rs"]
 mod api_versions;
+#[path = "68_consumer_group_heartbeat.rs"]
+mod consumer_group_heartbeat;
 #[path = "19_create_topics.rs"]
 mod create_topics;
 #[path = "21_delete_records.rs"]
@@ -65,7 +67,7 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Fetch, 4, 16),
     (ApiKey::ListOffsets, 1, 8),
     (ApiKey::Metadata, 1, 12),
-    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetCommit, 2, 9),
     (ApiKey::OffsetFetch, 1, 7),
     (ApiKey::FindCoordinator, 0, 4),
     (ApiKey::JoinGroup, 0, 7),
@@ -85,6 +87,7 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::TxnOffsetCommit, 0, 4),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
 ];
 
 /// The supported `(min, max)` versions of `key`, if served.
@@ -153,6 +156,9 @@ pub(crate) async fn handle(
         RequestKind::TxnOffsetCommit(r) => txn_offset_commit::handle(ctx, r, v).into(),
         RequestKind::DescribeConfigs(r) => describe_configs::handle(ctx, r, v).into(),
         RequestKind::DescribeCluster(r) => describe_cluster::handle(ctx, r, v).into(),
+        RequestKind::ConsumerGroupHeartbeat(r) => {
+            consumer_group_heartbeat::handle(ctx, r, v).into()
+        }
         other => {
             // The decoder only lets registered keys through; answer nothing and close.
             tracing::warn!(request = ?std::mem::discriminant(&other), "no handler for request");
@@ -266,6 +272,7 @@ pub(crate) fn error_response(
         RequestKind::TxnOffsetCommit(r) => txn_offset_commit::error(r, code).into(),
         RequestKind::DescribeConfigs(r) => describe_configs::error(r, code).into(),
         RequestKind::DescribeCluster(_) => describe_cluster::error(code).into(),
+        RequestKind::ConsumerGroupHeartbeat(_) => consumer_group_heartbeat::error(code).into(),
         _ => return None,
     };
     Some((v, body))
