@@ -96,7 +96,8 @@ pub(crate) const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ElectLeaders, 0, 2),
     (ApiKey::AlterPartitionReassignments, 0, 1),
     // Consumer groups (classic protocol).
-    (ApiKey::OffsetCommit, 2, 8),
+    // v9: the member epoch of the consumer protocol as the generation.
+    (ApiKey::OffsetCommit, 2, 9),
     (ApiKey::OffsetFetch, 1, 7),
     (ApiKey::FindCoordinator, 0, 4),
     (ApiKey::JoinGroup, 1, 7),
@@ -108,6 +109,8 @@ pub(crate) const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AddOffsetsToTxn, 0, 3),
     (ApiKey::EndTxn, 0, 3),
     (ApiKey::TxnOffsetCommit, 0, 3),
+    // The consumer group protocol (KIP-848); v1: the member chooses its member id.
+    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
 ];
 
 /// Highest ApiVersions version we send first.
@@ -599,6 +602,7 @@ pub(crate) fn api_name(api: ApiKey) -> &'static str {
         ApiKey::TxnOffsetCommit => "TxnOffsetCommit",
         ApiKey::SaslHandshake => "SaslHandshake",
         ApiKey::SaslAuthenticate => "SaslAuthenticate",
+        ApiKey::ConsumerGroupHeartbeat => "ConsumerGroupHeartbeat",
         _ => "other",
     }
 }

@@ -46,8 +46,8 @@ pub use admin::{NewTopic, OffsetSpec};
 pub use client::{Client, ConnectionStats};
 pub use config::{Acks, ClientConfig, ProducerConfig};
 pub use consumer::{
-    Assignor, Consumer, ConsumerConfig, ConsumerRecord, OffsetAndMetadata, OffsetReset,
-    RebalanceContext, RebalanceListener, TopicPartition,
+    Assignor, Consumer, ConsumerConfig, ConsumerRecord, GroupProtocol, OffsetAndMetadata,
+    OffsetReset, RebalanceContext, RebalanceListener, TopicPartition,
 };
 pub use error::{Error, ErrorCode, ErrorInfo};
 pub use fetch::{FetchRequest, FetchResponse, IsolationLevel};

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use common::{broker, now_ms, unique};
 use futures::future::BoxFuture;
 use kafka_persistence_wire::{
-    Assignor, Client, Consumer, ConsumerConfig, Error, NewTopic, OffsetAndMetadata, OffsetReset,
-    ProducerConfig, RebalanceContext, RebalanceListener, Record, TopicPartition,
+    Assignor, Client, Consumer, ConsumerConfig, Error, GroupProtocol, NewTopic, OffsetAndMetadata,
+    OffsetReset, ProducerConfig, RebalanceContext, RebalanceListener, Record, TopicPartition,
 };
 
 fn group_config(group: &str) -> ConsumerConfig {
@@ -111,12 +111,12 @@ async fn member_loop(
     mut c: Consumer,
     seen: Seen,
     total: usize,
-    stop: Arc<AtomicBool>,
+    (stop, leave): (Arc<AtomicBool>, Arc<AtomicBool>),
     mine: Arc<Mutex<usize>>,
     assigned: Arc<Mutex<usize>>,
 ) {
     loop {
-        if stop.load(Ordering::Acquire) {
+        if stop.load(Ordering::Acquire) || leave.load(Ordering::Acquire) {
             break;
         }
         let recs = c.poll(Duration::from_millis(200)).await.expect("poll");
@@ -134,7 +134,12 @@ async fn member_loop(
     c.close().await.ok();
 }
 
-async fn every_record_exactly_once_across_a_rebalance(assignors: Vec<Assignor>) {
+/// Three members over six partitions (joining one by one; with `leave_midway`, the third
+/// leaves before the second batch): every record exactly once, commits on revoke.
+async fn every_record_exactly_once_across_a_rebalance(
+    configure: impl Fn(ConsumerConfig) -> ConsumerConfig,
+    leave_midway: bool,
+) {
     let b = broker().await;
     let admin = b.client().await;
     let t = topic(&admin, 6).await;
@@ -147,7 +152,7 @@ async fn every_record_exactly_once_across_a_rebalance(assignors: Vec<Assignor>) 
     let mut a = b
         .client()
         .await
-        .consumer(group_config(&group).with_assignors(assignors.clone()))
+        .consumer(configure(group_config(&group)))
         .unwrap();
     a.subscribe(vec![t.clone()], Some(Box::new(listener_a.clone())))
         .unwrap();
@@ -163,11 +168,12 @@ async fn every_record_exactly_once_across_a_rebalance(assignors: Vec<Assignor>) 
     assert_eq!(a.assignment().len(), 6);
     let counts: Vec<Arc<Mutex<usize>>> = (0..3).map(|_| Arc::default()).collect();
     let assigned: Vec<Arc<Mutex<usize>>> = (0..3).map(|_| Arc::default()).collect();
+    let stops: Vec<Arc<AtomicBool>> = (0..3).map(|_| Arc::new(AtomicBool::new(false))).collect();
     let mut tasks = vec![tokio::spawn(member_loop(
         a,
         Arc::clone(&seen),
         total,
-        Arc::clone(&stop),
+        (Arc::clone(&stop), Arc::clone(&stops[0])),
         Arc::clone(&counts[0]),
         Arc::clone(&assigned[0]),
     ))];
@@ -177,7 +183,7 @@ async fn every_record_exactly_once_across_a_rebalance(assignors: Vec<Assignor>) 
         let mut c = b
             .client()
             .await
-            .consumer(group_config(&group).with_assignors(assignors.clone()))
+            .consumer(configure(group_config(&group)))
             .unwrap();
         c.subscribe(vec![t.clone()], Some(Box::new(l.clone())))
             .unwrap();
@@ -186,7 +192,7 @@ async fn every_record_exactly_once_across_a_rebalance(assignors: Vec<Assignor>) 
             c,
             Arc::clone(&seen),
             total,
-            Arc::clone(&stop),
+            (Arc::clone(&stop), Arc::clone(&stops[i])),
             Arc::clone(&counts[i]),
             Arc::clone(&assigned[i]),
         )));
@@ -203,6 +209,28 @@ async fn every_record_exactly_once_across_a_rebalance(assignors: Vec<Assignor>) 
             "no rebalance to three members: {sizes:?}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if leave_midway {
+        // The third member leaves (revoking and committing everything it holds); the other
+        // two take its partitions over.
+        stops[2].store(true, Ordering::Release);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let sizes: Vec<usize> = assigned.iter().map(|a| *a.lock().unwrap()).collect();
+            if sizes[0] + sizes[1] == 6 && sizes[0] >= 1 && sizes[1] >= 1 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no rebalance after the leave: {sizes:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            *listeners[2].commits_ok.lock().unwrap() >= 1,
+            "the leaving member did not commit on revoke: {:?}",
+            listeners[2].events.lock().unwrap()
+        );
     }
     produce(&admin, &t, 6, 50, "second").await;
     let all = async {
@@ -241,17 +269,44 @@ async fn every_record_exactly_once_across_a_rebalance(assignors: Vec<Assignor>) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_consumers_range_every_record_exactly_once_with_commit_on_revoke() {
-    every_record_exactly_once_across_a_rebalance(vec![Assignor::Range]).await;
+    every_record_exactly_once_across_a_rebalance(
+        |c| c.with_assignors(vec![Assignor::Range]),
+        false,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_consumers_cooperative_sticky_every_record_exactly_once() {
-    every_record_exactly_once_across_a_rebalance(vec![Assignor::CooperativeSticky]).await;
+    every_record_exactly_once_across_a_rebalance(
+        |c| c.with_assignors(vec![Assignor::CooperativeSticky]),
+        false,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_consumers_round_robin_every_record_exactly_once() {
-    every_record_exactly_once_across_a_rebalance(vec![Assignor::RoundRobin]).await;
+    every_record_exactly_once_across_a_rebalance(
+        |c| c.with_assignors(vec![Assignor::RoundRobin]),
+        false,
+    )
+    .await;
+}
+
+fn consumer_protocol(c: ConsumerConfig, assignor: &str) -> ConsumerConfig {
+    c.with_group_protocol(GroupProtocol::Consumer)
+        .with_remote_assignor(assignor)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_consumers_consumer_protocol_uniform_join_and_leave_every_record_exactly_once() {
+    every_record_exactly_once_across_a_rebalance(|c| consumer_protocol(c, "uniform"), true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_consumers_consumer_protocol_range_join_and_leave_every_record_exactly_once() {
+    every_record_exactly_once_across_a_rebalance(|c| consumer_protocol(c, "range"), true).await;
 }
 
 async fn poll_until(c: &mut Consumer, n: usize) -> Vec<kafka_persistence_wire::ConsumerRecord> {
@@ -435,13 +490,20 @@ async fn wait_until(what: &str, cond: impl Fn() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_that_stops_polling_leaves_and_its_partitions_move() {
+    stops_polling(|c| c.with_assignors(vec![Assignor::Range])).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_protocol_a_member_that_stops_polling_leaves_and_its_partitions_move() {
+    stops_polling(|c| consumer_protocol(c, "range")).await;
+}
+
+async fn stops_polling(configure: impl Fn(ConsumerConfig) -> ConsumerConfig) {
     let b = broker().await;
     let admin = b.client().await;
     let t = topic(&admin, 2).await;
     let group = unique("g");
-    let cfg = group_config(&group)
-        .with_max_poll_interval(Duration::from_millis(1500))
-        .with_assignors(vec![Assignor::Range]);
+    let cfg = configure(group_config(&group).with_max_poll_interval(Duration::from_millis(1500)));
     let lb = CommitOnRevoke::default();
     let mut a = b.client().await.consumer(cfg.clone()).unwrap();
     let mut bb = b.client().await.consumer(cfg).unwrap();
@@ -471,15 +533,20 @@ async fn a_member_that_stops_polling_leaves_and_its_partitions_move() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_static_member_restarting_keeps_its_partitions_without_a_rebalance() {
+    static_restart(|c| c.with_assignors(vec![Assignor::Range])).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_protocol_a_static_member_restarting_keeps_its_partitions_without_a_rebalance() {
+    static_restart(|c| consumer_protocol(c, "range")).await;
+}
+
+async fn static_restart(configure: impl Fn(ConsumerConfig) -> ConsumerConfig) {
     let b = broker().await;
     let admin = b.client().await;
     let t = topic(&admin, 2).await;
     let group = unique("g");
-    let cfg = |inst: &str| {
-        group_config(&group)
-            .with_instance_id(inst)
-            .with_assignors(vec![Assignor::Range])
-    };
+    let cfg = |inst: &str| configure(group_config(&group).with_instance_id(inst));
     let la = CommitOnRevoke::default();
     let mut a = b.client().await.consumer(cfg("a")).unwrap();
     let mut s = b.client().await.consumer(cfg("s")).unwrap();
@@ -614,13 +681,26 @@ async fn fault_coordinator_errors_rediscover_the_coordinator_and_retry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_that_dies_is_expired_after_its_session_timeout() {
+    dies(|c| {
+        c.with_session_timeout(Duration::from_millis(1000))
+            .with_assignors(vec![Assignor::RoundRobin])
+    })
+    .await;
+}
+
+/// The consumer protocol's session timeout is the broker's
+/// (`group.consumer.session.timeout.ms`: 6 s in the CI cluster and the tests' testserver).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_protocol_a_member_that_stops_heartbeating_is_fenced_and_its_partitions_move() {
+    dies(|c| consumer_protocol(c, "uniform")).await;
+}
+
+async fn dies(configure: impl Fn(ConsumerConfig) -> ConsumerConfig) {
     let b = broker().await;
     let admin = b.client().await;
     let t = topic(&admin, 2).await;
     let group = unique("g");
-    let cfg = group_config(&group)
-        .with_session_timeout(Duration::from_millis(1000))
-        .with_assignors(vec![Assignor::RoundRobin]);
+    let cfg = configure(group_config(&group));
     let mut a = b.client().await.consumer(cfg.clone()).unwrap();
     let mut d = b.client().await.consumer(cfg).unwrap();
     a.subscribe(vec![t.clone()], None).unwrap();
@@ -711,4 +791,74 @@ async fn max_poll_records_bounds_a_poll_and_positions_follow_what_was_returned()
         client.consumer(ConsumerConfig::new("g").with_max_poll_records(0)),
         Err(Error::Config(_))
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_consumer_protocol_a_fenced_member_is_told_lost_and_rejoins_with_epoch_zero() {
+    let b = common::test_server(1).await;
+    let admin = b.client().await;
+    let t = topic(&admin, 2).await;
+    let group = unique("g");
+    let l = CommitOnRevoke::default();
+    let mut a = b
+        .client()
+        .await
+        .consumer(consumer_protocol(group_config(&group), "uniform"))
+        .unwrap();
+    a.subscribe(vec![t.clone()], Some(Box::new(l.clone())))
+        .unwrap();
+    let pa = spawn_poller(a);
+    wait_until("both partitions", || pa.assigned().len() == 2).await;
+    let before = pa.generation().unwrap();
+    b.server()
+        .inject_error(
+            68,
+            kafka_persistence_wire::ErrorCode::FENCED_MEMBER_EPOCH,
+            1,
+        )
+        .await;
+    wait_until("lost", || {
+        l.events.lock().unwrap().iter().any(|e| e == "lost 2")
+    })
+    .await;
+    // Rejoined (epoch 0, a new member epoch) and assigned again.
+    wait_until("assigned again", || {
+        pa.assigned().len() == 2 && pa.generation().is_some_and(|g| g > before)
+    })
+    .await;
+    let events = l.events.lock().unwrap().clone();
+    assert_eq!(
+        events,
+        vec!["assigned 2", "lost 2", "assigned 2"],
+        "{events:?}"
+    );
+    pa.stop().await.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_consumer_protocol_on_a_broker_without_it_is_a_clear_error() {
+    let server = kafka_persistence_testserver::TestServer::builder()
+        .hide_api(68)
+        .start()
+        .await
+        .unwrap();
+    let b = common::Broker {
+        bootstrap: server.bootstrap_servers(),
+        server: Some(server),
+    };
+    let admin = b.client().await;
+    let t = topic(&admin, 1).await;
+    let mut c = b
+        .client()
+        .await
+        .consumer(consumer_protocol(group_config(&unique("g")), "uniform"))
+        .unwrap();
+    c.subscribe(vec![t], None).unwrap();
+    let e = c.poll(Duration::from_millis(100)).await.unwrap_err();
+    assert_eq!(
+        e.code(),
+        Some(kafka_persistence_wire::ErrorCode::UNSUPPORTED_VERSION),
+        "{e}"
+    );
+    assert!(e.to_string().contains("group.protocol"), "{e}");
 }

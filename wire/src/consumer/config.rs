@@ -21,6 +21,17 @@ pub enum OffsetReset {
     None,
 }
 
+/// The group membership protocol (`group.protocol`, as in the Java client).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupProtocol {
+    /// JoinGroup/SyncGroup/Heartbeat with client-side assignors (the default).
+    #[default]
+    Classic,
+    /// ConsumerGroupHeartbeat with the broker assigning (KIP-848, Apache Kafka 4.x).
+    Consumer,
+}
+
 /// Configuration of a [`Consumer`](super::Consumer).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -64,6 +75,13 @@ pub struct ConsumerConfig {
     /// `max.poll.records`: the most records one `poll` returns (default 500).
     #[serde(rename = "max.poll.records")]
     pub(crate) max_poll_records: usize,
+    /// `group.protocol` (default classic).
+    #[serde(rename = "group.protocol")]
+    pub(crate) group_protocol: GroupProtocol,
+    /// `group.remote.assignor`: the broker-side assignor the consumer protocol asks for
+    /// (default: the broker's choice).
+    #[serde(rename = "group.remote.assignor")]
+    pub(crate) remote_assignor: Option<String>,
 }
 
 impl Default for ConsumerConfig {
@@ -82,6 +100,8 @@ impl Default for ConsumerConfig {
             max_partition_fetch_bytes: 1024 * 1024,
             isolation: IsolationLevel::ReadUncommitted,
             max_poll_records: 500,
+            group_protocol: GroupProtocol::Classic,
+            remote_assignor: None,
         }
     }
 }
@@ -156,6 +176,21 @@ impl ConsumerConfig {
         self
     }
 
+    /// Sets `group.protocol`. With [`GroupProtocol::Consumer`] the broker assigns and sets
+    /// the session timeout and heartbeat interval: `session.timeout.ms`,
+    /// `heartbeat.interval.ms` and the assignors are not used.
+    pub fn with_group_protocol(mut self, p: GroupProtocol) -> Self {
+        self.group_protocol = p;
+        self
+    }
+
+    /// Sets `group.remote.assignor` (the consumer protocol's broker-side assignor, e.g.
+    /// `uniform` or `range`).
+    pub fn with_remote_assignor(mut self, name: impl Into<String>) -> Self {
+        self.remote_assignor = Some(name.into());
+        self
+    }
+
     /// Checks the settings.
     pub(crate) fn validate(&self) -> Result<(), crate::Error> {
         let bad = |m: &str| Err(crate::Error::Config(m.to_owned()));
@@ -173,6 +208,9 @@ impl ConsumerConfig {
         }
         if self.max_poll_records == 0 {
             return bad("max.poll.records must be at least 1");
+        }
+        if self.remote_assignor.as_deref() == Some("") {
+            return bad("group.remote.assignor must not be empty");
         }
         if self.max_poll_interval.is_zero() {
             return bad("max.poll.interval.ms must be greater than zero");
@@ -223,5 +261,13 @@ mod tests {
         assert_eq!(c.instance_id.as_deref(), Some("i"));
         assert_eq!(c.auto_offset_reset, OffsetReset::Earliest);
         assert_eq!(c.session_timeout, Duration::from_secs(6));
+        assert_eq!(c.group_protocol, GroupProtocol::Classic);
+        let c: ConsumerConfig = serde_json::from_str(
+            r#"{"group.id":"g","group.protocol":"consumer","group.remote.assignor":"range"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.group_protocol, GroupProtocol::Consumer);
+        assert_eq!(c.remote_assignor.as_deref(), Some("range"));
+        assert!(serde_json::from_str::<ConsumerConfig>(r#"{"group.protocol":"other"}"#).is_err());
     }
 }

@@ -17,7 +17,7 @@
 //!   NOT_COORDINATOR) and network errors rediscover the coordinator and retry with backoff.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -120,6 +120,9 @@ pub(crate) struct GroupMember {
     pub(crate) flags: Arc<Flags>,
     heartbeat: Option<JoinHandle<()>>,
     backoff: Backoff,
+    /// The consumer protocol (KIP-848): the member epoch as the heartbeat task last heard it,
+    /// which commits carry as their generation.
+    pub(super) live_epoch: Option<Arc<AtomicI32>>,
 }
 
 impl Drop for GroupMember {
@@ -148,10 +151,11 @@ impl GroupMember {
             }),
             heartbeat: None,
             backoff,
+            live_epoch: None,
         }
     }
 
-    fn timeout(&self) -> Duration {
+    pub(super) fn timeout(&self) -> Duration {
         self.client.inner.config.request_timeout
     }
 
@@ -174,50 +178,7 @@ impl GroupMember {
                 return Ok(Arc::clone(c));
             }
         }
-        let conn = self.client.inner.any_conn().await?;
-        let version = conn.version(ApiKey::FindCoordinator)?;
-        let mut req = FindCoordinatorRequest::default();
-        if version >= 4 {
-            req.coordinator_keys = vec![sb(&self.group_id)];
-        } else {
-            req.key = sb(&self.group_id);
-        }
-        let resp: FindCoordinatorResponse = conn
-            .request_at(ApiKey::FindCoordinator, version, &req, self.timeout())
-            .await?;
-        let (err, node, host, port) = if version >= 4 {
-            match resp.coordinators.first() {
-                Some(c) => (c.error_code, c.node_id.0, c.host.to_string(), c.port),
-                None => (ErrorCode::COORDINATOR_NOT_AVAILABLE, -1, String::new(), -1),
-            }
-        } else {
-            (
-                resp.error_code,
-                resp.node_id.0,
-                resp.host.to_string(),
-                resp.port,
-            )
-        };
-        if err != 0 {
-            return Err(Error::broker(
-                err,
-                None,
-                None,
-                Some(format!("FindCoordinator for group {}", self.group_id)),
-            ));
-        }
-        if port <= 0 || host.is_empty() {
-            return Err(Error::broker(
-                ErrorCode::COORDINATOR_NOT_AVAILABLE,
-                None,
-                None,
-                Some(format!("coordinator {node} without an address")),
-            ));
-        }
-        let addr = format!("{host}:{port}");
-        debug!(group = %self.group_id, coordinator = node, %addr, "coordinator found");
-        // Our own connection (see the module docs), not the pooled one.
-        let c = Connection::connect(&addr, &self.client.inner.conn_config).await?;
+        let c = find_coordinator(&self.client, &self.group_id, self.timeout()).await?;
         self.coordinator = Some(Arc::clone(&c));
         Ok(c)
     }
@@ -552,6 +513,14 @@ impl GroupMember {
         loop {
             match self.commit_once(offsets).await {
                 Ok(()) => return Ok(()),
+                // KIP-848: the epoch moved since the heartbeat task last heard it; the next
+                // heartbeat brings the current one.
+                Err(e)
+                    if e.code() == Some(ErrorCode::STALE_MEMBER_EPOCH)
+                        && Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(self.backoff.next_delay()).await;
+                }
                 Err(e) => self.retry_after(e, "OffsetCommit", deadline).await?,
             }
         }
@@ -575,7 +544,11 @@ impl GroupMember {
             by_topic.entry(&tp.topic).or_default().push(p);
         }
         let (generation, member) = if self.is_active() {
-            (self.generation, self.member_id.clone())
+            let generation = self
+                .live_epoch
+                .as_ref()
+                .map_or(self.generation, |e| e.load(Ordering::Acquire));
+            (generation, self.member_id.clone())
         } else {
             (-1, String::new())
         };
@@ -607,6 +580,7 @@ impl GroupMember {
                         ErrorCode::UNKNOWN_MEMBER_ID
                             | ErrorCode::ILLEGAL_GENERATION
                             | ErrorCode::FENCED_INSTANCE_ID
+                            | ErrorCode::FENCED_MEMBER_EPOCH
                     ) {
                         self.flags.lost.store(true, Ordering::Release);
                     }
@@ -699,7 +673,60 @@ impl GroupMember {
     }
 }
 
-fn ms(d: Duration) -> i32 {
+/// Finds `group_id`'s coordinator (FindCoordinator) and opens a connection of our own to it
+/// (see the module docs).
+pub(super) async fn find_coordinator(
+    client: &Client,
+    group_id: &str,
+    timeout: Duration,
+) -> Result<Arc<Connection>, Error> {
+    let conn = client.inner.any_conn().await?;
+    let version = conn.version(ApiKey::FindCoordinator)?;
+    let mut req = FindCoordinatorRequest::default();
+    if version >= 4 {
+        req.coordinator_keys = vec![sb(group_id)];
+    } else {
+        req.key = sb(group_id);
+    }
+    let resp: FindCoordinatorResponse = conn
+        .request_at(ApiKey::FindCoordinator, version, &req, timeout)
+        .await?;
+    let (err, node, host, port) = if version >= 4 {
+        match resp.coordinators.first() {
+            Some(c) => (c.error_code, c.node_id.0, c.host.to_string(), c.port),
+            None => (ErrorCode::COORDINATOR_NOT_AVAILABLE, -1, String::new(), -1),
+        }
+    } else {
+        (
+            resp.error_code,
+            resp.node_id.0,
+            resp.host.to_string(),
+            resp.port,
+        )
+    };
+    if err != 0 {
+        return Err(Error::broker(
+            err,
+            None,
+            None,
+            Some(format!("FindCoordinator for group {group_id}")),
+        ));
+    }
+    if port <= 0 || host.is_empty() {
+        return Err(Error::broker(
+            ErrorCode::COORDINATOR_NOT_AVAILABLE,
+            None,
+            None,
+            Some(format!("coordinator {node} without an address")),
+        ));
+    }
+    let addr = format!("{host}:{port}");
+    debug!(group = %group_id, coordinator = node, %addr, "coordinator found");
+    // Our own connection (see the module docs), not the pooled one.
+    Connection::connect(&addr, &client.inner.conn_config).await
+}
+
+pub(super) fn ms(d: Duration) -> i32 {
     i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
 }
 

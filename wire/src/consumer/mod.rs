@@ -18,8 +18,11 @@
 //! (its partitions are not fetched again meanwhile; a seek, a pause or a revocation drops a
 //! partition's buffered records, which are fetched again from the position when needed).
 //!
-//! Skipped: KIP-848
-//! (`ConsumerGroupHeartbeat`), regex subscriptions, rack-aware fetching.
+//! `group.protocol=consumer` (KIP-848): the broker assigns; `group848` is the member (its
+//! heartbeat task), `reconcile848` applies its assignments between polls with the same
+//! listener calls (revoked, then assigned; lost when fenced). Same API for both protocols.
+//!
+//! Skipped: regex subscriptions, rack-aware fetching.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
@@ -33,12 +36,14 @@ mod assignor;
 mod config;
 mod fetcher;
 mod group;
+mod group848;
+mod reconcile848;
 
 pub use assignor::{
     cooperative_sticky, decode_assignment, decode_subscription, encode_assignment,
     encode_subscription, range, round_robin, Assignor, MemberSubscription, TopicPartition,
 };
-pub use config::{ConsumerConfig, OffsetReset};
+pub use config::{ConsumerConfig, GroupProtocol, OffsetReset};
 pub use group::OffsetAndMetadata;
 
 use crate::admin::OffsetSpec;
@@ -167,6 +172,8 @@ pub struct Consumer {
     /// Fetched records not returned yet (`max.poll.records`); a partition with buffered
     /// records is not fetched again until they are returned.
     buffer: VecDeque<ConsumerRecord>,
+    /// The consumer protocol's member (KIP-848), once subscribed with `group.protocol=consumer`.
+    kip848: Option<group848::Member848>,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -205,6 +212,7 @@ impl Consumer {
             protocol: None,
             last_auto_commit: Instant::now(),
             buffer: VecDeque::new(),
+            kip848: None,
         })
     }
 
@@ -226,6 +234,9 @@ impl Consumer {
         let mut topics = topics;
         topics.sort();
         topics.dedup();
+        if let Some(m) = &self.kip848 {
+            m.set_topics(topics.clone());
+        }
         self.subscription = Some(topics);
         self.listener = listener;
         if let Some(g) = &self.group {
@@ -265,6 +276,9 @@ impl Consumer {
         self.positions.clear();
         self.buffer.clear();
         self.protocol = None;
+        if self.config.group_protocol == GroupProtocol::Consumer {
+            return self.leave_848().await;
+        }
         match &mut self.group {
             Some(g) => g.leave().await,
             None => Ok(()),
@@ -452,6 +466,9 @@ impl Consumer {
 
     /// Joins (or rejoins) the group when needed, running the rebalance callbacks.
     async fn ensure_group(&mut self) -> Result<(), Error> {
+        if self.config.group_protocol == GroupProtocol::Consumer {
+            return self.ensure_group_848().await;
+        }
         let Some(topics) = self.subscription.clone() else {
             return Ok(());
         };
@@ -698,6 +715,9 @@ impl Consumer {
         }
         self.positions.clear();
         self.buffer.clear();
+        if self.config.group_protocol == GroupProtocol::Consumer {
+            return self.leave_848().await;
+        }
         match &mut self.group {
             Some(g) => g.leave().await,
             None => Ok(()),

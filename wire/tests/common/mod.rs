@@ -36,6 +36,8 @@ pub fn client_properties(bootstrap: &str) -> Vec<(String, String)> {
 pub async fn test_server(nodes: usize) -> Broker {
     let server = TestServer::builder()
         .nodes(nodes)
+        // The consumer group protocol's timeouts as in the CI cluster (.ci/kafka/kafka-cluster).
+        .consumer_group_timeouts(Duration::from_secs(6), Duration::from_millis(250))
         .start()
         .await
         .expect("start test server");
