@@ -862,3 +862,32 @@ async fn fault_consumer_protocol_on_a_broker_without_it_is_a_clear_error() {
     );
     assert!(e.to_string().contains("group.protocol"), "{e}");
 }
+
+/// Found against a fresh Apache Kafka: the first FindCoordinator of a new cluster is
+/// COORDINATOR_NOT_AVAILABLE while the offsets topic is created; joining retries it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_consumer_protocol_an_unavailable_coordinator_at_join_is_retried() {
+    let b = common::test_server(1).await;
+    let admin = b.client().await;
+    let t = topic(&admin, 2).await;
+    b.server()
+        .inject_error(
+            10,
+            kafka_persistence_wire::ErrorCode::COORDINATOR_NOT_AVAILABLE,
+            3,
+        )
+        .await;
+    let mut c = b
+        .client()
+        .await
+        .consumer(consumer_protocol(group_config(&unique("g")), "uniform"))
+        .unwrap();
+    c.subscribe(vec![t], None).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while c.assignment().len() < 2 {
+        assert!(Instant::now() < deadline, "never assigned");
+        c.poll(Duration::from_millis(100)).await.expect("poll");
+    }
+    assert!(b.server().request_count(10).await >= 4);
+    c.close().await.unwrap();
+}

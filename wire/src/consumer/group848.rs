@@ -128,7 +128,7 @@ impl Member848 {
         flags: Arc<Flags>,
     ) -> Result<Member848, Error> {
         let timeout = client.inner.config.request_timeout;
-        let conn = find_coordinator(&client, &group_id, timeout).await?;
+        let conn = coordinator_with_retries(&client, &group_id).await?;
         let version = conn.version(ApiKey::ConsumerGroupHeartbeat).map_err(|_| {
             Error::broker(
                 ErrorCode::UNSUPPORTED_VERSION,
@@ -297,7 +297,7 @@ impl Member848 {
             -1
         };
         let timeout = self.client.inner.config.request_timeout;
-        let conn = find_coordinator(&self.client, &self.group_id, timeout).await?;
+        let conn = coordinator_with_retries(&self.client, &self.group_id).await?;
         let req = ConsumerGroupHeartbeatRequest::default()
             .with_group_id(GroupId(sb(&self.group_id)))
             .with_member_id(sb(&member_id))
@@ -323,6 +323,31 @@ impl Member848 {
                     self.group_id
                 )),
             )),
+        }
+    }
+}
+
+/// The coordinator, retrying while it is being elected or loaded (a new cluster creates
+/// its offsets topic on the first FindCoordinator) or unreachable, up to `delivery.timeout`.
+async fn coordinator_with_retries(
+    client: &Client,
+    group_id: &str,
+) -> Result<Arc<Connection>, Error> {
+    let deadline = tokio::time::Instant::now() + client.inner.config.delivery_timeout;
+    let mut backoff = client.inner.backoff();
+    loop {
+        match find_coordinator(client, group_id, client.inner.config.request_timeout).await {
+            Ok(c) => return Ok(c),
+            Err(e) => {
+                let retry = e.code().is_some_and(is_coordinator_error)
+                    || matches!(e, Error::Io { .. } | Error::Timeout { .. } | Error::Closed);
+                if !retry || tokio::time::Instant::now() >= deadline {
+                    return Err(e);
+                }
+                let delay = backoff.next_delay();
+                debug!(group = %group_id, error = %e, delay_ms = delay.as_millis() as u64, "FindCoordinator: retrying");
+                tokio::time::sleep(delay).await;
+            }
         }
     }
 }
