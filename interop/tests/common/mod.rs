@@ -268,10 +268,11 @@ pub async fn java_classpath() -> Result<String, Box<dyn StdError + Send + Sync>>
         .arg(&out_dir)
         .arg("-cp")
         .arg(&jars)
-        .arg(peer_file("java/InteropClient.java"));
+        .arg(peer_file("java/InteropClient.java"))
+        .arg(peer_file("java/GroupMember.java"));
     run_peer(javac, None, Duration::from_secs(180))
         .await?
-        .ensure_success("javac InteropClient.java")?;
+        .ensure_success("javac InteropClient.java GroupMember.java")?;
     let cp = format!("{}:{jars}", out_dir.display());
     *slot.lock().map_err(|_| fail("poisoned"))? = Some(cp.clone());
     Ok(cp)

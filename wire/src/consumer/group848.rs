@@ -127,7 +127,6 @@ impl Member848 {
         topics: Vec<String>,
         flags: Arc<Flags>,
     ) -> Result<Member848, Error> {
-        let timeout = client.inner.config.request_timeout;
         let conn = coordinator_with_retries(&client, &group_id).await?;
         let version = conn.version(ApiKey::ConsumerGroupHeartbeat).map_err(|_| {
             Error::broker(
