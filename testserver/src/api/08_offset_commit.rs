@@ -8,7 +8,7 @@
 //! join round and the leader's SyncGroup (CompletingRebalance) it is REBALANCE_IN_PROGRESS. Unknown topics/partitions are UNKNOWN_TOPIC_OR_PARTITION.
 //! NOT_COORDINATOR off the coordinator. A group of the consumer protocol (KIP-848) is
 //! validated by `groups848` instead: v9+, `generation_id_or_member_epoch` is the member epoch
-//! (STALE_MEMBER_EPOCH / FENCED_MEMBER_EPOCH when it is not the member's); the offsets go to
+//! (STALE_MEMBER_EPOCH when it is not the member's); the offsets go to
 //! the same store.
 //!
 //! Skipped: retention time (v2-4; offsets never expire), metadata size limits.

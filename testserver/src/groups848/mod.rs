@@ -24,7 +24,7 @@
 //!   acknowledge a revocation within its rebalance timeout is removed (fenced).
 //! - Offsets live in the classic coordinator's store (`groups.rs`); commits of a group of this
 //!   protocol are validated here: OffsetCommit v9+, the member known (UNKNOWN_MEMBER_ID), its
-//!   epoch current (STALE_MEMBER_EPOCH when older, FENCED_MEMBER_EPOCH when newer); a simple
+//!   epoch the member's (else STALE_MEMBER_EPOCH, older or newer, as Kafka 4.1); a simple
 //!   commit (no member, epoch -1) only while the group has no member.
 //!
 //! Skipped: regex subscriptions (`subscribed_topic_regex` is INVALID_REQUEST), rack-aware
@@ -545,10 +545,11 @@ impl ConsumerGroups {
         if version < 9 {
             return CommitCheck::Consumer(ErrorCode::UNSUPPORTED_VERSION);
         }
-        CommitCheck::Consumer(match epoch.cmp(&m.epoch) {
-            std::cmp::Ordering::Equal => ErrorCode::NONE,
-            std::cmp::Ordering::Less => ErrorCode::STALE_MEMBER_EPOCH,
-            std::cmp::Ordering::Greater => ErrorCode::FENCED_MEMBER_EPOCH,
+        // Kafka 4.1 answers STALE_MEMBER_EPOCH for an older and a newer epoch alike.
+        CommitCheck::Consumer(if epoch == m.epoch {
+            ErrorCode::NONE
+        } else {
+            ErrorCode::STALE_MEMBER_EPOCH
         })
     }
 }
