@@ -9,7 +9,7 @@ use bytes::Bytes;
 use kafka_persistence_wire::protocol::decode_response;
 use kafka_persistence_wire::record::{decode_batches, DecodeLimits};
 use kafka_protocol::messages::{
-    AlterPartitionReassignmentsResponse, ApiKey, ApiVersionsResponse, CreateTopicsResponse,
+    AlterPartitionReassignmentsResponse, ApiKey, ApiVersionsResponse, ConsumerGroupHeartbeatResponse, CreateTopicsResponse,
     DeleteRecordsResponse, DescribeConfigsResponse, ElectLeadersResponse, FetchResponse, FindCoordinatorResponse, HeartbeatResponse,
     InitProducerIdResponse, JoinGroupResponse, LeaveGroupResponse, ListOffsetsResponse,
     MetadataResponse, OffsetCommitResponse, OffsetFetchResponse, ProduceResponse,
@@ -18,7 +18,7 @@ use kafka_protocol::messages::{
 use libfuzzer_sys::fuzz_target;
 
 /// The APIs the client decodes responses of, in selector order (byte 0 modulo the count).
-const APIS: [ApiKey; 18] = [
+const APIS: [ApiKey; 19] = [
     ApiKey::Produce,
     ApiKey::Fetch,
     ApiKey::Metadata,
@@ -37,6 +37,7 @@ const APIS: [ApiKey; 18] = [
     ApiKey::OffsetFetch,
     ApiKey::ElectLeaders,
     ApiKey::AlterPartitionReassignments,
+    ApiKey::ConsumerGroupHeartbeat,
 ];
 
 fuzz_target!(|data: &[u8]| {
@@ -128,6 +129,9 @@ fuzz_target!(|data: &[u8]| {
         }
         ApiKey::AlterPartitionReassignments => {
             let _ = decode_response::<AlterPartitionReassignmentsResponse>(api, version, frame);
+        }
+        ApiKey::ConsumerGroupHeartbeat => {
+            let _ = decode_response::<ConsumerGroupHeartbeatResponse>(api, version, frame);
         }
         _ => {}
     }

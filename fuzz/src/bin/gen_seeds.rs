@@ -207,6 +207,28 @@ fn main() {
         ApiKey::DescribeConfigs,
         &ResponseKind::DescribeConfigs(describe),
     );
+    // The consumer group protocol (KIP-848): an assignment by topic id.
+    let topic_id = uuid::Uuid::from_bytes([7; 16]);
+    response_seed(
+        &resp,
+        18,
+        ApiKey::ConsumerGroupHeartbeat,
+        &ResponseKind::ConsumerGroupHeartbeat(
+            ConsumerGroupHeartbeatResponse::default()
+                .with_member_id(Some(StrBytes::from_static_str("member-1")))
+                .with_member_epoch(3)
+                .with_heartbeat_interval_ms(250)
+                .with_assignment(Some(
+                    consumer_group_heartbeat_response::Assignment::default().with_topic_partitions(
+                        vec![
+                            consumer_group_heartbeat_response::TopicPartitions::default()
+                                .with_topic_id(topic_id)
+                                .with_partitions(vec![0, 1]),
+                        ],
+                    ),
+                )),
+        ),
+    );
 
     request_seeds!(
         &reqd,
@@ -301,6 +323,19 @@ fn main() {
         &reqd,
         ApiKey::FindCoordinator,
         FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("group"))
+    );
+    request_seeds!(
+        &reqd,
+        ApiKey::ConsumerGroupHeartbeat,
+        ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("group")))
+            .with_member_id(StrBytes::from_static_str("member-1"))
+            .with_subscribed_topic_names(Some(vec![topic.clone()]))
+            .with_topic_partitions(Some(vec![
+                consumer_group_heartbeat_request::TopicPartitions::default()
+                    .with_topic_id(topic_id)
+                    .with_partitions(vec![0])
+            ]))
     );
     sasl_seeds(&root.join("sasl_messages"));
     println!("seeds written under {}", root.display());
