@@ -12,6 +12,8 @@
 //!
 //! Needs javac and the kafka-clients jars: run `.ci/test-all`, or see interop/README.md.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -137,7 +137,7 @@ async fn member_loop(
 /// Three members over six partitions (joining one by one; with `leave_midway`, the third
 /// leaves before the second batch): every record exactly once, commits on revoke.
 async fn every_record_exactly_once_across_a_rebalance(
-    configure: impl Fn(ConsumerConfig) -> ConsumerConfig,
+    configure: impl Fn(ConsumerConfig) -> ConsumerConfig + Send + Sync,
     leave_midway: bool,
 ) {
     let b = broker().await;
@@ -498,7 +498,7 @@ async fn consumer_protocol_a_member_that_stops_polling_leaves_and_its_partitions
     stops_polling(|c| consumer_protocol(c, "range")).await;
 }
 
-async fn stops_polling(configure: impl Fn(ConsumerConfig) -> ConsumerConfig) {
+async fn stops_polling(configure: impl Fn(ConsumerConfig) -> ConsumerConfig + Send + Sync) {
     let b = broker().await;
     let admin = b.client().await;
     let t = topic(&admin, 2).await;
@@ -541,7 +541,7 @@ async fn consumer_protocol_a_static_member_restarting_keeps_its_partitions_witho
     static_restart(|c| consumer_protocol(c, "range")).await;
 }
 
-async fn static_restart(configure: impl Fn(ConsumerConfig) -> ConsumerConfig) {
+async fn static_restart(configure: impl Fn(ConsumerConfig) -> ConsumerConfig + Send + Sync) {
     let b = broker().await;
     let admin = b.client().await;
     let t = topic(&admin, 2).await;
@@ -695,7 +695,7 @@ async fn consumer_protocol_a_member_that_stops_heartbeating_is_fenced_and_its_pa
     dies(|c| consumer_protocol(c, "uniform")).await;
 }
 
-async fn dies(configure: impl Fn(ConsumerConfig) -> ConsumerConfig) {
+async fn dies(configure: impl Fn(ConsumerConfig) -> ConsumerConfig + Send + Sync) {
     let b = broker().await;
     let admin = b.client().await;
     let t = topic(&admin, 2).await;
