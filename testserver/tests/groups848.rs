@@ -462,3 +462,55 @@ async fn a_static_member_gets_its_slot_back_and_a_live_slot_is_not_released() {
     let r = beat(&mut raw, &group, "a", ea, &Owned::new()).await;
     assert_eq!(r.member_epoch, ea);
 }
+
+#[tokio::test]
+async fn a_regex_subscription_follows_the_matching_topics() {
+    let b = short_timeouts().await;
+    let mut raw = Raw::connect(&b.addr()).await;
+    let prefix = unique("rx");
+    for suffix in ["a", "b"] {
+        assert_eq!(
+            create_topic(&mut raw, &format!("{prefix}-{suffix}"), 1, &[]).await,
+            0
+        );
+    }
+    assert_eq!(
+        create_topic(&mut raw, &format!("other-{prefix}"), 1, &[]).await,
+        0
+    );
+    let group = unique("g");
+    let pattern = format!("{prefix}-.*");
+    let mut req = ConsumerGroupHeartbeatRequest::default();
+    req.group_id = GroupId(sb(&group));
+    req.member_id = sb("m");
+    req.rebalance_timeout_ms = 30_000;
+    req.subscribed_topic_regex = Some(sb("(unclosed"));
+    req.topic_partitions = Some(vec![]);
+    let r: ConsumerGroupHeartbeatResponse = raw.call(ApiKey::ConsumerGroupHeartbeat, 1, &req).await;
+    assert_eq!(r.error_code, ErrorCode::INVALID_REGULAR_EXPRESSION);
+    req.subscribed_topic_regex = Some(sb(&pattern));
+    let r: ConsumerGroupHeartbeatResponse = raw.call(ApiKey::ConsumerGroupHeartbeat, 1, &req).await;
+    assert_eq!(r.error_code, 0, "{r:?}");
+    let (epoch, o) = beat_until(
+        &mut raw,
+        &group,
+        "m",
+        r.member_epoch,
+        assignment(&r).unwrap_or_default(),
+        2,
+    )
+    .await;
+    let a = topic_id(&mut raw, &format!("{prefix}-a")).await;
+    let bb = topic_id(&mut raw, &format!("{prefix}-b")).await;
+    assert_eq!(o.keys().copied().collect::<Vec<_>>(), {
+        let mut v = vec![a, bb];
+        v.sort();
+        v
+    });
+    // A topic created later that matches joins the subscription.
+    assert_eq!(
+        create_topic(&mut raw, &format!("{prefix}-c"), 1, &[]).await,
+        0
+    );
+    beat_until(&mut raw, &group, "m", epoch, o, 3).await;
+}

@@ -891,3 +891,52 @@ async fn fault_consumer_protocol_an_unavailable_coordinator_at_join_is_retried()
     assert!(b.server().request_count(10).await >= 4);
     c.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_protocol_a_regex_subscription_consumes_the_matching_topics() {
+    let b = broker().await;
+    let admin = b.client().await;
+    let prefix = unique("rx");
+    let (ta, tb, other) = (
+        format!("{prefix}-a"),
+        format!("{prefix}-b"),
+        format!("other-{prefix}"),
+    );
+    admin
+        .create_topics(vec![
+            NewTopic::new(&ta, 1, 1),
+            NewTopic::new(&tb, 2, 1),
+            NewTopic::new(&other, 1, 1),
+        ])
+        .await
+        .unwrap();
+    produce(&admin, &ta, 1, 5, "a").await;
+    produce(&admin, &tb, 2, 5, "b").await;
+    produce(&admin, &other, 1, 5, "o").await;
+    let mut classic = b.client().await.consumer(group_config("x")).unwrap();
+    assert!(matches!(
+        classic.subscribe_pattern(".*", None),
+        Err(Error::Config(_))
+    ));
+    let mut c = b
+        .client()
+        .await
+        .consumer(consumer_protocol(group_config(&unique("g")), "uniform"))
+        .unwrap();
+    // The regex syntax both brokers share (RE2J on Kafka, Rust `regex` on the testserver).
+    c.subscribe_pattern(format!("{}-[ab]", prefix.replace('-', "\\-")), None)
+        .unwrap();
+    let mut got: BTreeMap<String, usize> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got.values().sum::<usize>() < 15 {
+        assert!(Instant::now() < deadline, "got only {got:?}");
+        for r in c.poll(Duration::from_millis(200)).await.unwrap() {
+            *got.entry(r.topic.to_string()).or_default() += 1;
+        }
+    }
+    assert_eq!(got, BTreeMap::from([(ta, 5), (tb, 10)]));
+    let mut assigned = c.assignment();
+    assigned.sort();
+    assert_eq!(assigned.len(), 3);
+    c.close().await.unwrap();
+}

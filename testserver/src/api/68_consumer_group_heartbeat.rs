@@ -7,7 +7,9 @@
 //! empty). A group id that is a classic group with members is GROUP_ID_NOT_FOUND, as in
 //! Kafka. NOT_COORDINATOR off the coordinator.
 //!
-//! Skipped: `subscribed_topic_regex` (INVALID_REQUEST), `rack_id`.
+//! A `subscribed_topic_regex` (v1) subscribes to every topic whose whole name matches.
+//!
+//! Skipped: `rack_id`.
 
 use std::time::Duration;
 
@@ -82,7 +84,14 @@ pub(crate) fn handle(
             .topic(t)
             .map(|t| i32::try_from(t.partitions.len()).unwrap_or(i32::MAX))
     };
-    let res = cluster.consumer_groups.heartbeat(args, &count);
+    let all = || {
+        cluster
+            .all_topics()
+            .iter()
+            .map(|t| t.name.clone())
+            .collect::<Vec<_>>()
+    };
+    let res = cluster.consumer_groups.heartbeat(args, &count, &all);
     let mut r = error(res.error);
     r.error_message = res.message.map(sb);
     r.member_id = Some(sb(res.member_id));

@@ -27,8 +27,12 @@
 //!   epoch the member's (else STALE_MEMBER_EPOCH, older or newer, as Kafka 4.1); a simple
 //!   commit (no member, epoch -1) only while the group has no member.
 //!
-//! Skipped: regex subscriptions (`subscribed_topic_regex` is INVALID_REQUEST), rack-aware
-//! assignment, group size limits, upgrading a classic group in place (a group id is of one
+//! - Regex subscriptions (`subscribed_topic_regex`, v1): the member subscribes to every topic
+//!   whose whole name matches (Rust `regex` syntax, close to Kafka's RE2J), resolved again on
+//!   every heartbeat of the group, so a topic created later joins the subscription; an invalid
+//!   one is INVALID_REGULAR_EXPRESSION.
+//!
+//! Skipped: rack-aware assignment, group size limits, upgrading a classic group in place (a group id is of one
 //! protocol while it has members).
 
 pub(crate) mod assign;
@@ -51,6 +55,8 @@ struct Member {
     epoch: i32,
     previous_epoch: i32,
     topics: BTreeSet<String>,
+    /// A regex subscription (anchored), resolved into `topics`.
+    regex: Option<(String, regex::Regex)>,
     assignor: Option<String>,
     rebalance_timeout: Duration,
     last_seen: Instant,
@@ -312,6 +318,7 @@ impl ConsumerGroups {
         &self,
         args: HeartbeatArgs,
         partitions: &dyn Fn(&str) -> Option<i32>,
+        all_topics: &dyn Fn() -> Vec<String>,
     ) -> HeartbeatResult {
         let fail = |error: i16, message: &str| HeartbeatResult {
             error,
@@ -324,12 +331,22 @@ impl ConsumerGroups {
         if args.group_id.is_empty() {
             return fail(ErrorCode::INVALID_GROUP_ID, "the group id is empty");
         }
-        if args.regex.is_some() {
-            return fail(
-                ErrorCode::INVALID_REQUEST,
-                "regex subscriptions are not supported by this coordinator",
-            );
-        }
+        let regex = match &args.regex {
+            Some(p) => match regex::Regex::new(&format!("^(?:{p})$")) {
+                Ok(r) => Some((p.clone(), r)),
+                Err(e) => {
+                    return fail(
+                        ErrorCode::INVALID_REGULAR_EXPRESSION,
+                        &format!("invalid regex {p:?}: {e}"),
+                    )
+                }
+            },
+            None => None,
+        };
+        let names = all_topics();
+        let matching = |r: &regex::Regex| -> BTreeSet<String> {
+            names.iter().filter(|t| r.is_match(t)).cloned().collect()
+        };
         if args.version >= 1 && args.member_id.is_empty() {
             return fail(ErrorCode::INVALID_REQUEST, "the member id is empty");
         }
@@ -373,12 +390,13 @@ impl ConsumerGroups {
                     let n = self.member_counter.fetch_add(1, Ordering::Relaxed);
                     member_id = format!("consumer-member-{n}");
                 }
-                let topics = match &args.topics {
-                    Some(t) => t.iter().cloned().collect(),
-                    None => {
+                let topics: BTreeSet<String> = match (&args.topics, &regex) {
+                    (_, Some((_, r))) => matching(r),
+                    (Some(t), None) => t.iter().cloned().collect(),
+                    (None, None) => {
                         return fail(
                             ErrorCode::INVALID_REQUEST,
-                            "joining needs the subscribed topic names",
+                            "joining needs the subscribed topic names or a regex",
                         )
                     }
                 };
@@ -406,6 +424,7 @@ impl ConsumerGroups {
                             if let Some(t) = g.target.remove(&old) {
                                 g.target.insert(member_id.clone(), t);
                             }
+                            m.regex = regex.clone();
                             if m.topics != topics {
                                 m.topics = topics;
                                 g.bump("static member's subscription changed");
@@ -423,6 +442,7 @@ impl ConsumerGroups {
                             epoch: 0,
                             previous_epoch: -1,
                             topics,
+                            regex: regex.clone(),
                             assignor: None,
                             rebalance_timeout,
                             last_seen: now,
@@ -464,7 +484,12 @@ impl ConsumerGroups {
             if let Some(t) = &args.rebalance_timeout {
                 m.rebalance_timeout = *t;
             }
-            if let Some(ts) = &args.topics {
+            if let Some((p, r)) = &regex {
+                if m.regex.as_ref().map(|(q, _)| q) != Some(p) {
+                    m.regex = Some((p.clone(), r.clone()));
+                }
+            } else if let Some(ts) = &args.topics {
+                m.regex = None;
                 let ts: BTreeSet<String> = ts.iter().cloned().collect();
                 if ts != m.topics {
                     m.topics = ts;
@@ -477,6 +502,16 @@ impl ConsumerGroups {
             }
             if args.epoch == 0 {
                 m.sent = None;
+            }
+        }
+        // Regex subscriptions follow the topics that exist now.
+        for m in g.members.values_mut() {
+            if let Some((_, r)) = &m.regex {
+                let ts = matching(r);
+                if ts != m.topics {
+                    m.topics = ts;
+                    changed = true;
+                }
             }
         }
         if changed {

@@ -2,7 +2,7 @@
 //! request, ConsumerGroupHeartbeat, carries the membership; the broker assigns.
 //!
 //! - A heartbeat task (its own coordinator connection) sends the member epoch (0 to join),
-//!   the subscribed topic names, `group.remote.assignor`, the rebalance timeout
+//!   the subscribed topic names (or a regex, which the broker resolves), `group.remote.assignor`, the rebalance timeout
 //!   (`max.poll.interval.ms`), the static instance id and the partitions the member owns, at
 //!   the interval the broker gives, and at once after the member's assignment changed. It
 //!   never touches partitions: it stores the assignment it receives (topic ids → partitions)
@@ -63,13 +63,22 @@ fn new_member_id() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// What the member subscribes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Subscription {
+    /// Topic names.
+    Topics(Vec<String>),
+    /// Every topic whose whole name matches (resolved by the broker; v1+).
+    Pattern(String),
+}
+
 /// What the heartbeat task and `poll` share.
 #[derive(Debug)]
 struct State {
     member_id: String,
     /// The member epoch to send (0: join).
     epoch: i32,
-    topics: Vec<String>,
+    subscription: Subscription,
     /// Owned partitions, by topic id, as the next heartbeat reports them.
     owned: BTreeMap<Uuid, BTreeSet<i32>>,
     /// An assignment received and not reconciled yet.
@@ -124,7 +133,7 @@ impl Member848 {
         client: Client,
         config: Arc<ConsumerConfig>,
         group_id: String,
-        topics: Vec<String>,
+        subscription: Subscription,
         flags: Arc<Flags>,
     ) -> Result<Member848, Error> {
         let conn = coordinator_with_retries(&client, &group_id).await?;
@@ -140,6 +149,17 @@ impl Member848 {
                 )),
             )
         })?;
+        if version < 1 && matches!(subscription, Subscription::Pattern(_)) {
+            return Err(Error::broker(
+                ErrorCode::UNSUPPORTED_VERSION,
+                None,
+                None,
+                Some(format!(
+                    "a regex subscription needs ConsumerGroupHeartbeat v1, which the coordinator {} does not offer",
+                    conn.addr()
+                )),
+            ));
+        }
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 member_id: if version >= 1 {
@@ -148,7 +168,7 @@ impl Member848 {
                     String::new()
                 },
                 epoch: 0,
-                topics,
+                subscription,
                 owned: BTreeMap::new(),
                 target: None,
                 lost: false,
@@ -192,8 +212,8 @@ impl Member848 {
     }
 
     /// Changes the subscription (sent with the next heartbeat, at once).
-    pub(crate) fn set_topics(&self, topics: Vec<String>) {
-        lock(&self.shared.state).topics = topics;
+    pub(crate) fn set_subscription(&self, subscription: Subscription) {
+        lock(&self.shared.state).subscription = subscription;
         self.shared.wake.notify_one();
     }
 
@@ -236,10 +256,13 @@ impl Member848 {
         })
     }
 
-    /// Looks up the subscribed topics' ids.
+    /// Looks up the subscribed topics' ids (every topic's, for a pattern).
     async fn resolve_ids(&mut self) -> Result<(), Error> {
-        let topics = lock(&self.shared.state).topics.clone();
-        let resp = self.client.inner.fetch_metadata(Some(&topics)).await?;
+        let subscription = lock(&self.shared.state).subscription.clone();
+        let resp = match &subscription {
+            Subscription::Topics(topics) => self.client.inner.fetch_metadata(Some(topics)).await?,
+            Subscription::Pattern(_) => self.client.inner.fetch_metadata(None).await?,
+        };
         for t in &resp.topics {
             if let Some(name) = &t.name {
                 if !t.topic_id.is_nil() {
@@ -514,13 +537,18 @@ fn build_request(
     group_id: &str,
 ) -> ConsumerGroupHeartbeatRequest {
     // Every field on every heartbeat: the broker treats an unchanged value as no change.
+    let (names, regex) = match &s.subscription {
+        Subscription::Topics(ts) => (Some(ts.iter().map(|t| TopicName(sb(t))).collect()), None),
+        Subscription::Pattern(p) => (None, Some(sb(p))),
+    };
     ConsumerGroupHeartbeatRequest::default()
         .with_group_id(GroupId(sb(group_id)))
         .with_member_id(sb(&s.member_id))
         .with_member_epoch(s.epoch)
         .with_instance_id(config.instance_id.as_deref().map(sb))
         .with_rebalance_timeout_ms(ms(config.max_poll_interval))
-        .with_subscribed_topic_names(Some(s.topics.iter().map(|t| TopicName(sb(t))).collect()))
+        .with_subscribed_topic_names(names)
+        .with_subscribed_topic_regex(regex)
         .with_server_assignor(config.remote_assignor.as_deref().map(sb))
         .with_topic_partitions(Some(
             s.owned

@@ -22,7 +22,10 @@
 //! heartbeat task), `reconcile848` applies its assignments between polls with the same
 //! listener calls (revoked, then assigned; lost when fenced). Same API for both protocols.
 //!
-//! Skipped: regex subscriptions, rack-aware fetching.
+//! Regex subscriptions (`subscribe_pattern`) with the consumer protocol only (the broker
+//! resolves them).
+//!
+//! Skipped: regex subscriptions with the classic protocol, rack-aware fetching.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
@@ -174,6 +177,8 @@ pub struct Consumer {
     buffer: VecDeque<ConsumerRecord>,
     /// The consumer protocol's member (KIP-848), once subscribed with `group.protocol=consumer`.
     kip848: Option<group848::Member848>,
+    /// A regex subscription (consumer protocol only); `subscription` is then empty.
+    pattern: Option<String>,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -213,6 +218,7 @@ impl Consumer {
             last_auto_commit: Instant::now(),
             buffer: VecDeque::new(),
             kip848: None,
+            pattern: None,
         })
     }
 
@@ -235,13 +241,43 @@ impl Consumer {
         topics.sort();
         topics.dedup();
         if let Some(m) = &self.kip848 {
-            m.set_topics(topics.clone());
+            m.set_subscription(group848::Subscription::Topics(topics.clone()));
         }
         self.subscription = Some(topics);
+        self.pattern = None;
         self.listener = listener;
         if let Some(g) = &self.group {
             g.flags.rejoin.store(true, Ordering::Release);
         }
+        Ok(())
+    }
+
+    /// Subscribes to every topic whose whole name matches `pattern`, as a member of the group
+    /// (`group.protocol=consumer` only: the broker resolves the regex, in its syntax, RE2J for
+    /// Apache Kafka, and follows topics created later).
+    pub fn subscribe_pattern(
+        &mut self,
+        pattern: impl Into<String>,
+        listener: Option<Box<dyn RebalanceListener>>,
+    ) -> Result<(), Error> {
+        if self.group.is_none() {
+            return Err(Error::Config("subscribe needs a group.id".to_owned()));
+        }
+        if self.config.group_protocol != GroupProtocol::Consumer {
+            return Err(Error::Config(
+                "a regex subscription needs group.protocol=consumer (KIP-848)".to_owned(),
+            ));
+        }
+        let pattern = pattern.into();
+        if pattern.is_empty() {
+            return Err(Error::Config("the subscription regex is empty".to_owned()));
+        }
+        if let Some(m) = &self.kip848 {
+            m.set_subscription(group848::Subscription::Pattern(pattern.clone()));
+        }
+        self.subscription = Some(Vec::new());
+        self.pattern = Some(pattern);
+        self.listener = listener;
         Ok(())
     }
 
@@ -266,6 +302,7 @@ impl Consumer {
     /// Gives up the subscription: the listener is told the partitions are revoked (it may
     /// commit), then the member leaves the group.
     pub async fn unsubscribe(&mut self) -> Result<(), Error> {
+        self.pattern = None;
         if self.subscription.take().is_none() {
             return Ok(());
         }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use tracing::debug;
 
-use super::group848::Member848;
+use super::group848::{Member848, Subscription};
 use super::{Callback, Consumer, Position, TopicPartition};
 use crate::error::Error;
 
@@ -20,6 +20,10 @@ impl Consumer {
     pub(super) async fn ensure_group_848(&mut self) -> Result<(), Error> {
         let Some(topics) = self.subscription.clone() else {
             return Ok(());
+        };
+        let subscription = match &self.pattern {
+            Some(p) => Subscription::Pattern(p.clone()),
+            None => Subscription::Topics(topics),
         };
         let Some(g) = self.group.as_mut() else {
             return Ok(());
@@ -31,7 +35,7 @@ impl Consumer {
                     self.client.clone(),
                     Arc::clone(&self.config),
                     g.group_id.clone(),
-                    topics,
+                    subscription,
                     Arc::clone(&g.flags),
                 )
                 .await?;
