@@ -555,8 +555,12 @@ async fn static_restart(configure: impl Fn(ConsumerConfig) -> ConsumerConfig + S
     s.subscribe(vec![t.clone()], None).unwrap();
     let pa = spawn_poller(a);
     let ps = spawn_poller(s);
+    // Settled: both in the same generation (member epochs reach the group's once stable).
     wait_until("one partition each", || {
-        pa.assigned().len() == 1 && ps.assigned().len() == 1
+        pa.assigned().len() == 1
+            && ps.assigned().len() == 1
+            && pa.generation().is_some()
+            && pa.generation() == ps.generation()
     })
     .await;
     let before = ps.assigned();
