@@ -656,7 +656,9 @@ impl Groups {
         ErrorCode::NONE
     }
 
-    /// Stores offsets of a committed transaction (checked when they were sent).
+    /// Stores offsets checked elsewhere: those of a committed transaction (checked when they
+    /// were sent) and the commits of a consumer-protocol group (`groups848`), which share
+    /// this store.
     pub(crate) fn store_offsets(&self, group_id: &str, offsets: Vec<((String, i32), Committed)>) {
         let mut groups = lock(&self.groups);
         let g = groups
@@ -676,18 +678,6 @@ impl Groups {
                 !g.members.is_empty()
             }
             None => false,
-        }
-    }
-
-    /// Stores offsets a consumer-protocol group (`groups848`) validated: both protocols
-    /// share this store.
-    pub(crate) fn store_offsets(&self, group_id: &str, offsets: Vec<((String, i32), Committed)>) {
-        let mut groups = lock(&self.groups);
-        let g = groups
-            .entry(group_id.to_string())
-            .or_insert_with(Group::new);
-        for (k, v) in offsets {
-            g.offsets.insert(k, v);
         }
     }
 

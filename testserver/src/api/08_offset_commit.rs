@@ -20,8 +20,8 @@ use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
 use super::Ctx;
 use crate::groups::Committed;
-use kafka_persistence_wire::ErrorCode;
 use crate::groups848::CommitCheck;
+use kafka_persistence_wire::ErrorCode;
 
 /// The answer with `code` for every partition.
 pub(crate) fn error(req: &OffsetCommitRequest, code: i16) -> OffsetCommitResponse {
