@@ -24,6 +24,7 @@ pub mod compression;
 pub mod config;
 mod conn;
 pub mod consumer;
+mod coordinator;
 pub mod error;
 pub mod fetch;
 pub mod layout;

@@ -29,10 +29,9 @@ use kafka_protocol::messages::offset_commit_request::{
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
-    ApiKey, FindCoordinatorRequest, FindCoordinatorResponse, GroupId, HeartbeatRequest,
-    HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse,
-    OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
-    SyncGroupRequest, SyncGroupResponse, TopicName,
+    ApiKey, GroupId, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse,
+    LeaveGroupRequest, LeaveGroupResponse, OffsetCommitRequest, OffsetCommitResponse,
+    OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use tokio::task::JoinHandle;
@@ -46,6 +45,7 @@ use super::config::ConsumerConfig;
 use crate::backoff::Backoff;
 use crate::client::Client;
 use crate::conn::Connection;
+use crate::coordinator::CoordinatorKind;
 use crate::error::{Error, ErrorCode};
 use crate::sync::lock;
 
@@ -680,48 +680,8 @@ pub(super) async fn find_coordinator(
     group_id: &str,
     timeout: Duration,
 ) -> Result<Arc<Connection>, Error> {
-    let conn = client.inner.any_conn().await?;
-    let version = conn.version(ApiKey::FindCoordinator)?;
-    let mut req = FindCoordinatorRequest::default();
-    if version >= 4 {
-        req.coordinator_keys = vec![sb(group_id)];
-    } else {
-        req.key = sb(group_id);
-    }
-    let resp: FindCoordinatorResponse = conn
-        .request_at(ApiKey::FindCoordinator, version, &req, timeout)
-        .await?;
-    let (err, node, host, port) = if version >= 4 {
-        match resp.coordinators.first() {
-            Some(c) => (c.error_code, c.node_id.0, c.host.to_string(), c.port),
-            None => (ErrorCode::COORDINATOR_NOT_AVAILABLE, -1, String::new(), -1),
-        }
-    } else {
-        (
-            resp.error_code,
-            resp.node_id.0,
-            resp.host.to_string(),
-            resp.port,
-        )
-    };
-    if err != 0 {
-        return Err(Error::broker(
-            err,
-            None,
-            None,
-            Some(format!("FindCoordinator for group {group_id}")),
-        ));
-    }
-    if port <= 0 || host.is_empty() {
-        return Err(Error::broker(
-            ErrorCode::COORDINATOR_NOT_AVAILABLE,
-            None,
-            None,
-            Some(format!("coordinator {node} without an address")),
-        ));
-    }
-    let addr = format!("{host}:{port}");
-    debug!(group = %group_id, coordinator = node, %addr, "coordinator found");
+    let (_, addr) =
+        crate::coordinator::find(client, CoordinatorKind::Group, group_id, timeout).await?;
     // Our own connection (see the module docs), not the pooled one.
     Connection::connect(&addr, &client.inner.conn_config).await
 }

@@ -36,9 +36,9 @@ use kafka_protocol::messages::txn_offset_commit_request::{
 };
 use kafka_protocol::messages::{
     AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest,
-    AddPartitionsToTxnResponse, ApiKey, EndTxnRequest, EndTxnResponse, FindCoordinatorRequest,
-    FindCoordinatorResponse, GroupId, InitProducerIdRequest, InitProducerIdResponse, ProducerId,
-    TopicName, TransactionalId, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
+    AddPartitionsToTxnResponse, ApiKey, EndTxnRequest, EndTxnResponse, GroupId,
+    InitProducerIdRequest, InitProducerIdResponse, ProducerId, TopicName, TransactionalId,
+    TxnOffsetCommitRequest, TxnOffsetCommitResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use tokio::task::JoinHandle;
@@ -49,6 +49,7 @@ use crate::client::{Client, ConnKind};
 use crate::config::ProducerConfig;
 use crate::conn::Connection;
 use crate::consumer::{Consumer, TopicPartition};
+use crate::coordinator::CoordinatorKind;
 use crate::error::{lookup, Error, ErrorCode};
 use crate::record::Record;
 
@@ -258,51 +259,13 @@ impl Shared {
         }
     }
 
-    /// FindCoordinator for `key` of `key_type` (0 group, 1 transaction); a pooled connection.
-    async fn find_coordinator(&self, key_type: i8, key: &str) -> Result<Arc<Connection>, Error> {
-        let conn = self.client.inner.any_conn().await?;
-        let version = conn.version(ApiKey::FindCoordinator)?;
-        let mut req = FindCoordinatorRequest::default();
-        req.key_type = key_type;
-        if version >= 4 {
-            req.coordinator_keys = vec![sb(key)];
-        } else {
-            req.key = sb(key);
-        }
-        let resp: FindCoordinatorResponse = conn
-            .request_at(ApiKey::FindCoordinator, version, &req, self.timeout())
-            .await?;
-        let (code, node, host, port) = if version >= 4 {
-            match resp.coordinators.first() {
-                Some(c) => (c.error_code, c.node_id.0, c.host.to_string(), c.port),
-                None => (ErrorCode::COORDINATOR_NOT_AVAILABLE, -1, String::new(), -1),
-            }
-        } else {
-            (
-                resp.error_code,
-                resp.node_id.0,
-                resp.host.to_string(),
-                resp.port,
-            )
-        };
-        if code != 0 {
-            return Err(Error::broker(
-                code,
-                None,
-                None,
-                Some(format!("FindCoordinator for {key}")),
-            ));
-        }
-        if port <= 0 || host.is_empty() {
-            return Err(Error::broker(
-                ErrorCode::COORDINATOR_NOT_AVAILABLE,
-                None,
-                None,
-                Some(format!("coordinator {node} without an address")),
-            ));
-        }
-        let addr = format!("{host}:{port}");
-        debug!(key, key_type, coordinator = node, %addr, "coordinator found");
+    /// The coordinator of `key` (a group or this transactional id); a pooled connection.
+    async fn find_coordinator(
+        &self,
+        kind: CoordinatorKind,
+        key: &str,
+    ) -> Result<Arc<Connection>, Error> {
+        let (_, addr) = crate::coordinator::find(&self.client, kind, key, self.timeout()).await?;
         self.client.inner.conn(&addr, ConnKind::Main).await
     }
 
@@ -312,7 +275,7 @@ impl Shared {
     async fn with_coordinator<T, F, Fut>(
         &self,
         st: &mut State,
-        key_type: i8,
+        kind: CoordinatorKind,
         key: &str,
         what: &str,
         mut call: F,
@@ -325,18 +288,18 @@ impl Shared {
         let mut backoff = self.client.inner.backoff();
         let mut group_conn: Option<Arc<Connection>> = None;
         loop {
-            let cached = if key_type == 1 {
+            let cached = if kind == CoordinatorKind::Transaction {
                 st.coordinator.clone()
             } else {
                 group_conn.clone()
             };
             let conn = match cached.filter(|c| !c.is_failed()) {
                 Some(c) => Ok(c),
-                None => self.find_coordinator(key_type, key).await,
+                None => self.find_coordinator(kind, key).await,
             };
             let outcome = match conn {
                 Ok(c) => {
-                    if key_type == 1 {
+                    if kind == CoordinatorKind::Transaction {
                         st.coordinator = Some(Arc::clone(&c));
                     } else {
                         group_conn = Some(Arc::clone(&c));
@@ -380,22 +343,28 @@ impl Shared {
         let tid = self.tid.clone();
         let timeout = self.timeout();
         let (code, pair) = self
-            .with_coordinator(st, 1, &tid.clone(), "InitProducerId", |c| {
-                let tid = tid.clone();
-                async move {
-                    let version = c.version(ApiKey::InitProducerId)?;
-                    let (pid, epoch) = if version >= 3 { current } else { (-1, -1) };
-                    let req = InitProducerIdRequest::default()
-                        .with_transactional_id(Some(TransactionalId(sb(&tid))))
-                        .with_transaction_timeout_ms(timeout_ms)
-                        .with_producer_id(ProducerId(pid))
-                        .with_producer_epoch(epoch);
-                    let resp: InitProducerIdResponse = c
-                        .request_at(ApiKey::InitProducerId, version, &req, timeout)
-                        .await?;
-                    Ok((resp.error_code, (resp.producer_id.0, resp.producer_epoch)))
-                }
-            })
+            .with_coordinator(
+                st,
+                CoordinatorKind::Transaction,
+                &tid.clone(),
+                "InitProducerId",
+                |c| {
+                    let tid = tid.clone();
+                    async move {
+                        let version = c.version(ApiKey::InitProducerId)?;
+                        let (pid, epoch) = if version >= 3 { current } else { (-1, -1) };
+                        let req = InitProducerIdRequest::default()
+                            .with_transactional_id(Some(TransactionalId(sb(&tid))))
+                            .with_transaction_timeout_ms(timeout_ms)
+                            .with_producer_id(ProducerId(pid))
+                            .with_producer_epoch(epoch);
+                        let resp: InitProducerIdResponse = c
+                            .request_at(ApiKey::InitProducerId, version, &req, timeout)
+                            .await?;
+                        Ok((resp.error_code, (resp.producer_id.0, resp.producer_epoch)))
+                    }
+                },
+            )
             .await?;
         if code != 0 {
             return Err(self.error(code, "InitProducerId"));
@@ -499,31 +468,37 @@ impl TransactionalProducer {
         }
         let (tid, pid, epoch, timeout) = (sh.tid.clone(), st.producer_id, st.epoch, sh.timeout());
         let r = sh
-            .with_coordinator(st, 1, &tid.clone(), "AddPartitionsToTxn", |c| {
-                let (tid, topic) = (tid.clone(), topic.to_owned());
-                async move {
-                    let mut t = AddPartitionsToTxnTopic::default();
-                    t.name = TopicName(sb(&topic));
-                    t.partitions = vec![partition];
-                    let mut req = AddPartitionsToTxnRequest::default();
-                    req.v3_and_below_transactional_id = TransactionalId(sb(&tid));
-                    req.v3_and_below_producer_id = ProducerId(pid);
-                    req.v3_and_below_producer_epoch = epoch;
-                    req.v3_and_below_topics = vec![t];
-                    let version = c.version(ApiKey::AddPartitionsToTxn)?.min(3);
-                    let resp: AddPartitionsToTxnResponse = c
-                        .request_at(ApiKey::AddPartitionsToTxn, version, &req, timeout)
-                        .await?;
-                    let code = resp
-                        .results_by_topic_v3_and_below
-                        .iter()
-                        .flat_map(|t| t.results_by_partition.iter())
-                        .map(|p| p.partition_error_code)
-                        .find(|c| *c != 0)
-                        .unwrap_or(resp.error_code);
-                    Ok((code, ()))
-                }
-            })
+            .with_coordinator(
+                st,
+                CoordinatorKind::Transaction,
+                &tid.clone(),
+                "AddPartitionsToTxn",
+                |c| {
+                    let (tid, topic) = (tid.clone(), topic.to_owned());
+                    async move {
+                        let mut t = AddPartitionsToTxnTopic::default();
+                        t.name = TopicName(sb(&topic));
+                        t.partitions = vec![partition];
+                        let mut req = AddPartitionsToTxnRequest::default();
+                        req.v3_and_below_transactional_id = TransactionalId(sb(&tid));
+                        req.v3_and_below_producer_id = ProducerId(pid);
+                        req.v3_and_below_producer_epoch = epoch;
+                        req.v3_and_below_topics = vec![t];
+                        let version = c.version(ApiKey::AddPartitionsToTxn)?.min(3);
+                        let resp: AddPartitionsToTxnResponse = c
+                            .request_at(ApiKey::AddPartitionsToTxn, version, &req, timeout)
+                            .await?;
+                        let code = resp
+                            .results_by_topic_v3_and_below
+                            .iter()
+                            .flat_map(|t| t.results_by_partition.iter())
+                            .map(|p| p.partition_error_code)
+                            .find(|c| *c != 0)
+                            .unwrap_or(resp.error_code);
+                        Ok((code, ()))
+                    }
+                },
+            )
             .await;
         match r {
             Ok((0, ())) => {
@@ -621,21 +596,27 @@ impl TransactionalProducer {
         let (tid, pid, epoch, timeout) = (sh.tid.clone(), st.producer_id, st.epoch, sh.timeout());
         let gid = group.group_id.clone();
         let (code, ()) = sh
-            .with_coordinator(&mut st, 1, &tid.clone(), "AddOffsetsToTxn", |c| {
-                let (tid, gid) = (tid.clone(), gid.clone());
-                async move {
-                    let req = AddOffsetsToTxnRequest::default()
-                        .with_transactional_id(TransactionalId(sb(&tid)))
-                        .with_producer_id(ProducerId(pid))
-                        .with_producer_epoch(epoch)
-                        .with_group_id(GroupId(sb(&gid)));
-                    let version = c.version(ApiKey::AddOffsetsToTxn)?.min(3);
-                    let resp: AddOffsetsToTxnResponse = c
-                        .request_at(ApiKey::AddOffsetsToTxn, version, &req, timeout)
-                        .await?;
-                    Ok((resp.error_code, ()))
-                }
-            })
+            .with_coordinator(
+                &mut st,
+                CoordinatorKind::Transaction,
+                &tid.clone(),
+                "AddOffsetsToTxn",
+                |c| {
+                    let (tid, gid) = (tid.clone(), gid.clone());
+                    async move {
+                        let req = AddOffsetsToTxnRequest::default()
+                            .with_transactional_id(TransactionalId(sb(&tid)))
+                            .with_producer_id(ProducerId(pid))
+                            .with_producer_epoch(epoch)
+                            .with_group_id(GroupId(sb(&gid)));
+                        let version = c.version(ApiKey::AddOffsetsToTxn)?.min(3);
+                        let resp: AddOffsetsToTxnResponse = c
+                            .request_at(ApiKey::AddOffsetsToTxn, version, &req, timeout)
+                            .await?;
+                        Ok((resp.error_code, ()))
+                    }
+                },
+            )
             .await?;
         if code != 0 {
             let e = sh.error(code, "AddOffsetsToTxn");
@@ -660,32 +641,38 @@ impl TransactionalProducer {
         }
         let group = group.clone();
         let (code, ()) = sh
-            .with_coordinator(&mut st, 0, &gid, "TxnOffsetCommit", |c| {
-                let (tid, group, topics) = (tid.clone(), group.clone(), topics.clone());
-                async move {
-                    let mut req = TxnOffsetCommitRequest::default();
-                    req.transactional_id = TransactionalId(sb(&tid));
-                    req.group_id = GroupId(sb(&group.group_id));
-                    req.producer_id = ProducerId(pid);
-                    req.producer_epoch = epoch;
-                    req.generation_id = group.generation_id;
-                    req.member_id = sb(&group.member_id);
-                    req.group_instance_id = group.group_instance_id.as_deref().map(sb);
-                    req.topics = topics;
-                    let version = c.version(ApiKey::TxnOffsetCommit)?.min(3);
-                    let resp: TxnOffsetCommitResponse = c
-                        .request_at(ApiKey::TxnOffsetCommit, version, &req, timeout)
-                        .await?;
-                    let code = resp
-                        .topics
-                        .iter()
-                        .flat_map(|t| t.partitions.iter())
-                        .map(|p| p.error_code)
-                        .find(|c| *c != 0)
-                        .unwrap_or(0);
-                    Ok((code, ()))
-                }
-            })
+            .with_coordinator(
+                &mut st,
+                CoordinatorKind::Group,
+                &gid,
+                "TxnOffsetCommit",
+                |c| {
+                    let (tid, group, topics) = (tid.clone(), group.clone(), topics.clone());
+                    async move {
+                        let mut req = TxnOffsetCommitRequest::default();
+                        req.transactional_id = TransactionalId(sb(&tid));
+                        req.group_id = GroupId(sb(&group.group_id));
+                        req.producer_id = ProducerId(pid);
+                        req.producer_epoch = epoch;
+                        req.generation_id = group.generation_id;
+                        req.member_id = sb(&group.member_id);
+                        req.group_instance_id = group.group_instance_id.as_deref().map(sb);
+                        req.topics = topics;
+                        let version = c.version(ApiKey::TxnOffsetCommit)?.min(3);
+                        let resp: TxnOffsetCommitResponse = c
+                            .request_at(ApiKey::TxnOffsetCommit, version, &req, timeout)
+                            .await?;
+                        let code = resp
+                            .topics
+                            .iter()
+                            .flat_map(|t| t.partitions.iter())
+                            .map(|p| p.error_code)
+                            .find(|c| *c != 0)
+                            .unwrap_or(0);
+                        Ok((code, ()))
+                    }
+                },
+            )
             .await?;
         if code != 0 {
             let e = sh.error(code, "TxnOffsetCommit");
@@ -733,20 +720,26 @@ impl TransactionalProducer {
             let (tid, pid, epoch, timeout) =
                 (sh.tid.clone(), st.producer_id, st.epoch, sh.timeout());
             let (code, ()) = sh
-                .with_coordinator(&mut st, 1, &tid.clone(), "EndTxn", |c| {
-                    let tid = tid.clone();
-                    async move {
-                        let req = EndTxnRequest::default()
-                            .with_transactional_id(TransactionalId(sb(&tid)))
-                            .with_producer_id(ProducerId(pid))
-                            .with_producer_epoch(epoch)
-                            .with_committed(commit);
-                        let version = c.version(ApiKey::EndTxn)?.min(3);
-                        let resp: EndTxnResponse =
-                            c.request_at(ApiKey::EndTxn, version, &req, timeout).await?;
-                        Ok((resp.error_code, ()))
-                    }
-                })
+                .with_coordinator(
+                    &mut st,
+                    CoordinatorKind::Transaction,
+                    &tid.clone(),
+                    "EndTxn",
+                    |c| {
+                        let tid = tid.clone();
+                        async move {
+                            let req = EndTxnRequest::default()
+                                .with_transactional_id(TransactionalId(sb(&tid)))
+                                .with_producer_id(ProducerId(pid))
+                                .with_producer_epoch(epoch)
+                                .with_committed(commit);
+                            let version = c.version(ApiKey::EndTxn)?.min(3);
+                            let resp: EndTxnResponse =
+                                c.request_at(ApiKey::EndTxn, version, &req, timeout).await?;
+                            Ok((resp.error_code, ()))
+                        }
+                    },
+                )
                 .await?;
             if code != 0 {
                 let e = sh.error(
