@@ -300,26 +300,9 @@ impl Connection {
         Resp: Decodable + HeaderVersion + Send,
     {
         let (cid, frame) = self.encode(api, version, body)?;
-        let (tx, rx) = oneshot::channel();
-        self.submit_at(
-            api,
-            cid,
-            frame,
-            Some(Waiter::Oneshot(tx)),
-            timeout,
-            Priority::PastHold,
-        )
-        .map_err(|(e, _)| e)?;
-        let guard = RemoveOnDrop {
-            state: &self.state,
-            correlation_id: cid,
-        };
-        let r = rx.await;
-        std::mem::forget(guard);
-        let frame = match r {
-            Ok(r) => r?,
-            Err(_) => return Err(Error::Closed),
-        };
+        let frame = self
+            .await_frame(api, cid, frame, timeout, Priority::PastHold)
+            .await?;
         let (_, body) = protocol::decode_response::<Resp>(api, version, frame)?;
         Ok(body)
     }
@@ -442,13 +425,28 @@ impl Connection {
         frame: Bytes,
         timeout: Duration,
     ) -> Result<Bytes, Error> {
+        self.await_frame(api, correlation_id, frame, timeout, Priority::Normal)
+            .await
+    }
+
+    /// Submits `frame` at `priority` and waits for its response frame (a dropped wait
+    /// removes its waiter).
+    async fn await_frame(
+        &self,
+        api: ApiKey,
+        correlation_id: i32,
+        frame: Bytes,
+        timeout: Duration,
+        priority: Priority,
+    ) -> Result<Bytes, Error> {
         let (tx, rx) = oneshot::channel();
-        self.submit(
+        self.submit_at(
             api,
             correlation_id,
             frame,
             Some(Waiter::Oneshot(tx)),
             timeout,
+            priority,
         )
         .map_err(|(e, _)| e)?;
         let guard = RemoveOnDrop {
