@@ -341,6 +341,39 @@ impl Consumer {
             .ok_or_else(|| Error::Config(format!("partition {tp} is not assigned")))
     }
 
+    /// Moves to the assignment `new`: the revoked callback for what is no longer assigned
+    /// (then their positions and buffered records go), new partitions start without a
+    /// position, then the assigned callback for them. Returns the revoked and the added
+    /// partitions.
+    async fn apply_assignment(
+        &mut self,
+        new: &BTreeSet<TopicPartition>,
+    ) -> (Vec<TopicPartition>, Vec<TopicPartition>) {
+        let revoked: Vec<TopicPartition> = self
+            .positions
+            .keys()
+            .filter(|tp| !new.contains(*tp))
+            .cloned()
+            .collect();
+        if !revoked.is_empty() {
+            self.call_listener(Callback::Revoked, &revoked).await;
+            for tp in &revoked {
+                self.positions.remove(tp);
+                self.drop_buffered(tp);
+            }
+        }
+        let added: Vec<TopicPartition> = new
+            .iter()
+            .filter(|tp| !self.positions.contains_key(*tp))
+            .cloned()
+            .collect();
+        for tp in &added {
+            self.positions.insert(tp.clone(), Position::default());
+        }
+        self.call_listener(Callback::Assigned, &added).await;
+        (revoked, added)
+    }
+
     fn drop_buffered(&mut self, tp: &TopicPartition) {
         self.buffer
             .retain(|r| !(r.partition == tp.partition && *r.topic == *tp.topic));
@@ -547,28 +580,7 @@ impl Consumer {
             let joined = g.join(&topics, &owned).await?;
             self.protocol = Some(joined.protocol);
             let new: BTreeSet<TopicPartition> = joined.assignment.into_iter().collect();
-            let revoked: Vec<TopicPartition> = self
-                .positions
-                .keys()
-                .filter(|tp| !new.contains(*tp))
-                .cloned()
-                .collect();
-            if !revoked.is_empty() {
-                self.call_listener(Callback::Revoked, &revoked).await;
-                for tp in &revoked {
-                    self.positions.remove(tp);
-                    self.drop_buffered(tp);
-                }
-            }
-            let added: Vec<TopicPartition> = new
-                .iter()
-                .filter(|tp| !self.positions.contains_key(*tp))
-                .cloned()
-                .collect();
-            for tp in &added {
-                self.positions.insert(tp.clone(), Position::default());
-            }
-            self.call_listener(Callback::Assigned, &added).await;
+            let (revoked, _) = self.apply_assignment(&new).await;
             if revoked.is_empty() || !joined.protocol.is_cooperative() {
                 return Ok(());
             }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use tracing::debug;
 
 use super::group848::{Member848, Subscription};
-use super::{Callback, Consumer, Position, TopicPartition};
+use super::{Callback, Consumer, TopicPartition};
 use crate::error::Error;
 
 impl Consumer {
@@ -74,28 +74,7 @@ impl Consumer {
             }
             return Ok(());
         };
-        let revoked: Vec<TopicPartition> = self
-            .positions
-            .keys()
-            .filter(|tp| !new.contains(*tp))
-            .cloned()
-            .collect();
-        if !revoked.is_empty() {
-            self.call_listener(Callback::Revoked, &revoked).await;
-            for tp in &revoked {
-                self.positions.remove(tp);
-                self.drop_buffered(tp);
-            }
-        }
-        let added: Vec<TopicPartition> = new
-            .iter()
-            .filter(|tp| !self.positions.contains_key(*tp))
-            .cloned()
-            .collect();
-        for tp in &added {
-            self.positions.insert(tp.clone(), Position::default());
-        }
-        self.call_listener(Callback::Assigned, &added).await;
+        let (revoked, added) = self.apply_assignment(&new).await;
         let owned: BTreeSet<TopicPartition> = self.positions.keys().cloned().collect();
         if let (Some(g), Some(m)) = (self.group.as_mut(), self.kip848.as_ref()) {
             m.set_owned(&owned);
