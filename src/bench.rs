@@ -411,6 +411,11 @@ struct ManyIds {
 }
 
 /// P4: `p4_ids` ids x `p4_events` events, all ids concurrently, then every id replayed.
+///
+/// Each id writes from a task of its own, as an entity does. Thousands of writes polled by
+/// ONE task (one `buffer_unordered` or `join_all`) cost several times the CPU per write: the
+/// task exhausts tokio's cooperative budget and its pending futures are polled again and
+/// again (measured at 5,000 ids in flight: 21 s of CPU against 8 s for the same writes).
 async fn p4_many_ids(
     journal: &Arc<Journal>,
     progress: &Progress,
@@ -427,7 +432,7 @@ async fn p4_many_ids(
         let payload = payload.clone();
         let bar = bar.clone();
         let events = args.p4_events;
-        async move {
+        let task = tokio::spawn(async move {
             for seq in 1..=events {
                 write_one(&journal, &pid, seq, &payload)
                     .await
@@ -435,6 +440,10 @@ async fn p4_many_ids(
                 bar.inc(1);
             }
             Ok::<(), BoxError>(())
+        });
+        async move {
+            task.await
+                .map_err(|e| -> BoxError { format!("P4: {e}").into() })?
         }
     });
     let in_flight = match args.p4_in_flight {

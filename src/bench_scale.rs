@@ -74,6 +74,7 @@ fn pid(run_id: &str, i: u64) -> String {
 }
 
 /// Runs P5 against `config`'s cluster (layout v2 expected; it runs on v1 too, slowly).
+/// Each `write` call runs on a task of its own (see P4 in `bench.rs` for why).
 pub(crate) async fn p5_scale(
     config: &JournalConfig,
     journal: &Arc<Journal>,
@@ -94,7 +95,7 @@ pub(crate) async fn p5_scale(
         let write_bar = write_bar.clone();
         let ids = args.ids;
         let run_id = run_id.to_string();
-        async move {
+        let task = tokio::spawn(async move {
             let writes: Vec<AtomicWrite> = (c * batch..((c + 1) * batch).min(ids))
                 .map(|i| {
                     AtomicWrite::new(vec![PersistentRepr::new(
@@ -111,6 +112,10 @@ pub(crate) async fn p5_scale(
             }
             write_bar.inc(n);
             Ok(())
+        });
+        async move {
+            task.await
+                .map_err(|e| -> BoxError { format!("P5: {e}").into() })?
         }
     });
     futures::stream::iter(calls)
