@@ -11,6 +11,9 @@
 //!   passthrough such as the consumed message's offset) and sink.
 //! - [`run_transactional`]: the transactional consume-transform-produce stage (exactly once,
 //!   offsets committed in the output's transaction every commit interval).
+//! - [`PersistentStage`]: a stateful stage whose state is event-sourced per input partition
+//!   through the journal and the snapshot store: after a crash it recovers and goes on
+//!   without applying an input twice (outputs at least once).
 //! - [`Control`]: the draining control handle: stop polling, let in-flight messages finish,
 //!   commit, leave the group.
 //!
@@ -23,6 +26,7 @@
 mod committer;
 mod control;
 mod partitioned;
+mod persistent;
 mod producer;
 mod source;
 mod transactional;
@@ -32,6 +36,10 @@ pub use control::{CommittableMessage, CommittableOffset, Control};
 pub use partitioned::{
     committable_partitioned_source, plain_partitioned_source, CommittablePartition,
     CommittablePartitionedSource, PartitionRecords, PartitionedSettings, PartitionedSource,
+};
+pub use persistent::{
+    recover_stage_state, stage_persistence_id, PersistentStage, PersistentStageControl,
+    PersistentStageStats, StageError,
 };
 pub use producer::{produce_all, producer_flow, ProducerMessage};
 pub use source::{
