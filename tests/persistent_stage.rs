@@ -93,7 +93,7 @@ fn member(client: &Client, group: &str) -> Consumer {
             ConsumerConfig::new(group)
                 .with_heartbeat_interval(Duration::from_millis(200))
                 .with_session_timeout(Duration::from_secs(6))
-                .with_max_poll_interval(Duration::from_secs(15))
+                .with_max_poll_interval(Duration::from_secs(8))
                 .with_auto_offset_reset(OffsetReset::Earliest),
         )
         .unwrap()
