@@ -138,7 +138,9 @@ async fn run_until(
 async fn send_words(client: &Client, words: &[&str]) -> Result<(), BoxError> {
     let producer = client.producer(ProducerConfig::default());
     for w in words {
-        producer.send("words", 0, vec![Record::new(w.to_string(), 0)]).await?;
+        producer
+            .send("words", 0, vec![Record::new(w.to_string(), 0)])
+            .await?;
     }
     Ok(())
 }

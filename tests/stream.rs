@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use common::broker;
 use common::stream::{
-    all_committed, client, committed_at, eventually, group_consumer, partitioned_topic,
-    produce_each, unique,
+    all_committed, client, committed_at, eventually, group_consumer, group_consumer_with,
+    partitioned_topic, produce_each, unique,
 };
 use futures::{StreamExt, TryStreamExt};
 use kafka_persistence::stream::{
@@ -20,7 +20,7 @@ use kafka_persistence::stream::{
     SourceSettings,
 };
 use kafka_persistence::wire::{
-    Client, Consumer, ConsumerConfig, NewTopic, OffsetReset, ProducerConfig, Record,
+    Client, Consumer, ConsumerConfig, GroupProtocol, NewTopic, OffsetReset, ProducerConfig, Record,
 };
 
 async fn topic_with(client: &Client, n: usize) -> String {
@@ -252,9 +252,15 @@ struct Member {
 }
 
 impl Member {
-    fn start(client: &Client, group: &str, topic: &str, seen: &Shared<Seen>) -> Member {
+    fn start(
+        client: &Client,
+        protocol: GroupProtocol,
+        group: &str,
+        topic: &str,
+        seen: &Shared<Seen>,
+    ) -> Member {
         let (mut partitions, control) = committable_partitioned_source(
-            group_consumer(client, group),
+            group_consumer_with(client, group, protocol),
             vec![topic.to_owned()],
             PartitionedSettings::default(),
         )
@@ -347,6 +353,17 @@ fn assert_each_once(seen: &Shared<Seen>, expected: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitioned_sources_of_two_members_process_every_record_once_across_rebalances() {
+    two_partitioned_members(GroupProtocol::Classic).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitioned_sources_of_two_consumer_protocol_members_process_every_record_once() {
+    two_partitioned_members(GroupProtocol::Consumer).await;
+}
+
+/// Two members over six partitions: A alone, B joins, B leaves; every record is processed
+/// once, and the sub-streams of moved partitions complete.
+async fn two_partitioned_members(protocol: GroupProtocol) {
     let b = broker().await;
     let client = client(&b.bootstrap).await;
     let topic = partitioned_topic(&client, 6).await;
@@ -354,7 +371,7 @@ async fn partitioned_sources_of_two_members_process_every_record_once_across_reb
     let seen: Shared<Seen> = Default::default();
 
     // A alone: a sub-stream per partition.
-    let a = Member::start(&client, &group, &topic, &seen);
+    let a = Member::start(&client, protocol, &group, &topic, &seen);
     eventually("A holds all six partitions", || {
         a.live() == [0, 1, 2, 3, 4, 5]
     })
@@ -367,7 +384,7 @@ async fn partitioned_sources_of_two_members_process_every_record_once_across_reb
     all_committed(&client, &group, &topic, 6, 20).await;
 
     // B joins: the partitions it gets completed their sub-streams at A.
-    let b2 = Member::start(&client, &group, &topic, &seen);
+    let b2 = Member::start(&client, protocol, &group, &topic, &seen);
     eventually("the partitions are split", || {
         let (la, lb) = (a.live(), b2.live());
         !la.is_empty()

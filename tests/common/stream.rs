@@ -4,8 +4,8 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kafka_persistence::wire::{
-    Client, ClientConfig, Consumer, ConsumerConfig, NewTopic, OffsetReset, ProducerConfig, Record,
-    TopicPartition,
+    Client, ClientConfig, Consumer, ConsumerConfig, GroupProtocol, NewTopic, OffsetReset,
+    ProducerConfig, Record, TopicPartition,
 };
 
 /// A topic or group name no other test uses.
@@ -31,9 +31,19 @@ pub(crate) async fn client(bootstrap: &str) -> Client {
 
 /// A member of `group`, not subscribed yet.
 pub(crate) fn group_consumer(client: &Client, group: &str) -> Consumer {
+    group_consumer_with(client, group, GroupProtocol::Classic)
+}
+
+/// A member of `group` speaking `protocol`, not subscribed yet.
+pub(crate) fn group_consumer_with(
+    client: &Client,
+    group: &str,
+    protocol: GroupProtocol,
+) -> Consumer {
     client
         .consumer(
             ConsumerConfig::new(group)
+                .with_group_protocol(protocol)
                 .with_heartbeat_interval(Duration::from_millis(100))
                 .with_session_timeout(Duration::from_secs(10))
                 .with_auto_offset_reset(OffsetReset::Earliest),
