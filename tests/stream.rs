@@ -534,3 +534,45 @@ async fn paused_partitions_resume_when_their_sub_stream_takes_records() {
     }
     control.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_sub_stream_pauses_its_partition() {
+    let b = broker().await;
+    let client = client(&b.bootstrap).await;
+    let topic = partitioned_topic(&client, 2).await;
+    produce_each(&client, &topic, 2, 300, "r").await;
+    let group = unique("g");
+    let c = client
+        .consumer(
+            ConsumerConfig::new(&group)
+                .with_heartbeat_interval(Duration::from_millis(100))
+                .with_auto_offset_reset(OffsetReset::Earliest)
+                .with_max_poll_records(10)
+                // Commits the positions on close: shows how far the consumer got.
+                .with_auto_commit(true, Duration::from_secs(3600)),
+        )
+        .unwrap();
+    let settings = PartitionedSettings {
+        poll_timeout: Duration::from_millis(50),
+        buffer_records: 20,
+    };
+    let (mut partitions, control) =
+        plain_partitioned_source(c, vec![topic.clone()], settings).unwrap();
+    let mut reader = None;
+    for _ in 0..2 {
+        let (tp, records) = partitions.next().await.unwrap().unwrap();
+        if tp.partition == 1 {
+            reader = Some(tokio::spawn(records.take(300).count()));
+        }
+        // Partition 0's sub-stream is dropped here.
+    }
+    let n = tokio::time::timeout(Duration::from_secs(20), reader.unwrap())
+        .await
+        .expect("partition 1 went on")
+        .unwrap();
+    assert_eq!(n, 300);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    control.shutdown().await.unwrap();
+    let p0 = committed_at(&client, &group, &topic, 0).await.unwrap_or(0);
+    assert!(p0 < 30, "partition 0 was fetched to {p0} without a reader");
+}
