@@ -448,8 +448,9 @@ impl Task {
                         let records = PartitionRecords { shared };
                         match &self.assigned {
                             Some(tx) => {
-                                // Nobody takes new partitions: the sub-stream is dropped,
-                                // which pauses its partition below.
+                                // If the outer stream was dropped, the sub-stream is
+                                // dropped with the failed send, which pauses its partition
+                                // in `dispatch`.
                                 let _ = tx.send(Ok((tp, records)));
                             }
                             None => close(&records.shared, End::Drain),
