@@ -20,8 +20,9 @@ use kafka_persistence::wire::{
     Record, TopicPartition,
 };
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+async fn run() -> Result<(), BoxError> {
     let server = TestServer::start().await?;
     let client = Client::connect(ClientConfig::new(server.bootstrap_servers())).await?;
     client
@@ -89,4 +90,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     assert_eq!(shipped, ["APPLE", "PEAR", "PLUM"]);
     server.shutdown().await;
     Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    run().await
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_example_runs() {
+        if let Err(e) = super::run().await {
+            panic!("the example failed: {e}");
+        }
+    }
 }

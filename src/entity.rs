@@ -309,6 +309,16 @@ impl<B: Behavior> Entity<B> {
         &self.state
     }
 
+    /// The behaviour.
+    pub(crate) fn behavior(&self) -> &B {
+        &self.behavior
+    }
+
+    /// The state, giving the entity up.
+    pub(crate) fn into_state(self) -> B::State {
+        self.state
+    }
+
     /// The sequence number of the last persisted (or rejected) event.
     pub fn last_sequence_nr(&self) -> u64 {
         self.sequence_nr

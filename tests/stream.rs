@@ -1,41 +1,27 @@
-//! The stream API: plain and committable sources, the committer (by count and by interval),
+//! The stream API: plain and committable sources, per-partition sources, the committer (by count and by interval),
 //! the producing flow, and the draining control, against `TestServer` or
 //! `KP_EXTERNAL_BOOTSTRAP`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
 use common::broker;
+use common::stream::{
+    all_committed, client, committed_at, eventually, group_consumer, group_consumer_with,
+    partitioned_topic, produce_each, unique,
+};
 use futures::{StreamExt, TryStreamExt};
 use kafka_persistence::stream::{
-    commit_offsets, committable_source, plain_source, producer_flow, CommitterSettings,
-    ProducerMessage, SourceSettings,
+    commit_offsets, committable_partitioned_source, committable_source, plain_partitioned_source,
+    plain_source, producer_flow, CommitterSettings, Control, PartitionedSettings, ProducerMessage,
+    SourceSettings,
 };
 use kafka_persistence::wire::{
-    Client, ClientConfig, Consumer, ConsumerConfig, NewTopic, OffsetReset, ProducerConfig, Record,
-    TopicPartition,
+    Client, Consumer, ConsumerConfig, GroupProtocol, NewTopic, OffsetReset, ProducerConfig, Record,
 };
-
-fn unique(tag: &str) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!(
-        "stream-{tag}-{nanos:x}-{}",
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-async fn client(bootstrap: &str) -> Client {
-    Client::connect(ClientConfig::new(bootstrap).with_request_timeout(Duration::from_secs(10)))
-        .await
-        .expect("connect")
-}
 
 async fn topic_with(client: &Client, n: usize) -> String {
     let t = unique("t");
@@ -54,28 +40,13 @@ async fn topic_with(client: &Client, n: usize) -> String {
 }
 
 fn consumer(client: &Client, group: &str, topic: &str) -> Consumer {
-    let mut c = client
-        .consumer(
-            ConsumerConfig::new(group)
-                .with_heartbeat_interval(Duration::from_millis(100))
-                .with_session_timeout(Duration::from_secs(10))
-                .with_auto_offset_reset(OffsetReset::Earliest),
-        )
-        .unwrap();
+    let mut c = group_consumer(client, group);
     c.subscribe(vec![topic.to_owned()], None).unwrap();
     c
 }
 
 async fn committed(client: &Client, group: &str, topic: &str) -> Option<i64> {
-    let mut c = client.consumer(ConsumerConfig::new(group)).unwrap();
-    let tp = TopicPartition::new(topic, 0);
-    c.assign(vec![tp.clone()]).unwrap();
-    c.committed(std::slice::from_ref(&tp))
-        .await
-        .unwrap()
-        .remove(&tp)
-        .flatten()
-        .map(|o| o.offset)
+    committed_at(client, group, topic, 0).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -260,4 +231,348 @@ async fn the_source_stops_polling_while_the_downstream_does_not_pull() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     control.shutdown().await.unwrap();
     assert_eq!(committed(&client, &group, &t).await, Some(20));
+}
+
+/// What the members of a test saw.
+#[derive(Debug, Default)]
+struct Seen {
+    /// (partition, offset, value) of every processed message.
+    records: Vec<(i32, i64, String)>,
+}
+
+type Shared<T> = Arc<std::sync::Mutex<T>>;
+
+/// A group member processing each assigned partition in its own task, committing through a
+/// committer per sub-stream.
+struct Member {
+    control: Control,
+    /// The sub-streams handed out, in order: partition and whether it completed.
+    subs: Shared<Vec<(i32, bool)>>,
+    driver: tokio::task::JoinHandle<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Member {
+    fn start(
+        client: &Client,
+        protocol: GroupProtocol,
+        group: &str,
+        topic: &str,
+        seen: &Shared<Seen>,
+    ) -> Member {
+        let (mut partitions, control) = committable_partitioned_source(
+            group_consumer_with(client, group, protocol),
+            vec![topic.to_owned()],
+            PartitionedSettings::default(),
+        )
+        .unwrap();
+        let subs: Shared<Vec<(i32, bool)>> = Default::default();
+        let (subs2, seen) = (Arc::clone(&subs), Arc::clone(seen));
+        let driver = tokio::spawn(async move {
+            let mut tasks = Vec::new();
+            while let Some(assigned) = partitions.next().await {
+                let (tp, messages) = assigned.unwrap();
+                let slot = {
+                    let mut s = subs2.lock().unwrap();
+                    s.push((tp.partition, false));
+                    s.len() - 1
+                };
+                let (subs, seen) = (Arc::clone(&subs2), Arc::clone(&seen));
+                tasks.push(tokio::spawn(async move {
+                    let offsets = messages.map(move |m| {
+                        let v = String::from_utf8(m.record.record.value.clone().unwrap().to_vec())
+                            .unwrap();
+                        seen.lock().unwrap().records.push((
+                            m.record.partition,
+                            m.record.offset(),
+                            v,
+                        ));
+                        m.offset
+                    });
+                    let settings = CommitterSettings {
+                        max_batch: 7,
+                        max_interval: Duration::from_millis(20),
+                    };
+                    commit_offsets(offsets, settings).await.unwrap();
+                    subs.lock().unwrap()[slot].1 = true;
+                }));
+            }
+            tasks
+        });
+        Member {
+            control,
+            subs,
+            driver,
+        }
+    }
+
+    /// The partitions of the sub-streams still open.
+    fn live(&self) -> Vec<i32> {
+        let mut v: Vec<i32> = self
+            .subs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, done)| !done)
+            .map(|(p, _)| *p)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Drains: the sub-streams end, their committers commit the rest, the member leaves.
+    async fn drain(self) {
+        let driver = self.driver;
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            self.control.drain_and_shutdown(async move {
+                for t in driver.await.unwrap() {
+                    t.await.unwrap();
+                }
+                Ok(())
+            }),
+        )
+        .await
+        .expect("drained")
+        .unwrap();
+    }
+}
+
+/// Each (partition, offset) once, and the values are the ones produced.
+fn assert_each_once(seen: &Shared<Seen>, expected: usize) {
+    let seen = seen.lock().unwrap();
+    let mut keys: Vec<(i32, i64)> = seen.records.iter().map(|(p, o, _)| (*p, *o)).collect();
+    keys.sort_unstable();
+    let n = keys.len();
+    keys.dedup();
+    assert_eq!(keys.len(), n, "a record was processed twice");
+    assert_eq!(n, expected);
+    for (p, _, v) in &seen.records {
+        assert!(v.contains(&format!("-{p}-")), "{v} on partition {p}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitioned_sources_of_two_members_process_every_record_once_across_rebalances() {
+    two_partitioned_members(GroupProtocol::Classic).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitioned_sources_of_two_consumer_protocol_members_process_every_record_once() {
+    two_partitioned_members(GroupProtocol::Consumer).await;
+}
+
+/// Two members over six partitions: A alone, B joins, B leaves; every record is processed
+/// once, and the sub-streams of moved partitions complete.
+async fn two_partitioned_members(protocol: GroupProtocol) {
+    let b = broker().await;
+    let client = client(&b.bootstrap).await;
+    let topic = partitioned_topic(&client, 6).await;
+    let group = unique("g");
+    let seen: Shared<Seen> = Default::default();
+
+    // A alone: a sub-stream per partition.
+    let a = Member::start(&client, protocol, &group, &topic, &seen);
+    eventually("A holds all six partitions", || {
+        a.live() == [0, 1, 2, 3, 4, 5]
+    })
+    .await;
+    produce_each(&client, &topic, 6, 20, "one").await;
+    eventually("A processed the first batch", || {
+        seen.lock().unwrap().records.len() == 120
+    })
+    .await;
+    all_committed(&client, &group, &topic, 6, 20).await;
+
+    // B joins: the partitions it gets completed their sub-streams at A.
+    let b2 = Member::start(&client, protocol, &group, &topic, &seen);
+    eventually("the partitions are split", || {
+        let (la, lb) = (a.live(), b2.live());
+        !la.is_empty()
+            && !lb.is_empty()
+            && la.len() + lb.len() == 6
+            && la.iter().all(|p| !lb.contains(p))
+    })
+    .await;
+    let moved = b2.live();
+    {
+        let subs = a.subs.lock().unwrap();
+        for p in &moved {
+            assert!(
+                subs.iter().any(|(q, done)| q == p && *done),
+                "A's sub-stream of partition {p} did not complete: {subs:?}"
+            );
+            assert!(!subs.iter().any(|(q, done)| q == p && !done));
+        }
+    }
+    produce_each(&client, &topic, 6, 20, "two").await;
+    eventually("the second batch is processed", || {
+        seen.lock().unwrap().records.len() == 240
+    })
+    .await;
+    all_committed(&client, &group, &topic, 6, 40).await;
+
+    // B leaves (draining): its partitions come back to A as new sub-streams.
+    b2.drain().await;
+    eventually("A holds all six again", || a.live() == [0, 1, 2, 3, 4, 5]).await;
+    produce_each(&client, &topic, 6, 10, "three").await;
+    eventually("the third batch is processed", || {
+        seen.lock().unwrap().records.len() == 300
+    })
+    .await;
+    a.drain().await;
+    all_committed(&client, &group, &topic, 6, 50).await;
+    assert_each_once(&seen, 300);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sub_stream_not_polled_pauses_only_its_own_partition() {
+    let b = broker().await;
+    let client = client(&b.bootstrap).await;
+    let topic = partitioned_topic(&client, 3).await;
+    produce_each(&client, &topic, 3, 300, "r").await;
+    let group = unique("g");
+    let c = client
+        .consumer(
+            ConsumerConfig::new(&group)
+                .with_heartbeat_interval(Duration::from_millis(100))
+                .with_auto_offset_reset(OffsetReset::Earliest)
+                .with_max_poll_records(10)
+                // Commits the positions on close: shows how far the consumer got.
+                .with_auto_commit(true, Duration::from_secs(3600)),
+        )
+        .unwrap();
+    let settings = PartitionedSettings {
+        poll_timeout: Duration::from_millis(50),
+        buffer_records: 20,
+    };
+    let (mut partitions, control) =
+        plain_partitioned_source(c, vec![topic.clone()], settings).unwrap();
+    let mut held = None;
+    let mut readers = Vec::new();
+    for _ in 0..3 {
+        let (tp, records) = partitions.next().await.unwrap().unwrap();
+        if tp.partition == 0 {
+            // Held, never polled.
+            held = Some(records);
+        } else {
+            readers.push(tokio::spawn(async move {
+                records
+                    .take(300)
+                    .map(|r| r.offset())
+                    .collect::<Vec<i64>>()
+                    .await
+            }));
+        }
+    }
+    for r in readers {
+        let offsets = tokio::time::timeout(Duration::from_secs(20), r)
+            .await
+            .expect("the other partitions went on")
+            .unwrap();
+        assert_eq!(offsets, (0..300).collect::<Vec<i64>>());
+    }
+    // Partition 0 was fetched only until its sub-stream's buffer was full (a poll returns at
+    // most 10 records): the position the consumer commits on close shows how far it got.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    control.shutdown().await.unwrap();
+    let p0 = committed_at(&client, &group, &topic, 0).await.unwrap();
+    assert!((20..30).contains(&p0), "partition 0 was fetched to {p0}");
+    // Stopped: the held sub-stream still delivers what it buffered, then ends.
+    let buffered: Vec<i64> = held
+        .expect("partition 0 was assigned")
+        .map(|r| r.offset())
+        .collect()
+        .await;
+    assert_eq!(buffered, (0..p0).collect::<Vec<i64>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_partitions_resume_when_their_sub_stream_takes_records() {
+    let b = broker().await;
+    let client = client(&b.bootstrap).await;
+    let topic = partitioned_topic(&client, 3).await;
+    produce_each(&client, &topic, 3, 200, "r").await;
+    let c = client
+        .consumer(
+            ConsumerConfig::new(unique("g"))
+                .with_heartbeat_interval(Duration::from_millis(100))
+                .with_auto_offset_reset(OffsetReset::Earliest)
+                .with_max_poll_records(10),
+        )
+        .unwrap();
+    // Every poll's batch fills a buffer of 5: each partition pauses after each batch.
+    let settings = PartitionedSettings {
+        poll_timeout: Duration::from_millis(20),
+        buffer_records: 5,
+    };
+    let (partitions, control) = plain_partitioned_source(c, vec![topic.clone()], settings).unwrap();
+    let readers: Vec<_> = partitions
+        .take(3)
+        .map(|a| {
+            let (tp, records) = a.unwrap();
+            tokio::spawn(async move {
+                let delay = Duration::from_micros(200 * (tp.partition as u64 + 1));
+                let offsets: Vec<i64> = records
+                    .take(200)
+                    .then(|r| async move {
+                        tokio::time::sleep(delay).await;
+                        r.offset()
+                    })
+                    .collect()
+                    .await;
+                (tp.partition, offsets)
+            })
+        })
+        .collect()
+        .await;
+    for r in readers {
+        let (p, offsets) = tokio::time::timeout(Duration::from_secs(30), r)
+            .await
+            .expect("every partition was resumed")
+            .unwrap();
+        assert_eq!(offsets, (0..200).collect::<Vec<i64>>(), "partition {p}");
+    }
+    control.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_sub_stream_pauses_its_partition() {
+    let b = broker().await;
+    let client = client(&b.bootstrap).await;
+    let topic = partitioned_topic(&client, 2).await;
+    produce_each(&client, &topic, 2, 300, "r").await;
+    let group = unique("g");
+    let c = client
+        .consumer(
+            ConsumerConfig::new(&group)
+                .with_heartbeat_interval(Duration::from_millis(100))
+                .with_auto_offset_reset(OffsetReset::Earliest)
+                .with_max_poll_records(10)
+                // Commits the positions on close: shows how far the consumer got.
+                .with_auto_commit(true, Duration::from_secs(3600)),
+        )
+        .unwrap();
+    let settings = PartitionedSettings {
+        poll_timeout: Duration::from_millis(50),
+        buffer_records: 20,
+    };
+    let (mut partitions, control) =
+        plain_partitioned_source(c, vec![topic.clone()], settings).unwrap();
+    let mut reader = None;
+    for _ in 0..2 {
+        let (tp, records) = partitions.next().await.unwrap().unwrap();
+        if tp.partition == 1 {
+            reader = Some(tokio::spawn(records.take(300).count()));
+        }
+        // Partition 0's sub-stream is dropped here.
+    }
+    let n = tokio::time::timeout(Duration::from_secs(20), reader.unwrap())
+        .await
+        .expect("partition 1 went on")
+        .unwrap();
+    assert_eq!(n, 300);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    control.shutdown().await.unwrap();
+    let p0 = committed_at(&client, &group, &topic, 0).await.unwrap_or(0);
+    assert!(p0 < 30, "partition 0 was fetched to {p0} without a reader");
 }

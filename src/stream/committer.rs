@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::{Stream, StreamExt};
 use tokio::time::Instant;
 
-use super::source::CommittableOffset;
+use super::control::CommittableOffset;
 use crate::wire::{Error, OffsetAndMetadata, TopicPartition};
 
 /// When the committer commits.

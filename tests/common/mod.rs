@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub(crate) mod account;
+pub(crate) mod stream;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
