@@ -232,7 +232,8 @@ impl Client {
         Ok(())
     }
 
-    /// Names of all topics in the cluster. Never creates anything.
+    /// Names of all topics in the cluster, internal ones (`__consumer_offsets`...) left out.
+    /// Never creates anything.
     pub async fn list_topics(&self) -> Result<Vec<String>, Error> {
         let resp = self
             .with_retries("list topics", &[], || async {
