@@ -1083,3 +1083,29 @@ async fn fault_a_group_resumes_from_its_committed_offset_after_a_testserver_rest
     b.server().shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_unstable_committed_offsets_are_waited_for() {
+    // UNSTABLE_OFFSET_COMMIT: a transaction holding offsets of the partition has not ended.
+    let b = common::test_server(1).await;
+    let admin = b.client().await;
+    let t = topic(&admin, 1).await;
+    let tp = TopicPartition::new(t.clone(), 0);
+    let group = unique("g");
+    let mut c = b.client().await.consumer(group_config(&group)).unwrap();
+    c.commit(&[(tp.clone(), OffsetAndMetadata::new(4))])
+        .await
+        .unwrap();
+    let before = b.server().request_count(9).await;
+    b.server().inject_error(9, 88, 3).await;
+    let committed = c.committed(std::slice::from_ref(&tp)).await.unwrap();
+    assert_eq!(
+        committed.get(&tp).cloned().flatten(),
+        Some(OffsetAndMetadata::new(4))
+    );
+    assert_eq!(
+        b.server().request_count(9).await - before,
+        4,
+        "three refusals, one answer"
+    );
+}
