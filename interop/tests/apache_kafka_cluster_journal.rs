@@ -8,15 +8,12 @@
 //! unknown may be there or not, never twice), `highest_sequence_nr` agreeing, and go on
 //! writing.
 //!
-//! Needs a cluster started by `.ci/kafka/kafka-cluster start 3 DIR` (`.ci/test-all` step c):
-//! - `KP_KAFKA_CLUSTER_BOOTSTRAP`, `KP_KAFKA_CLUSTER_NODES`: as for `apache_kafka_cluster.rs`
-//! - `KP_KAFKA_CLUSTER_DIR`: the cluster's DIR, to start a killed node again
-//!   (`kafka-cluster restart-node DIR N`)
+//! Needs a cluster started by `.ci/kafka/kafka-cluster start 3 DIR` (`.ci/test-all` step c),
+//! found through the environment described in `common/cluster.rs`.
 
 mod common;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,7 +24,8 @@ use kafka_persistence_journal::{
 };
 use kafka_persistence_wire::{Client, ClientConfig, FetchRequest};
 
-use common::{fail, repo_root, unique, TestResult};
+use common::cluster::Cluster;
+use common::{fail, unique, TestResult};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -43,123 +41,6 @@ const PARTITIONS: i32 = 16;
 const MOVED: i32 = 6;
 /// How long any one phase may wait for progress.
 const PHASE_TIMEOUT: Duration = Duration::from_secs(60);
-
-struct Cluster {
-    bootstrap: String,
-    dir: PathBuf,
-    /// Node id -> the file holding its JVM's pid.
-    nodes: HashMap<i32, PathBuf>,
-}
-
-fn cluster_env() -> Result<Cluster, BoxError> {
-    let var = |name: &str| {
-        std::env::var(name).map_err(|_| {
-            fail(format!(
-                "{name} is not set: run .ci/test-all (step c), see interop/README.md"
-            ))
-        })
-    };
-    let bootstrap = var("KP_KAFKA_CLUSTER_BOOTSTRAP")?;
-    let dir = PathBuf::from(var("KP_KAFKA_CLUSTER_DIR")?);
-    let nodes_var = var("KP_KAFKA_CLUSTER_NODES")?;
-    let mut nodes = HashMap::new();
-    for entry in nodes_var.split(',').filter(|e| !e.is_empty()) {
-        let mut parts = entry.splitn(3, ':');
-        let (Some(id), Some(_port), Some(pid_file)) = (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(fail(format!("bad KP_KAFKA_CLUSTER_NODES entry '{entry}'")));
-        };
-        let id: i32 = id
-            .parse()
-            .map_err(|e| fail(format!("bad node id in '{entry}': {e}")))?;
-        nodes.insert(id, PathBuf::from(pid_file));
-    }
-    if nodes.len() != 3 {
-        return Err(fail(format!(
-            "need 3 nodes in KP_KAFKA_CLUSTER_NODES, got '{nodes_var}'"
-        )));
-    }
-    Ok(Cluster {
-        bootstrap,
-        dir,
-        nodes,
-    })
-}
-
-impl Cluster {
-    fn pid(&self, node: i32) -> Result<Option<String>, BoxError> {
-        let file = self
-            .nodes
-            .get(&node)
-            .ok_or_else(|| fail(format!("node {node} is not in the cluster")))?;
-        let Ok(pid) = std::fs::read_to_string(file) else {
-            return Ok(None);
-        };
-        let pid = pid.trim().to_string();
-        if pid.is_empty() || !pid.chars().all(|c| c.is_ascii_digit()) {
-            return Err(fail(format!("bad pid '{pid}' in {}", file.display())));
-        }
-        Ok(Some(pid))
-    }
-
-    fn running(&self, node: i32) -> Result<bool, BoxError> {
-        let Some(pid) = self.pid(node)? else {
-            return Ok(false);
-        };
-        Ok(std::process::Command::new("kill")
-            .args(["-0", &pid])
-            .stderr(std::process::Stdio::null())
-            .status()?
-            .success())
-    }
-
-    /// Kills a node's JVM (SIGKILL: a crash, no controlled shutdown).
-    fn kill(&self, node: i32) -> TestResult {
-        let pid = self
-            .pid(node)?
-            .ok_or_else(|| fail(format!("node {node} has no pid file")))?;
-        let status = std::process::Command::new("kill")
-            .args(["-9", &pid])
-            .status()?;
-        if !status.success() {
-            return Err(fail(format!("kill -9 {pid} (node {node}) failed")));
-        }
-        Ok(())
-    }
-
-    /// Starts a stopped node again on its data and waits until it serves.
-    fn restart(&self, node: i32) -> TestResult {
-        let script = repo_root().join(".ci/kafka/kafka-cluster");
-        let out = std::process::Command::new(&script)
-            .arg("restart-node")
-            .arg(&self.dir)
-            .arg(node.to_string())
-            .output()?;
-        if !out.status.success() {
-            return Err(fail(format!(
-                "{} restart-node {} {node}: {}{}",
-                script.display(),
-                self.dir.display(),
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            )));
-        }
-        Ok(())
-    }
-
-    /// Starts every node that is not running (an earlier test of step c kills one).
-    fn all_up(&self) -> TestResult {
-        let mut ids: Vec<i32> = self.nodes.keys().copied().collect();
-        ids.sort_unstable();
-        for id in ids {
-            if !self.running(id)? {
-                eprintln!("node {id} is not running: starting it again");
-                self.restart(id)?;
-            }
-        }
-        Ok(())
-    }
-}
 
 /// Partition -> leader of `topic` (fresh metadata).
 async fn leaders(client: &Client, topic: &str) -> Result<HashMap<i32, i32>, BoxError> {
@@ -348,7 +229,7 @@ async fn raw_duplicates(client: &Client, topic: &str) -> Result<(u64, u64), BoxE
 async fn apache_kafka_cluster_journal_v2_survives_moved_leaders_a_killed_node_and_a_restart(
 ) -> TestResult {
     let t0 = Instant::now();
-    let cluster = cluster_env()?;
+    let cluster = Cluster::from_env()?;
     cluster.all_up()?;
     let admin = Client::connect(
         ClientConfig::new(&cluster.bootstrap)

@@ -15,7 +15,10 @@ pub(crate) struct ServeArgs {
     /// Number of broker nodes.
     #[arg(long, default_value_t = 1)]
     nodes: usize,
-    /// Keep the data in this directory so that it survives a restart (default: in memory).
+    /// Keep the data in this directory so that it survives a restart (default: in memory):
+    /// topics and their records, the consumer groups' committed offsets (both group
+    /// protocols, and those of committed transactions) and the transaction coordinator's
+    /// state. Group membership is not kept: members rejoin after a restart.
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Let Metadata requests create missing topics, as `auto.create.topics.enable=true` does.

@@ -207,7 +207,7 @@ impl Cluster {
             latency_us: AtomicU64::new(0),
             counts: (0..128).map(|_| AtomicU64::new(0)).collect(),
             conn_counter: AtomicU64::new(0),
-            groups: Groups::default(),
+            groups: Groups::new(settings.data_dir.clone()),
             txns: crate::txn::Coordinator::default(),
             consumer_groups: ConsumerGroups::new(
                 settings.consumer_group_timeouts.0,

@@ -27,6 +27,7 @@ mod groups848;
 mod log;
 pub mod protocol;
 mod server;
+mod state_file;
 mod storage;
 pub mod tls;
 mod txn;
@@ -197,7 +198,9 @@ impl TestServerBuilder {
         self
     }
 
-    /// Keep topics in files under `dir`, reloaded on start (see the `storage` module docs).
+    /// Keep topics in files under `dir`, reloaded on start (see the `storage` module docs),
+    /// with the groups' committed offsets (`__consumer_offsets`) and the transaction
+    /// coordinator's state (`__transaction_state`) beside them.
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.data_dir = Some(dir.into());
         self
@@ -401,6 +404,7 @@ impl TestServerBuilder {
         };
         let cluster = Arc::new(Cluster::new(settings, &ports));
         cluster.load_from_disk()?;
+        cluster.groups.load()?;
         cluster.load_transactions()?;
         for (i, l) in listeners.into_iter().enumerate() {
             server::serve(&cluster, i as i32, l);

@@ -419,3 +419,174 @@ async fn group_stale_heartbeat_is_illegal_generation_even_while_preparing() {
         "a stale generation is fenced"
     );
 }
+
+/// OffsetCommit v8 of `parts` (partition, offset, leader epoch, metadata) of `topic`.
+async fn commit_parts(
+    raw: &mut Raw,
+    group: &str,
+    generation: i32,
+    member: &str,
+    topic: &str,
+    parts: &[(i32, i64, i32, Option<&str>)],
+) -> Vec<i16> {
+    let mut t = OffsetCommitRequestTopic::default();
+    t.name = tn(topic);
+    for (partition, offset, leader_epoch, metadata) in parts {
+        let mut p = OffsetCommitRequestPartition::default();
+        p.partition_index = *partition;
+        p.committed_offset = *offset;
+        p.committed_leader_epoch = *leader_epoch;
+        p.committed_metadata = metadata.map(sb);
+        t.partitions.push(p);
+    }
+    let mut req = OffsetCommitRequest::default();
+    req.group_id = GroupId(sb(group));
+    req.generation_id_or_member_epoch = generation;
+    req.member_id = sb(member);
+    req.topics.push(t);
+    let r: OffsetCommitResponse = raw.call(ApiKey::OffsetCommit, 8, &req).await;
+    r.topics[0]
+        .partitions
+        .iter()
+        .map(|p| p.error_code)
+        .collect()
+}
+
+#[tokio::test]
+async fn group_offsets_survive_a_restart_on_the_data_dir() {
+    use kafka_persistence_testserver::TestServer;
+    let dir = temp_data_dir("kp-group-offsets");
+    let topic = unique("gt");
+    let (member_group, simple_group) = (unique("group"), unique("simple"));
+    let start = || TestServer::builder().data_dir(&dir).start();
+    let before = {
+        let server = start().await.unwrap();
+        let mut raw = Raw::connect(&server.bootstrap_servers()).await;
+        assert_eq!(create_topic(&mut raw, &topic, 3, &[]).await, 0);
+        let j = join(&mut raw, &member_group, "").await;
+        assert_eq!(j.error_code, 0);
+        let id = j.member_id.to_string();
+        assert_eq!(
+            sync(
+                &mut raw,
+                &member_group,
+                j.generation_id,
+                &id,
+                &[(&id, "all")]
+            )
+            .await
+            .error_code,
+            0
+        );
+        // A member's commit, a later one overwriting it, and a simple (memberless) commit.
+        let parts = [(0, 5, 2, Some("first")), (1, 8, -1, None)];
+        let codes = commit_parts(
+            &mut raw,
+            &member_group,
+            j.generation_id,
+            &id,
+            &topic,
+            &parts,
+        );
+        assert_eq!(codes.await, vec![0, 0]);
+        let parts = [(0, 6, 3, Some("second, with spaces\nand a newline"))];
+        let codes = commit_parts(
+            &mut raw,
+            &member_group,
+            j.generation_id,
+            &id,
+            &topic,
+            &parts,
+        );
+        assert_eq!(codes.await, vec![0]);
+        let codes = commit_parts(
+            &mut raw,
+            &simple_group,
+            -1,
+            "",
+            &topic,
+            &[(2, 11, -1, Some(""))],
+        );
+        assert_eq!(codes.await, vec![0]);
+        let before = (
+            committed_offsets(&mut raw, &member_group).await,
+            committed_offsets(&mut raw, &simple_group).await,
+        );
+        server.shutdown().await;
+        before
+    };
+    assert_eq!(
+        before.0,
+        vec![
+            (
+                topic.clone(),
+                0,
+                6,
+                3,
+                "second, with spaces\nand a newline".into()
+            ),
+            (topic.clone(), 1, 8, -1, String::new()),
+        ]
+    );
+    assert_eq!(before.1, vec![(topic.clone(), 2, 11, -1, String::new())]);
+    let server = start().await.unwrap();
+    let mut raw = Raw::connect(&server.bootstrap_servers()).await;
+    let after = (
+        committed_offsets(&mut raw, &member_group).await,
+        committed_offsets(&mut raw, &simple_group).await,
+    );
+    assert_eq!(
+        after, before,
+        "offsets, leader epochs and metadata are kept"
+    );
+    // The membership is not kept: the group is empty, so a simple commit is accepted; it is
+    // saved with the loaded offsets, which a second restart still finds.
+    let codes = commit_parts(&mut raw, &member_group, -1, "", &topic, &[(2, 1, -1, None)]);
+    assert_eq!(codes.await, vec![0]);
+    server.shutdown().await;
+    let server = start().await.unwrap();
+    let mut raw = Raw::connect(&server.bootstrap_servers()).await;
+    let mut expected = before.0.clone();
+    expected.push((topic.clone(), 2, 1, -1, String::new()));
+    assert_eq!(committed_offsets(&mut raw, &member_group).await, expected);
+    assert_eq!(committed_offsets(&mut raw, &simple_group).await, before.1);
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn group_damaged_offset_lines_are_skipped_and_an_unreadable_file_is_an_error() {
+    use kafka_persistence_testserver::TestServer;
+    let dir = temp_data_dir("kp-group-offsets-damaged");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("__consumer_offsets");
+    // Group "g" (hex 67): a good line between a truncated one, garbage and invalid UTF-8.
+    let mut text = b"v1 x67 t 0 42 -1 1700000000000 x6d\n".to_vec();
+    text.extend_from_slice(b"v1 x67 t 1 43\nnot a line at all\n\xff\xfe\xfd\n");
+    text.extend_from_slice(b"v1 x67 t 2 44 -1 1700000000000 -\n");
+    std::fs::write(&file, &text).unwrap();
+    let server = TestServer::builder().data_dir(&dir).start().await.unwrap();
+    let mut raw = Raw::connect(&server.bootstrap_servers()).await;
+    assert_eq!(
+        committed_offsets(&mut raw, "g").await,
+        vec![
+            ("t".into(), 0, 42, -1, "m".into()),
+            ("t".into(), 2, 44, -1, String::new()),
+        ]
+    );
+    server.shutdown().await;
+    // A path that cannot be read as a file fails the start with a message naming it.
+    std::fs::remove_file(&file).unwrap();
+    std::fs::create_dir(&file).unwrap();
+    let err = TestServer::builder()
+        .data_dir(&dir)
+        .start()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("cannot read the committed offsets") && err.contains("__consumer_offsets"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -514,3 +514,59 @@ async fn a_regex_subscription_follows_the_matching_topics() {
     );
     beat_until(&mut raw, &group, "m", epoch, o, 3).await;
 }
+
+#[tokio::test]
+async fn commits_of_a_consumer_group_survive_a_restart_on_the_data_dir() {
+    let dir = temp_data_dir("kp-cg-offsets");
+    let start = || TestServer::builder().data_dir(&dir).start();
+    let group = unique("g");
+    let server = start().await.unwrap();
+    let b = Broker {
+        bootstrap: server.bootstrap_servers(),
+        server: None,
+    };
+    let (mut raw, t, _id) = setup(&b, 2).await;
+    let r = join(&mut raw, &group, "member-a", &[&t]).await;
+    assert_eq!(r.error_code, 0);
+    let (epoch, _) = beat_until(
+        &mut raw,
+        &group,
+        "member-a",
+        r.member_epoch,
+        assignment(&r).unwrap_or_default(),
+        2,
+    )
+    .await;
+    let mut req = OffsetCommitRequest::default();
+    req.group_id = GroupId(sb(&group));
+    req.generation_id_or_member_epoch = epoch;
+    req.member_id = sb("member-a");
+    let mut tt = OffsetCommitRequestTopic::default();
+    tt.name = tn(&t);
+    for (partition, offset, metadata) in [(0, 7, "seven"), (1, 3, "three")] {
+        let mut p = OffsetCommitRequestPartition::default();
+        p.partition_index = partition;
+        p.committed_offset = offset;
+        p.committed_leader_epoch = 4;
+        p.committed_metadata = Some(sb(metadata));
+        tt.partitions.push(p);
+    }
+    req.topics.push(tt);
+    let r: OffsetCommitResponse = raw.call(ApiKey::OffsetCommit, 9, &req).await;
+    assert!(r.topics[0].partitions.iter().all(|p| p.error_code == 0));
+    let expected = vec![
+        (t.clone(), 0, 7, 4, "seven".to_string()),
+        (t.clone(), 1, 3, 4, "three".to_string()),
+    ];
+    assert_eq!(committed_offsets(&mut raw, &group).await, expected);
+    drop(raw);
+    server.shutdown().await;
+    let server = start().await.unwrap();
+    let mut raw = Raw::connect(&server.bootstrap_servers()).await;
+    assert_eq!(committed_offsets(&mut raw, &group).await, expected);
+    // The member is gone with the old process; it joins again from epoch 0.
+    let r = join(&mut raw, &group, "member-a", &[&t]).await;
+    assert_eq!(r.error_code, 0, "{r:?}");
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -493,6 +493,90 @@ async fn txn_state_survives_a_restart_and_open_transactions_are_aborted() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// AddOffsetsToTxn of `group`, then TxnOffsetCommit of `offset` with `metadata` for
+/// partition 0 of `topic`; returns both error codes.
+async fn txn_commit_offset(
+    raw: &mut Raw,
+    tid: &str,
+    pid: (i64, i16),
+    group: &str,
+    topic: &str,
+    offset: i64,
+    metadata: &str,
+) -> (i16, i16) {
+    let mut req = AddOffsetsToTxnRequest::default();
+    req.transactional_id = TransactionalId(sb(tid));
+    req.producer_id = ProducerId(pid.0);
+    req.producer_epoch = pid.1;
+    req.group_id = GroupId(sb(group));
+    let added: AddOffsetsToTxnResponse = raw.call(ApiKey::AddOffsetsToTxn, 3, &req).await;
+    let mut p = TxnOffsetCommitRequestPartition::default();
+    p.partition_index = 0;
+    p.committed_offset = offset;
+    p.committed_leader_epoch = -1;
+    p.committed_metadata = Some(sb(metadata));
+    let mut t = TxnOffsetCommitRequestTopic::default();
+    t.name = tn(topic);
+    t.partitions.push(p);
+    let mut req = TxnOffsetCommitRequest::default();
+    req.transactional_id = TransactionalId(sb(tid));
+    req.group_id = GroupId(sb(group));
+    req.producer_id = ProducerId(pid.0);
+    req.producer_epoch = pid.1;
+    req.generation_id = -1;
+    req.member_id = sb("");
+    req.topics.push(t);
+    let r: TxnOffsetCommitResponse = raw.call(ApiKey::TxnOffsetCommit, 3, &req).await;
+    (added.error_code, r.topics[0].partitions[0].error_code)
+}
+
+#[tokio::test]
+async fn txn_committed_offsets_survive_a_restart_and_aborted_or_open_ones_do_not() {
+    let dir = temp_data_dir("kp-txn-offsets-restart");
+    let topic = unique("txn-offsets-restart");
+    let (tid, group) = (unique("tid"), unique("group"));
+    let start = || TestServer::builder().data_dir(&dir).start();
+    {
+        let server = start().await.unwrap();
+        let mut raw = Raw::connect(&server.bootstrap_servers()).await;
+        assert_eq!(create_topic(&mut raw, &topic, 1, &[]).await, 0);
+        let id = pair(&init(&mut raw, &tid, 60_000).await);
+        let r = txn_commit_offset(&mut raw, &tid, id, &group, &topic, 9, "committed").await;
+        assert_eq!(r, (0, 0));
+        assert_eq!(end(&mut raw, &tid, id, true).await, 0);
+        let r = txn_commit_offset(&mut raw, &tid, id, &group, &topic, 20, "aborted").await;
+        assert_eq!(r, (0, 0));
+        assert_eq!(end(&mut raw, &tid, id, false).await, 0);
+        // Left open: the restart aborts it.
+        let r = txn_commit_offset(&mut raw, &tid, id, &group, &topic, 30, "open").await;
+        assert_eq!(r, (0, 0));
+        server.shutdown().await;
+    }
+    let server = start().await.unwrap();
+    let mut raw = Raw::connect(&server.bootstrap_servers()).await;
+    let only_committed = vec![(topic.clone(), 0, 9, -1, "committed".to_string())];
+    assert_eq!(committed_offsets(&mut raw, &group).await, only_committed);
+    // The next instance commits on top of the reloaded offsets.
+    let id = pair(&init(&mut raw, &tid, 60_000).await);
+    let r = txn_commit_offset(&mut raw, &tid, id, &group, &topic, 40, "next").await;
+    assert_eq!(r, (0, 0));
+    assert_eq!(
+        committed_offsets(&mut raw, &group).await,
+        only_committed,
+        "pending until the commit"
+    );
+    assert_eq!(end(&mut raw, &tid, id, true).await, 0);
+    server.shutdown().await;
+    let server = start().await.unwrap();
+    let mut raw = Raw::connect(&server.bootstrap_servers()).await;
+    assert_eq!(
+        committed_offsets(&mut raw, &group).await,
+        vec![(topic.clone(), 0, 40, -1, "next".to_string())]
+    );
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test]
 async fn txn_aborted_records_do_not_shadow_committed_ones_in_compaction() {
     use kafka_persistence_wire::record::Record;

@@ -27,6 +27,7 @@ use kafka_protocol::protocol::StrBytes;
 use tracing::debug;
 
 use crate::client::{Client, ConnKind};
+use crate::coordinator::CoordinatorKind;
 use crate::error::{Error, ErrorCode};
 use crate::metadata::{TopicMetadata, TopicState};
 use crate::sync::lock;
@@ -232,7 +233,31 @@ impl Client {
         Ok(())
     }
 
-    /// Names of all topics in the cluster. Never creates anything.
+    /// The node id of the coordinator of a consumer group or of a transactional id
+    /// (FindCoordinator), retried while the coordinator is not available (e.g. being moved
+    /// after its broker died) until the delivery timeout.
+    ///
+    /// ```no_run
+    /// # async fn run(client: kafka_persistence_wire::Client) -> Result<(), kafka_persistence_wire::Error> {
+    /// use kafka_persistence_wire::CoordinatorKind;
+    ///
+    /// let node = client.find_coordinator(CoordinatorKind::Transaction, "shipping-0").await?;
+    /// println!("the transaction coordinator of shipping-0 is node {node}");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn find_coordinator(&self, kind: CoordinatorKind, key: &str) -> Result<i32, Error> {
+        let timeout = self.inner.config.request_timeout;
+        let (node, _) = self
+            .with_retries("find coordinator", &[], || {
+                crate::coordinator::find(self, kind, key, timeout)
+            })
+            .await?;
+        Ok(node)
+    }
+
+    /// Names of all topics in the cluster, internal ones (`__consumer_offsets`...) left out.
+    /// Never creates anything.
     pub async fn list_topics(&self) -> Result<Vec<String>, Error> {
         let resp = self
             .with_retries("list topics", &[], || async {

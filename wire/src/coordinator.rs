@@ -13,8 +13,10 @@ use crate::error::{Error, ErrorCode};
 
 /// What a coordinator is looked up for (FindCoordinator's `key_type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum CoordinatorKind {
+pub enum CoordinatorKind {
+    /// The coordinator of a consumer group (its committed offsets and membership).
     Group,
+    /// The transaction coordinator of a `transactional.id`.
     Transaction,
 }
 

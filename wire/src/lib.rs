@@ -50,6 +50,7 @@ pub use consumer::{
     Assignor, Consumer, ConsumerConfig, ConsumerRecord, GroupProtocol, OffsetAndMetadata,
     OffsetReset, RebalanceContext, RebalanceListener, TopicPartition,
 };
+pub use coordinator::CoordinatorKind;
 pub use error::{Error, ErrorCode, ErrorInfo};
 pub use fetch::{FetchRequest, FetchResponse, IsolationLevel};
 pub use layout::Layout;

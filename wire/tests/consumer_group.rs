@@ -438,20 +438,29 @@ struct Poller {
     handle: tokio::task::JoinHandle<Consumer>,
     assigned: Arc<Mutex<Vec<TopicPartition>>>,
     generation: Arc<Mutex<Option<i32>>>,
+    /// Every record polled: (topic, partition, offset).
+    records: Arc<Mutex<Vec<(String, i32, i64)>>>,
 }
 
 fn spawn_poller(mut c: Consumer) -> Poller {
     let stop = Arc::new(AtomicBool::new(false));
     let assigned: Arc<Mutex<Vec<TopicPartition>>> = Arc::default();
     let generation: Arc<Mutex<Option<i32>>> = Arc::default();
-    let (s, a, g) = (
+    let records: Arc<Mutex<Vec<(String, i32, i64)>>> = Arc::default();
+    let (s, a, g, r) = (
         Arc::clone(&stop),
         Arc::clone(&assigned),
         Arc::clone(&generation),
+        Arc::clone(&records),
     );
     let handle = tokio::spawn(async move {
         while !s.load(Ordering::Acquire) {
-            c.poll(Duration::from_millis(100)).await.expect("poll");
+            let polled = c.poll(Duration::from_millis(100)).await.expect("poll");
+            r.lock().unwrap().extend(
+                polled
+                    .iter()
+                    .map(|x| (x.topic.to_string(), x.partition, x.offset())),
+            );
             *a.lock().unwrap() = c.assignment();
             *g.lock().unwrap() = c.group_generation().map(|x| x.0);
         }
@@ -462,12 +471,17 @@ fn spawn_poller(mut c: Consumer) -> Poller {
         handle,
         assigned,
         generation,
+        records,
     }
 }
 
 impl Poller {
     fn assigned(&self) -> Vec<TopicPartition> {
         self.assigned.lock().unwrap().clone()
+    }
+
+    fn records(&self) -> Vec<(String, i32, i64)> {
+        self.records.lock().unwrap().clone()
     }
 
     fn generation(&self) -> Option<i32> {
@@ -917,11 +931,6 @@ async fn consumer_protocol_a_regex_subscription_consumes_the_matching_topics() {
     produce(&admin, &ta, 1, 5, "a").await;
     produce(&admin, &tb, 2, 5, "b").await;
     produce(&admin, &other, 1, 5, "o").await;
-    let mut classic = b.client().await.consumer(group_config("x")).unwrap();
-    assert!(matches!(
-        classic.subscribe_pattern(".*", None),
-        Err(Error::Config(_))
-    ));
     let mut c = b
         .client()
         .await
@@ -943,4 +952,160 @@ async fn consumer_protocol_a_regex_subscription_consumes_the_matching_topics() {
     assigned.sort();
     assert_eq!(assigned.len(), 3);
     c.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn classic_regex_subscription_follows_existing_and_new_topics_shared_by_two_members() {
+    let b = broker().await;
+    let admin = b.client().await;
+    let prefix = unique("crx");
+    let (ta, tb, other) = (
+        format!("{prefix}-a"),
+        format!("{prefix}-b"),
+        format!("other-{prefix}-a"),
+    );
+    admin
+        .create_topics(vec![NewTopic::new(&ta, 2, 1), NewTopic::new(&other, 2, 1)])
+        .await
+        .unwrap();
+    produce(&admin, &ta, 2, 3, "a").await;
+    produce(&admin, &other, 2, 3, "o").await;
+    let group = unique("g");
+    let cfg = group_config(&group)
+        .with_assignors(vec![Assignor::Range])
+        .with_metadata_max_age(Duration::from_millis(300));
+    let mut invalid = b.client().await.consumer(cfg.clone()).unwrap();
+    assert!(matches!(
+        invalid.subscribe_pattern(format!("{prefix}-(a"), None),
+        Err(Error::Config(m)) if m.contains("regex")
+    ));
+    let pattern = format!("{prefix}-.*");
+    let (la, lb) = (CommitOnRevoke::default(), CommitOnRevoke::default());
+    let mut a = b.client().await.consumer(cfg.clone()).unwrap();
+    a.subscribe_pattern(&pattern, Some(Box::new(la.clone())))
+        .unwrap();
+    let mut bb = b.client().await.consumer(cfg).unwrap();
+    bb.subscribe_pattern(&pattern, Some(Box::new(lb.clone())))
+        .unwrap();
+    let (pa, pb) = (spawn_poller(a), spawn_poller(bb));
+    let shares = |want: usize| {
+        let (x, y) = (pa.assigned(), pb.assigned());
+        let all: HashSet<TopicPartition> = x.iter().chain(&y).cloned().collect();
+        x.len() == want && y.len() == want && all.len() == 2 * want
+    };
+    wait_until("the two partitions of the matching topic, one each", || {
+        shares(1)
+    })
+    .await;
+    // A new matching topic: found at the next metadata look, the group rebalances over it.
+    admin
+        .create_topics(vec![NewTopic::new(&tb, 2, 1)])
+        .await
+        .unwrap();
+    produce(&admin, &tb, 2, 3, "b").await;
+    wait_until("four partitions of two topics, two each", || shares(2)).await;
+    let mut assigned: Vec<TopicPartition> = pa.assigned();
+    assigned.extend(pb.assigned());
+    assigned.sort();
+    let expected: Vec<TopicPartition> = [&ta, &tb]
+        .iter()
+        .flat_map(|t| (0..2).map(|p| TopicPartition::new(t.to_string(), p)))
+        .collect();
+    assert_eq!(assigned, expected, "only the matching topics");
+    wait_until("every matching record", || {
+        pa.records().len() + pb.records().len() >= 12
+    })
+    .await;
+    // Let a few more polls (and metadata looks) pass: nothing else arrives.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let mut seen = pa.records();
+    seen.extend(pb.records());
+    assert!(
+        seen.iter().all(|(t, _, _)| *t == ta || *t == tb),
+        "a non-matching topic was consumed: {seen:?}"
+    );
+    let distinct: HashSet<_> = seen.iter().cloned().collect();
+    assert_eq!(distinct.len(), 12, "{seen:?}");
+    assert_eq!(
+        seen.len(),
+        12,
+        "commits on revoke: no record twice: {seen:?}"
+    );
+    pa.stop().await.close().await.unwrap();
+    pb.stop().await.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_a_group_resumes_from_its_committed_offset_after_a_testserver_restart() {
+    let dir = std::env::temp_dir().join(unique("group-restart"));
+    let start = || async {
+        let server = kafka_persistence_testserver::TestServer::builder()
+            .data_dir(&dir)
+            .start()
+            .await
+            .unwrap();
+        common::Broker {
+            bootstrap: server.bootstrap_servers(),
+            server: Some(server),
+        }
+    };
+    let group = unique("g");
+    let b = start().await;
+    let admin = b.client().await;
+    let t = topic(&admin, 1).await;
+    let tp = TopicPartition::new(t.clone(), 0);
+    produce(&admin, &t, 1, 10, "a").await;
+    let mut c = b.client().await.consumer(group_config(&group)).unwrap();
+    c.subscribe(vec![t.clone()], None).unwrap();
+    assert_eq!(poll_until(&mut c, 10).await.len(), 10);
+    c.commit(&[(tp.clone(), OffsetAndMetadata::with_metadata(7, "seven"))])
+        .await
+        .unwrap();
+    c.close().await.unwrap();
+    b.server().shutdown().await;
+    drop((admin, b));
+    // A new process on the same data directory (new ports): the topic and the commit are back.
+    let b = start().await;
+    let mut c = b.client().await.consumer(group_config(&group)).unwrap();
+    c.subscribe(vec![t.clone()], None).unwrap();
+    // auto.offset.reset=earliest: without the commit this would start at 0.
+    let got = poll_until(&mut c, 3).await;
+    assert_eq!(
+        got.iter().map(|r| r.offset()).collect::<Vec<_>>(),
+        vec![7, 8, 9]
+    );
+    let committed = c.committed(std::slice::from_ref(&tp)).await.unwrap();
+    assert_eq!(
+        committed.get(&tp).cloned().flatten(),
+        Some(OffsetAndMetadata::with_metadata(7, "seven"))
+    );
+    c.close().await.unwrap();
+    b.server().shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_unstable_committed_offsets_are_waited_for() {
+    // UNSTABLE_OFFSET_COMMIT: a transaction holding offsets of the partition has not ended.
+    let b = common::test_server(1).await;
+    let admin = b.client().await;
+    let t = topic(&admin, 1).await;
+    let tp = TopicPartition::new(t.clone(), 0);
+    let group = unique("g");
+    let mut c = b.client().await.consumer(group_config(&group)).unwrap();
+    c.commit(&[(tp.clone(), OffsetAndMetadata::new(4))])
+        .await
+        .unwrap();
+    let before = b.server().request_count(9).await;
+    b.server().inject_error(9, 88, 3).await;
+    let committed = c.committed(std::slice::from_ref(&tp)).await.unwrap();
+    assert_eq!(
+        committed.get(&tp).cloned().flatten(),
+        Some(OffsetAndMetadata::new(4))
+    );
+    assert_eq!(
+        b.server().request_count(9).await - before,
+        4,
+        "three refusals, one answer"
+    );
 }

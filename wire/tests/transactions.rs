@@ -287,3 +287,33 @@ async fn txn_offsets_commit_with_the_transaction_and_need_the_current_generation
     );
     consumer.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn fault_a_coordinator_unavailable_for_longer_than_the_request_timeout_is_waited_out() {
+    // As on a cluster whose transaction coordinator's broker died: the coordinator answers
+    // NOT_COORDINATOR / COORDINATOR_NOT_AVAILABLE for longer than one request timeout
+    // (the failover takes the broker session timeout), then serves again.
+    let b = common::test_server(1).await;
+    let client = Client::connect(
+        b.config()
+            .with_request_timeout(Duration::from_millis(300))
+            .with_delivery_timeout(Duration::from_secs(30)),
+    )
+    .await
+    .unwrap();
+    let t = topic(&client, 1).await;
+    let p = txn_producer(&client, &unique("tid")).await;
+    let (not_coordinator, not_available) = (16, 15);
+    // Retries pause at most 100 ms: 12 refusals outlast the 300 ms request timeout.
+    b.server().inject_error(24, not_coordinator, 12).await;
+    p.begin_transaction().await.unwrap();
+    p.send(&t, 0, rec("through-a-failover")).await.unwrap();
+    b.server().inject_error(26, not_available, 12).await;
+    p.commit_transaction().await.unwrap();
+    assert!(b.server().request_count(24).await >= 13);
+    assert!(b.server().request_count(26).await >= 13);
+    assert_eq!(
+        read_all(&client, &t, 1, IsolationLevel::ReadCommitted).await,
+        vec!["through-a-failover".to_owned()]
+    );
+}

@@ -21,6 +21,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kafka_persistence_testserver::TestServer;
 
+pub mod cluster;
+
 /// Test result: any error fails the test with its message.
 pub type TestResult = Result<(), Box<dyn StdError + Send + Sync>>;
 

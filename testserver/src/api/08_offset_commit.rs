@@ -11,6 +11,9 @@
 //! (STALE_MEMBER_EPOCH when it is not the member's); the offsets go to
 //! the same store.
 //!
+//! The commit time is the broker's clock (v2+ carry none). With a `data_dir` the offsets
+//! survive a restart (`groups::store`).
+//!
 //! Skipped: retention time (v2-4; offsets never expire), metadata size limits.
 
 use kafka_protocol::messages::offset_commit_response::{
@@ -19,6 +22,7 @@ use kafka_protocol::messages::offset_commit_response::{
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
 use super::Ctx;
+use crate::cluster::now_ms;
 use crate::groups::Committed;
 use crate::groups848::CommitCheck;
 use kafka_persistence_wire::ErrorCode;
@@ -46,6 +50,7 @@ pub(crate) fn handle(ctx: &Ctx, req: OffsetCommitRequest, version: i16) -> Offse
         return error(&req, ErrorCode::NOT_COORDINATOR);
     }
     let mut offsets = Vec::new();
+    let now = now_ms();
     let mut unknown = Vec::new();
     for t in &req.topics {
         let topic = ctx.cluster.topic(&t.name.0);
@@ -68,6 +73,7 @@ pub(crate) fn handle(ctx: &Ctx, req: OffsetCommitRequest, version: i16) -> Offse
                         -1
                     },
                     metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                    commit_timestamp_ms: now,
                 },
             ));
         }

@@ -16,6 +16,7 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 
 use super::Ctx;
+use crate::cluster::now_ms;
 use crate::groups::Committed;
 use kafka_persistence_wire::ErrorCode;
 
@@ -56,6 +57,7 @@ pub(crate) fn handle(
         }
     }
     let mut offsets = Vec::new();
+    let now = now_ms();
     let mut unknown = Vec::new();
     for t in &req.topics {
         let topic = c.topic(&t.name.0);
@@ -79,6 +81,7 @@ pub(crate) fn handle(
                         -1
                     },
                     metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                    commit_timestamp_ms: now,
                 },
             ));
         }

@@ -7,40 +7,17 @@
 //! `<partitions: topic:partition,... or -> <groups: hex,hex,... or ->`.
 //! Transactional and group ids are hex-encoded (they may hold any character); topic names
 //! cannot hold a space, a comma or a colon. Lines that do not parse are skipped with a
-//! warning: a damaged line loses one transactional id, never the others.
+//! warning: a damaged line loses one transactional id, never the others (see `state_file`).
 
 use std::collections::{BTreeSet, HashMap};
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::TxnMeta;
+use crate::state_file::{self, hex, unhex};
 
 /// The file in the data directory.
 pub(crate) fn path(data_dir: &Path) -> PathBuf {
     data_dir.join("__transaction_state")
-}
-
-fn hex(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 2 + 1);
-    out.push('x');
-    for b in s.bytes() {
-        let _ = write!(out, "{b:02x}");
-    }
-    out
-}
-
-fn unhex(s: &str) -> Option<String> {
-    let s = s.strip_prefix('x')?;
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    let bytes: Option<Vec<u8>> = (0..s.len() / 2)
-        .map(|i| {
-            s.get(2 * i..2 * i + 2)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        })
-        .collect();
-    String::from_utf8(bytes?).ok()
 }
 
 /// One line for `tid`.
@@ -121,33 +98,16 @@ pub(crate) fn save(data_dir: &Path, state: &HashMap<String, TxnMeta>) -> std::io
     for tid in ids {
         out.push_str(&line(tid, &state[tid]));
     }
-    let file = path(data_dir);
-    let tmp = file.with_extension("tmp");
-    std::fs::write(&tmp, out)?;
-    std::fs::rename(&tmp, &file)
+    state_file::write_atomic(&path(data_dir), &out)
 }
 
 /// Reads the state (empty if there is no file).
 pub(crate) fn load(data_dir: &Path) -> std::io::Result<HashMap<String, TxnMeta>> {
-    let text = match std::fs::read_to_string(path(data_dir)) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
-        Err(e) => return Err(e),
-    };
-    let mut out = HashMap::new();
-    for l in text.lines().filter(|l| !l.is_empty()) {
-        match parse(l) {
-            Some((tid, m)) => {
-                out.insert(tid, m);
-            }
-            None => tracing::warn!(
-                line = l,
-                reason = "does not parse",
-                "skipping transaction state line"
-            ),
-        }
-    }
-    Ok(out)
+    Ok(
+        state_file::read_lines(&path(data_dir), "transaction state", parse)?
+            .into_iter()
+            .collect(),
+    )
 }
 
 #[cfg(test)]

@@ -172,6 +172,40 @@ pub async fn create_topic(
     resp.topics[0].error_code
 }
 
+/// Every committed offset of `group` (OffsetFetch v7, all topics), sorted:
+/// (topic, partition, offset, leader epoch, metadata).
+pub async fn committed_offsets(raw: &mut Raw, group: &str) -> Vec<(String, i32, i64, i32, String)> {
+    use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse};
+    let mut req = OffsetFetchRequest::default();
+    req.group_id = GroupId(sb(group));
+    req.topics = None;
+    let r: OffsetFetchResponse = raw.call(ApiKey::OffsetFetch, 7, &req).await;
+    assert_eq!(r.error_code, 0, "OffsetFetch of {group}");
+    let mut out: Vec<_> = r
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| {
+                assert_eq!(p.error_code, 0, "OffsetFetch of {group}");
+                (
+                    t.name.0.to_string(),
+                    p.partition_index,
+                    p.committed_offset,
+                    p.committed_leader_epoch,
+                    p.metadata.as_deref().unwrap_or_default().to_string(),
+                )
+            })
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// A fresh directory for a `data_dir` test (removed by the test when it passes).
+pub fn temp_data_dir(prefix: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(unique(prefix))
+}
+
 /// Value-only records `prefix-0..n` with the current time.
 pub fn records(prefix: &str, n: usize) -> Vec<Record> {
     let now = SystemTime::now()

@@ -82,6 +82,10 @@ pub struct ConsumerConfig {
     /// (default: the broker's choice).
     #[serde(rename = "group.remote.assignor")]
     pub(crate) remote_assignor: Option<String>,
+    /// `metadata.max.age.ms`: how often a regex subscription of the classic protocol looks
+    /// for new or deleted matching topics (default 5 min).
+    #[serde(rename = "metadata.max.age.ms", with = "millis")]
+    pub(crate) metadata_max_age: Duration,
 }
 
 impl Default for ConsumerConfig {
@@ -102,6 +106,7 @@ impl Default for ConsumerConfig {
             max_poll_records: 500,
             group_protocol: GroupProtocol::Classic,
             remote_assignor: None,
+            metadata_max_age: Duration::from_secs(300),
         }
     }
 }
@@ -191,6 +196,14 @@ impl ConsumerConfig {
         self
     }
 
+    /// Sets how often a regex subscription of the classic protocol looks at the cluster's
+    /// topics again (`metadata.max.age.ms`, default 5 min): a new matching topic is assigned
+    /// at most this long after it was created.
+    pub fn with_metadata_max_age(mut self, d: Duration) -> Self {
+        self.metadata_max_age = d;
+        self
+    }
+
     /// Checks the settings.
     pub(crate) fn validate(&self) -> Result<(), crate::Error> {
         let bad = |m: &str| Err(crate::Error::Config(m.to_owned()));
@@ -214,6 +227,9 @@ impl ConsumerConfig {
         }
         if self.max_poll_interval.is_zero() {
             return bad("max.poll.interval.ms must be greater than zero");
+        }
+        if self.metadata_max_age.is_zero() {
+            return bad("metadata.max.age.ms must be greater than zero");
         }
         Ok(())
     }
@@ -268,6 +284,11 @@ mod tests {
         .unwrap();
         assert_eq!(c.group_protocol, GroupProtocol::Consumer);
         assert_eq!(c.remote_assignor.as_deref(), Some("range"));
+        assert_eq!(c.metadata_max_age, Duration::from_secs(300));
+        let c: ConsumerConfig =
+            serde_json::from_str(r#"{"group.id":"g","metadata.max.age.ms":250}"#).unwrap();
+        assert_eq!(c.metadata_max_age, Duration::from_millis(250));
+        assert!(c.with_metadata_max_age(Duration::ZERO).validate().is_err());
         assert!(serde_json::from_str::<ConsumerConfig>(r#"{"group.protocol":"other"}"#).is_err());
     }
 }

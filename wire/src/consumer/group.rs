@@ -15,6 +15,10 @@
 //!   session timeout, so a restart does not move partitions).
 //! - Coordinator errors (COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE,
 //!   NOT_COORDINATOR) and network errors rediscover the coordinator and retry with backoff.
+//! - OffsetFetch asks for stable offsets (`require_stable`, KIP-447, v7+): while a
+//!   transaction holding offsets of the partitions is open the broker answers
+//!   UNSTABLE_OFFSET_COMMIT, retried with backoff, so a new owner of a partition starts where
+//!   the previous owner's transaction ended, not before it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
@@ -606,6 +610,15 @@ impl GroupMember {
         loop {
             match self.committed_once(partitions).await {
                 Ok(r) => return Ok(r),
+                // KIP-447: a transaction holding offsets of these partitions has not ended
+                // yet; its outcome decides where to start, so wait for it.
+                Err(e)
+                    if e.code() == Some(ErrorCode::UNSTABLE_OFFSET_COMMIT)
+                        && Instant::now() < deadline =>
+                {
+                    debug!(group = %self.group_id, reason = "pending transactional offsets", "OffsetFetch: retrying");
+                    tokio::time::sleep(self.backoff.next_delay()).await;
+                }
                 Err(e) => self.retry_after(e, "OffsetFetch", deadline).await?,
             }
         }
@@ -622,6 +635,8 @@ impl GroupMember {
             by_topic.entry(&tp.topic).or_default().push(tp.partition);
         }
         let req = OffsetFetchRequest::default()
+            // KIP-447 (v7+): refuse offsets a transaction may still change (retried above).
+            .with_require_stable(version >= 7)
             .with_group_id(GroupId(sb(&self.group_id)))
             .with_topics(Some(
                 by_topic

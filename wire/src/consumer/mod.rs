@@ -2,7 +2,8 @@
 //!
 //! Files: `assignor` (range, round-robin and cooperative-sticky as pure functions, and the
 //! embedded subscription/assignment formats), `group` (the member: coordinator, join round,
-//! heartbeats, commits), `fetcher` (one fetch round over the assigned partitions), `config`.
+//! heartbeats, commits), `fetcher` (one fetch round over the assigned partitions), `pattern`
+//! (regex subscriptions of the classic protocol), `config`.
 //!
 //! A [`Consumer`] is driven by its owner's calls to [`Consumer::poll`]: the heartbeat task only
 //! raises flags, and `poll` runs the rebalance, so the [`RebalanceListener`] is called on the
@@ -22,10 +23,11 @@
 //! heartbeat task), `reconcile848` applies its assignments between polls with the same
 //! listener calls (revoked, then assigned; lost when fenced). Same API for both protocols.
 //!
-//! Regex subscriptions (`subscribe_pattern`) with the consumer protocol only (the broker
-//! resolves them).
+//! Regex subscriptions (`subscribe_pattern`): the consumer protocol sends the regex and the
+//! broker resolves it; the classic protocol resolves it here (`pattern`) against the
+//! cluster's topics every `metadata.max.age.ms` and rejoins when the matching set changes.
 //!
-//! Skipped: regex subscriptions with the classic protocol, rack-aware fetching.
+//! Skipped: rack-aware fetching.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
@@ -40,6 +42,7 @@ mod config;
 mod fetcher;
 mod group;
 mod group848;
+mod pattern;
 mod reconcile848;
 
 pub use assignor::{
@@ -55,6 +58,7 @@ use crate::error::Error;
 use crate::record::ConsumedRecord;
 use crate::sync::lock;
 use group::GroupMember;
+use pattern::TopicPattern;
 
 /// A record with the partition it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,8 +181,11 @@ pub struct Consumer {
     buffer: VecDeque<ConsumerRecord>,
     /// The consumer protocol's member (KIP-848), once subscribed with `group.protocol=consumer`.
     kip848: Option<group848::Member848>,
-    /// A regex subscription (consumer protocol only); `subscription` is then empty.
+    /// A regex subscription. Consumer protocol: `subscription` is empty, the broker
+    /// resolves it. Classic: `subscription` is the matching set, see `classic_pattern`.
     pattern: Option<String>,
+    /// The classic protocol's compiled regex subscription (`pattern`).
+    classic_pattern: Option<TopicPattern>,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -219,6 +226,7 @@ impl Consumer {
             buffer: VecDeque::new(),
             kip848: None,
             pattern: None,
+            classic_pattern: None,
         })
     }
 
@@ -245,6 +253,7 @@ impl Consumer {
         }
         self.subscription = Some(topics);
         self.pattern = None;
+        self.classic_pattern = None;
         self.listener = listener;
         if let Some(g) = &self.group {
             g.flags.rejoin.store(true, Ordering::Release);
@@ -252,9 +261,31 @@ impl Consumer {
         Ok(())
     }
 
-    /// Subscribes to every topic whose whole name matches `pattern`, as a member of the group
-    /// (`group.protocol=consumer` only: the broker resolves the regex, in its syntax, RE2J for
-    /// Apache Kafka, and follows topics created later).
+    /// Subscribes to every topic whose whole name matches `pattern`, as a member of the
+    /// group, following topics created (or deleted) later.
+    ///
+    /// With `group.protocol=consumer` the broker resolves the regex, in its syntax (RE2J for
+    /// Apache Kafka). With the classic protocol this consumer resolves it, as the Java client
+    /// does: the Rust `regex` syntax (RE2's, like RE2J's) against every non-internal topic in
+    /// the metadata, looked at again every `metadata.max.age.ms`
+    /// ([`ConsumerConfig::with_metadata_max_age`]); when the matching set changes the member
+    /// rejoins, and the group's assignor spreads the new set. An invalid regex is
+    /// [`Error::Config`].
+    ///
+    /// ```no_run
+    /// # async fn run(client: kafka_persistence_wire::Client) -> Result<(), kafka_persistence_wire::Error> {
+    /// use std::time::Duration;
+    /// use kafka_persistence_wire::ConsumerConfig;
+    ///
+    /// let config = ConsumerConfig::new("audit").with_metadata_max_age(Duration::from_secs(30));
+    /// let mut consumer = client.consumer(config)?;
+    /// // Every topic named `orders-<something>`, including those created later.
+    /// consumer.subscribe_pattern("orders-.*", None)?;
+    /// let records = consumer.poll(Duration::from_secs(1)).await?;
+    /// # let _ = records;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn subscribe_pattern(
         &mut self,
         pattern: impl Into<String>,
@@ -263,21 +294,52 @@ impl Consumer {
         if self.group.is_none() {
             return Err(Error::Config("subscribe needs a group.id".to_owned()));
         }
-        if self.config.group_protocol != GroupProtocol::Consumer {
-            return Err(Error::Config(
-                "a regex subscription needs group.protocol=consumer (KIP-848)".to_owned(),
-            ));
-        }
         let pattern = pattern.into();
         if pattern.is_empty() {
             return Err(Error::Config("the subscription regex is empty".to_owned()));
         }
-        if let Some(m) = &self.kip848 {
-            m.set_subscription(group848::Subscription::Pattern(pattern.clone()));
+        if self.config.group_protocol == GroupProtocol::Consumer {
+            if let Some(m) = &self.kip848 {
+                m.set_subscription(group848::Subscription::Pattern(pattern.clone()));
+            }
+            self.classic_pattern = None;
+        } else {
+            self.classic_pattern = Some(TopicPattern::new(&pattern)?);
+            if let Some(g) = &self.group {
+                g.flags.rejoin.store(true, Ordering::Release);
+            }
         }
         self.subscription = Some(Vec::new());
         self.pattern = Some(pattern);
         self.listener = listener;
+        Ok(())
+    }
+
+    /// Classic regex subscription: when due, looks at the cluster's topics again; a changed
+    /// matching set becomes the subscription and the member rejoins.
+    async fn refresh_pattern(&mut self) -> Result<(), Error> {
+        let now = Instant::now();
+        if !self.classic_pattern.as_ref().is_some_and(|p| p.due(now)) {
+            return Ok(());
+        }
+        let topics = self.client.list_topics().await?;
+        let max_age = self.config.metadata_max_age;
+        let Some(p) = self.classic_pattern.as_mut() else {
+            return Ok(());
+        };
+        let matching = p.resolve(&topics, Instant::now(), max_age);
+        if self.subscription.as_ref() != Some(&matching) {
+            debug!(
+                pattern = self.pattern.as_deref().unwrap_or_default(),
+                topics = matching.len(),
+                reason = "the matching topics changed",
+                "rejoining with a new subscription"
+            );
+            self.subscription = Some(matching);
+            if let Some(g) = &self.group {
+                g.flags.rejoin.store(true, Ordering::Release);
+            }
+        }
         Ok(())
     }
 
@@ -303,6 +365,7 @@ impl Consumer {
     /// commit), then the member leaves the group.
     pub async fn unsubscribe(&mut self) -> Result<(), Error> {
         self.pattern = None;
+        self.classic_pattern = None;
         if self.subscription.take().is_none() {
             return Ok(());
         }
@@ -539,6 +602,7 @@ impl Consumer {
         if self.config.group_protocol == GroupProtocol::Consumer {
             return self.ensure_group_848().await;
         }
+        self.refresh_pattern().await?;
         let Some(topics) = self.subscription.clone() else {
             return Ok(());
         };
@@ -727,6 +791,8 @@ impl Consumer {
                 }
             }
             let out = self.take_buffered();
+            // A regex subscription due for a look at the topics may have to rejoin.
+            self.refresh_pattern().await?;
             let rejoin = self.group.as_ref().is_some_and(|g| {
                 g.flags.rejoin.load(Ordering::Acquire)
                     || g.flags.lost.load(Ordering::Acquire)

@@ -18,9 +18,12 @@
 //!   fresh inner producer, as the failed sends broke the sequence numbers.
 //! - Fencing (PRODUCER_FENCED, INVALID_PRODUCER_EPOCH) is final: [`Error::ProducerFenced`],
 //!   never retried; every later call fails the same way.
-//! - Coordinator errors (NOT_COORDINATOR, COORDINATOR_*) find the coordinator again;
-//!   CONCURRENT_TRANSACTIONS (the previous transaction's markers are still being written) is
-//!   retried after a short pause, both until the request timeout.
+//! - Coordinator errors (NOT_COORDINATOR, COORDINATOR_*) and lost connections find the
+//!   coordinator again; CONCURRENT_TRANSACTIONS (the previous transaction's markers are still
+//!   being written) is retried after a short pause; both until the delivery timeout (each
+//!   attempt bounded by the request timeout), since moving a coordinator off a dead broker
+//!   takes the cluster longer than one request may (Apache Kafka: the broker session
+//!   timeout, then the new coordinator loads the transaction log).
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -271,7 +274,7 @@ impl Shared {
 
     /// Runs one coordinator request until it is answered for good: `call` returns the error
     /// code and the value; coordinator errors rediscover, CONCURRENT_TRANSACTIONS and other
-    /// retriable codes pause and retry, until the request timeout.
+    /// retriable codes pause and retry, until the delivery timeout (see the module docs).
     async fn with_coordinator<T, F, Fut>(
         &self,
         st: &mut State,
@@ -284,7 +287,7 @@ impl Shared {
         F: FnMut(Arc<Connection>) -> Fut,
         Fut: Future<Output = Result<(i16, T), Error>>,
     {
-        let deadline = Instant::now() + self.timeout();
+        let deadline = Instant::now() + self.client.inner.config.delivery_timeout;
         let mut backoff = self.client.inner.backoff();
         let mut group_conn: Option<Arc<Connection>> = None;
         loop {

@@ -10,10 +10,16 @@
 //! whose last heartbeat is older than their session timeout (members parked in a join are
 //! alive). A static member (KIP-345) rejoining a stable group with unchanged protocols takes
 //! over its slot and assignment without a rebalance; offsets may be committed while the group
-//! prepares a rebalance (not while it waits for the leader's SyncGroup). The coordinator of every group is the lowest running node; group state is shared
-//! by the cluster, so it survives coordinator moves. Nothing is persisted to `data_dir`.
+//! prepares a rebalance (not while it waits for the leader's SyncGroup). The coordinator of
+//! every group is the lowest running node; group state is shared by the cluster, so it
+//! survives coordinator moves. With a `data_dir`, the committed offsets (of both protocols'
+//! groups, and those of committed transactions) survive a restart (see `store`); membership
+//! does not: members rejoin, as they do after a coordinator failover in Kafka.
+
+mod store;
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -55,6 +61,8 @@ pub(crate) struct Committed {
     pub(crate) offset: i64,
     pub(crate) leader_epoch: i32,
     pub(crate) metadata: Option<String>,
+    /// When the commit was made (ms since the epoch), kept like Kafka's commit timestamp.
+    pub(crate) commit_timestamp_ms: i64,
 }
 
 /// One group.
@@ -222,12 +230,45 @@ pub(crate) type TopicOffsets = (String, Vec<(i32, Option<Committed>)>);
 pub(crate) struct Groups {
     groups: Mutex<HashMap<String, Group>>,
     member_counter: AtomicU64,
+    /// Where committed offsets are kept (`store`), if anywhere.
+    data_dir: Option<PathBuf>,
 }
 
 /// Upper bound on how long a join or sync parks, whatever the client asked.
 const MAX_PARK: Duration = Duration::from_secs(300);
 
 impl Groups {
+    /// The groups of a cluster that keeps its committed offsets in `data_dir` (if any).
+    pub(crate) fn new(data_dir: Option<PathBuf>) -> Groups {
+        Groups {
+            data_dir,
+            ..Groups::default()
+        }
+    }
+
+    /// Loads the committed offsets from `data_dir` (at start).
+    pub(crate) fn load(&self) -> std::io::Result<()> {
+        let Some(dir) = &self.data_dir else {
+            return Ok(());
+        };
+        let loaded = store::load(dir)?;
+        let mut groups = lock(&self.groups);
+        for (id, offsets) in loaded {
+            groups.entry(id).or_insert_with(Group::new).offsets = offsets;
+        }
+        Ok(())
+    }
+
+    /// Writes the committed offsets to `data_dir` (if any), under the groups lock so that
+    /// writes land in commit order; a failure is logged, the offsets stay in memory.
+    fn save(&self, groups: &HashMap<String, Group>) {
+        if let Some(dir) = &self.data_dir {
+            if let Err(e) = store::save(dir, groups) {
+                tracing::warn!(error = %e, reason = "cannot write committed offsets", "committed offsets not persisted");
+            }
+        }
+    }
+
     /// JoinGroup: registers the member, then waits until the round is decided.
     pub(crate) async fn join(&self, args: JoinArgs) -> JoinResult {
         let fail = |error: i16, member_id: &str| JoinResult {
@@ -630,6 +671,7 @@ impl Groups {
         for (k, v) in offsets {
             g.offsets.insert(k, v);
         }
+        self.save(&groups);
         ErrorCode::NONE
     }
 
@@ -667,6 +709,7 @@ impl Groups {
         for (k, v) in offsets {
             g.offsets.insert(k, v);
         }
+        self.save(&groups);
     }
 
     /// Whether `group_id` has classic members (live sessions).
