@@ -52,7 +52,7 @@ pub(crate) async fn run_wire(input: &Input) -> Result<f64, BoxError> {
     let failure: Arc<Mutex<Option<Error>>> = Arc::default();
     let ts = now_ms();
     let messages = {
-        let (start, failure, output) = (start.clone(), failure.clone(), output.clone());
+        let (start, failure, output) = (Arc::clone(&start), Arc::clone(&failure), output.clone());
         source.take(input.records).scan((), move |(), m| {
             let item = match m {
                 Ok(m) => {
@@ -75,7 +75,7 @@ pub(crate) async fn run_wire(input: &Input) -> Result<f64, BoxError> {
         })
     };
     let offsets = {
-        let failure = failure.clone();
+        let failure = Arc::clone(&failure);
         producer_flow(producer.clone(), messages, MAX_IN_FLIGHT).scan((), move |(), r| {
             futures::future::ready(match r {
                 Ok((_, offset)) => Some(offset),
@@ -175,7 +175,7 @@ pub(crate) async fn run_rdkafka(input: &Input, admin: &Client) -> Result<f64, Bo
             Some((r, p, o)) = inflight.next(), if !inflight.is_empty() => {
                 match r {
                     Ok(Ok(_)) => {}
-                    Ok(Err((e, _))) => return Err(rdkafka::error::KafkaError::from(e).into()),
+                    Ok(Err((e, _))) => return Err(BoxError::from(e)),
                     Err(_) => return Err("rdkafka: delivery canceled".into()),
                 }
                 done.insert(p, o);
