@@ -169,6 +169,14 @@ impl ConsumerConfig {
         self
     }
 
+    /// Sets `max.partition.fetch.bytes`: the most record bytes one fetch returns per
+    /// partition (default 1 MiB; a first record batch larger than this is still returned
+    /// whole, as Kafka does, so that the consumer makes progress).
+    pub fn with_max_partition_fetch_bytes(mut self, bytes: i32) -> Self {
+        self.max_partition_fetch_bytes = bytes;
+        self
+    }
+
     /// Sets the isolation level.
     pub fn with_isolation(mut self, i: IsolationLevel) -> Self {
         self.isolation = i;
@@ -222,6 +230,9 @@ impl ConsumerConfig {
         if self.max_poll_records == 0 {
             return bad("max.poll.records must be at least 1");
         }
+        if self.max_partition_fetch_bytes <= 0 {
+            return bad("max.partition.fetch.bytes must be at least 1");
+        }
         if self.remote_assignor.as_deref() == Some("") {
             return bad("group.remote.assignor must not be empty");
         }
@@ -263,6 +274,10 @@ mod tests {
             .is_err());
         assert!(ConsumerConfig::new("g")
             .with_assignors(vec![])
+            .validate()
+            .is_err());
+        assert!(ConsumerConfig::new("g")
+            .with_max_partition_fetch_bytes(0)
             .validate()
             .is_err());
     }

@@ -222,7 +222,15 @@ enum Next {
     Rediscover,
     /// Retry after a pause.
     Retry,
+    /// Retry after [`CONCURRENT_PAUSE`]: the previous transaction is completing, which takes
+    /// the broker a few milliseconds (its markers), not a backoff's worth.
+    RetrySoon,
 }
+
+/// The pause before retrying on CONCURRENT_TRANSACTIONS (the Java client's is also 20 ms);
+/// the ordinary backoff (`retry.backoff.ms`, 100 ms) would hold every transaction that
+/// starts right after a commit that long.
+const CONCURRENT_PAUSE: Duration = Duration::from_millis(20);
 
 fn classify(code: i16) -> Next {
     match code {
@@ -230,7 +238,7 @@ fn classify(code: i16) -> Next {
         ErrorCode::NOT_COORDINATOR
         | ErrorCode::COORDINATOR_NOT_AVAILABLE
         | ErrorCode::COORDINATOR_LOAD_IN_PROGRESS => Next::Rediscover,
-        ErrorCode::CONCURRENT_TRANSACTIONS => Next::Retry,
+        ErrorCode::CONCURRENT_TRANSACTIONS => Next::RetrySoon,
         c if lookup(c).retriable => Next::Retry,
         _ => Next::Done,
     }
@@ -311,11 +319,16 @@ impl Shared {
                 }
                 Err(e) => Err(e),
             };
+            let mut soon = false;
             let retry = match &outcome {
                 Ok((code, _)) => match classify(*code) {
                     Next::Done => return outcome,
                     Next::Rediscover => true,
                     Next::Retry => false,
+                    Next::RetrySoon => {
+                        soon = true;
+                        false
+                    }
                 },
                 Err(e) if e.is_retriable() || matches!(e, Error::Closed | Error::Protocol(_)) => {
                     true
@@ -329,7 +342,11 @@ impl Shared {
             if Instant::now() >= deadline {
                 return outcome;
             }
-            let delay = backoff.next_delay().min(Duration::from_millis(100));
+            let delay = if soon {
+                CONCURRENT_PAUSE
+            } else {
+                backoff.next_delay().min(Duration::from_millis(100))
+            };
             debug!(what, transactional_id = %self.tid, delay_ms = delay.as_millis() as u64, "coordinator request: retrying");
             tokio::time::sleep(delay).await;
         }
