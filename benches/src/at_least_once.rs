@@ -17,13 +17,14 @@ use kafka_persistence::stream::{
     commit_offsets, committable_source, producer_flow, CommitterSettings, ProducerMessage,
     SourceSettings,
 };
+use kafka_persistence_wire::sync::lock;
 use kafka_persistence_wire::{
     Acks, Client, ConsumerConfig, Error, OffsetReset, ProducerConfig, Record,
 };
 
 use crate::common::{
-    check_committed, check_output, fresh_topic, now_ms, output_topic, rate, transform, BoxError,
-    Input, COMMIT_INTERVAL, LINGER,
+    check_committed, check_output, fresh_topic, now_ms, output_topic, rate, rdkafka_config,
+    rdkafka_group_config, transform, BoxError, Input, COMMIT_INTERVAL, LINGER,
 };
 
 /// Sends awaiting their acknowledgement at once, for both clients.
@@ -111,42 +112,24 @@ pub(crate) async fn run_wire(input: &Input) -> Result<f64, BoxError> {
     Ok(rate(input.records, elapsed))
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 /// rdkafka: a `StreamConsumer` with a `group.id`, a `FutureProducer` (acks=all, idempotent),
 /// deliveries awaited in input order, offsets of delivered records committed
 /// (`CommitMode::Async`) every [`COMMIT_INTERVAL`] and synchronously at the end.
 pub(crate) async fn run_rdkafka(input: &Input, admin: &Client) -> Result<f64, BoxError> {
     use futures::stream::FuturesOrdered;
-    use rdkafka::config::ClientConfig as RdConfig;
     use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
     use rdkafka::producer::{FutureProducer, FutureRecord};
     use rdkafka::{Message, Offset, TopicPartitionList};
 
     let output = output_topic(admin, input, "rdkafka-alo-out").await?;
     let group = fresh_topic("rdkafka-alo-group");
-    let mut config = RdConfig::new();
-    config
-        .set("bootstrap.servers", &input.bootstrap)
-        .set("client.id", "bench-rdkafka")
-        .set("group.id", &group)
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false");
-    input.sec.rdkafka(&mut config);
-    let consumer: StreamConsumer = config.create()?;
+    let consumer: StreamConsumer = rdkafka_group_config(input, &group).create()?;
     consumer.subscribe(&[&input.topic])?;
-    let mut config = RdConfig::new();
-    config
-        .set("bootstrap.servers", &input.bootstrap)
-        .set("client.id", "bench-rdkafka")
+    let producer: FutureProducer = rdkafka_config(&input.bootstrap, &input.sec)
         .set("acks", "all")
         .set("enable.idempotence", "true")
-        .set("queue.buffering.max.messages", "1000000");
-    input.sec.rdkafka(&mut config);
-    let producer: FutureProducer = config.create()?;
+        .set("queue.buffering.max.messages", "1000000")
+        .create()?;
 
     let n = input.records;
     let ts = now_ms();

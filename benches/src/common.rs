@@ -86,6 +86,26 @@ impl Security {
     }
 }
 
+/// rdkafka's settings shared by every workload: the broker, our client id and the security.
+pub(crate) fn rdkafka_config(bootstrap: &str, sec: &Security) -> rdkafka::config::ClientConfig {
+    let mut c = rdkafka::config::ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap)
+        .set("client.id", "bench-rdkafka");
+    sec.rdkafka(&mut c);
+    c
+}
+
+/// rdkafka's settings for a member of `group` reading the input from its start, with manual
+/// commits.
+pub(crate) fn rdkafka_group_config(input: &Input, group: &str) -> rdkafka::config::ClientConfig {
+    let mut c = rdkafka_config(&input.bootstrap, &input.sec);
+    c.set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false");
+    c
+}
+
 /// What a group workload runs against: its broker, security and the input topic.
 #[derive(Debug, Clone)]
 pub(crate) struct Input {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use kafka_persistence_wire::{Client, ConsumerConfig, OffsetReset};
 
-use crate::common::{fresh_topic, rate, record_id, BoxError, Input, Seen};
+use crate::common::{fresh_topic, rate, rdkafka_group_config, record_id, BoxError, Input, Seen};
 
 /// How long a run may take before it is reported as failed.
 const RUN_TIMEOUT: Duration = Duration::from_secs(600);
@@ -47,20 +47,11 @@ pub(crate) async fn run_wire(input: &Input) -> Result<f64, BoxError> {
 
 /// rdkafka: a `BaseConsumer` with a `group.id`, subscribed, polled in a blocking thread.
 pub(crate) async fn run_rdkafka(input: &Input) -> Result<f64, BoxError> {
-    use rdkafka::config::ClientConfig as RdConfig;
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::Message;
 
-    let mut config = RdConfig::new();
-    config
-        .set("bootstrap.servers", &input.bootstrap)
-        .set("client.id", "bench-rdkafka")
-        .set("group.id", fresh_topic("rdkafka-group"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false");
-    input.sec.rdkafka(&mut config);
-    let consumer: BaseConsumer = config.create()?;
+    let consumer: BaseConsumer =
+        rdkafka_group_config(input, &fresh_topic("rdkafka-group")).create()?;
     consumer.subscribe(&[&input.topic])?;
     let n = input.records;
     tokio::task::spawn_blocking(move || -> Result<f64, BoxError> {

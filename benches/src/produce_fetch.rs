@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use futures::{StreamExt, TryStreamExt};
 use kafka_persistence_wire::{Acks, Client, FetchRequest, NewTopic, ProducerConfig, Record};
 
-use crate::common::{fresh_topic, now_ms, rate, value, BoxError, Security, VALUE_SIZE};
+use crate::common::{
+    fresh_topic, now_ms, rate, rdkafka_config, value, BoxError, Security, VALUE_SIZE,
+};
 
 /// Records per `send` call for the clients with a batch API (wire, rskafka).
 const CHUNK: usize = 1_000;
@@ -165,7 +167,6 @@ pub(crate) async fn run_rdkafka(
     sec: &Security,
     n: usize,
 ) -> Result<RunResult, BoxError> {
-    use rdkafka::config::ClientConfig as RdConfig;
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::error::{KafkaError, RDKafkaErrorCode};
     use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
@@ -175,17 +176,13 @@ pub(crate) async fn run_rdkafka(
     admin
         .create_topics(vec![NewTopic::new(topic.clone(), 1, 1)])
         .await?;
-    let mut config = RdConfig::new();
-    config
-        .set("bootstrap.servers", bootstrap)
-        .set("client.id", "bench-rdkafka")
+    let producer: FutureProducer = rdkafka_config(bootstrap, sec)
         .set("acks", "all")
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
         .set("queue.buffering.max.messages", "2000000")
-        .set("queue.buffering.max.kbytes", "1048576");
-    sec.rdkafka(&mut config);
-    let producer: FutureProducer = config.create()?;
+        .set("queue.buffering.max.kbytes", "1048576")
+        .create()?;
     // Connect and learn the topic before the clock starts, as the other clients do.
     producer
         .client()
@@ -225,17 +222,13 @@ pub(crate) async fn run_rdkafka(
     let produce = rate(n, start.elapsed());
     drop(producer);
 
-    let mut config = RdConfig::new();
-    config
-        .set("bootstrap.servers", bootstrap)
-        .set("client.id", "bench-rdkafka")
+    let consumer: BaseConsumer = rdkafka_config(bootstrap, sec)
         .set("group.id", format!("{topic}-group"))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "false")
-        .set("max.partition.fetch.bytes", FETCH_MAX_BYTES.to_string());
-    sec.rdkafka(&mut config);
-    let consumer: BaseConsumer = config.create()?;
+        .set("max.partition.fetch.bytes", FETCH_MAX_BYTES.to_string())
+        .create()?;
     consumer
         .client()
         .fetch_metadata(Some(&topic), Duration::from_secs(30))?;

@@ -19,8 +19,8 @@ use kafka_persistence_wire::{
 };
 
 use crate::common::{
-    check_committed, check_output, fresh_topic, now_ms, output_topic, rate, transform, BoxError,
-    Input, COMMIT_INTERVAL, LINGER,
+    check_committed, check_output, fresh_topic, now_ms, output_topic, rate, rdkafka_config,
+    rdkafka_group_config, transform, BoxError, Input, COMMIT_INTERVAL, LINGER,
 };
 
 /// How long a run may take before it is reported as failed.
@@ -89,7 +89,6 @@ pub(crate) async fn run_wire(input: &Input) -> Result<f64, BoxError> {
 /// blocking thread: `begin_transaction` at the first record, `send_offsets_to_transaction`
 /// and `commit_transaction` every [`COMMIT_INTERVAL`].
 pub(crate) async fn run_rdkafka(input: &Input, admin: &Client) -> Result<f64, BoxError> {
-    use rdkafka::config::ClientConfig as RdConfig;
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::error::{KafkaError, RDKafkaErrorCode};
     use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
@@ -97,26 +96,15 @@ pub(crate) async fn run_rdkafka(input: &Input, admin: &Client) -> Result<f64, Bo
 
     let output = output_topic(admin, input, "rdkafka-txn-out").await?;
     let group = fresh_topic("rdkafka-txn-group");
-    let mut config = RdConfig::new();
-    config
-        .set("bootstrap.servers", &input.bootstrap)
-        .set("client.id", "bench-rdkafka")
-        .set("group.id", &group)
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
+    let consumer: BaseConsumer = rdkafka_group_config(input, &group)
         .set("isolation.level", "read_committed")
-        .set("enable.partition.eof", "false");
-    input.sec.rdkafka(&mut config);
-    let consumer: BaseConsumer = config.create()?;
+        .create()?;
     consumer.subscribe(&[&input.topic])?;
-    let mut config = RdConfig::new();
-    config
-        .set("bootstrap.servers", &input.bootstrap)
-        .set("client.id", "bench-rdkafka")
-        .set("transactional.id", fresh_topic("rdkafka-txn-id"))
-        .set("queue.buffering.max.messages", "1000000");
-    input.sec.rdkafka(&mut config);
-    let producer: ThreadedProducer<DefaultProducerContext> = config.create()?;
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        rdkafka_config(&input.bootstrap, &input.sec)
+            .set("transactional.id", fresh_topic("rdkafka-txn-id"))
+            .set("queue.buffering.max.messages", "1000000")
+            .create()?;
     let timeout = Duration::from_secs(30);
     let n = input.records;
     let topic = input.topic.clone();
