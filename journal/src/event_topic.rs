@@ -156,6 +156,47 @@ impl Event {
         }
     }
 
+    /// [`Event::from_repr`] and [`Event::encode_to_bytes`] in one step, without copying the
+    /// id or the payload into an intermediate message (the publish path of every write).
+    pub(crate) fn encode_repr(repr: &PersistentRepr, serializer_id: Option<i32>) -> Bytes {
+        use prost::encoding::{self, encode_key, encode_varint, WireType};
+        let sequence_nr = i64::try_from(repr.sequence_nr).unwrap_or(i64::MAX);
+        let manifest = repr.manifest.as_bytes();
+        let data_len = serializer_id.map_or(0, |id| encoding::int32::encoded_len(1, &id))
+            + encoding::key_len(2)
+            + encoding::encoded_len_varint(repr.payload.len() as u64)
+            + repr.payload.len()
+            + if manifest.is_empty() {
+                0
+            } else {
+                encoding::key_len(3)
+                    + encoding::encoded_len_varint(manifest.len() as u64)
+                    + manifest.len()
+            };
+        let len = encoding::string::encoded_len(1, &repr.persistence_id)
+            + encoding::int64::encoded_len(2, &sequence_nr)
+            + encoding::key_len(3)
+            + encoding::encoded_len_varint(data_len as u64)
+            + data_len;
+        let mut buf = BytesMut::with_capacity(len);
+        encoding::string::encode(1, &repr.persistence_id, &mut buf);
+        encoding::int64::encode(2, &sequence_nr, &mut buf);
+        encode_key(3, WireType::LengthDelimited, &mut buf);
+        encode_varint(data_len as u64, &mut buf);
+        if let Some(id) = serializer_id {
+            encoding::int32::encode(1, &id, &mut buf);
+        }
+        encode_key(2, WireType::LengthDelimited, &mut buf);
+        encode_varint(repr.payload.len() as u64, &mut buf);
+        buf.extend_from_slice(&repr.payload);
+        if !manifest.is_empty() {
+            encode_key(3, WireType::LengthDelimited, &mut buf);
+            encode_varint(manifest.len() as u64, &mut buf);
+            buf.extend_from_slice(manifest);
+        }
+        buf.freeze()
+    }
+
     /// Encodes this event as an event-topic record value.
     pub fn encode_to_bytes(&self) -> Bytes {
         let f = self.to_format();
@@ -170,6 +211,26 @@ impl Event {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_direct_encoding_is_the_messages_byte_for_byte() {
+        let cases = [
+            (PersistentRepr::new("cart-1", 3, &b"added"[..]), None),
+            (
+                PersistentRepr::new("ö-id", u64::MAX, vec![7u8; 300]).with_manifest("Added"),
+                Some(-5),
+            ),
+            (PersistentRepr::new("", 0, Vec::new()), Some(0)),
+        ];
+        for (repr, serializer_id) in cases {
+            let via_message = Event::from_repr(&repr, serializer_id).encode_to_bytes();
+            assert_eq!(
+                Event::encode_repr(&repr, serializer_id),
+                via_message,
+                "{repr:?}"
+            );
+        }
+    }
 
     #[test]
     fn wire_layout_matches_scala_event_format() {

@@ -17,6 +17,30 @@ use crate::repr::PersistentRepr;
 /// The largest event-topic batch the journal builds (below the broker's 1 MiB default).
 const EVENT_BATCH_BYTES: usize = 512 * 1024;
 
+/// One event topic-partition's records of a publish, as batches below `EVENT_BATCH_BYTES`.
+struct Slot {
+    topic: String,
+    partition: i32,
+    batches: Vec<Vec<Record>>,
+    /// The bound of the last batch's encoded size.
+    used: usize,
+}
+
+impl Slot {
+    fn push(&mut self, record: Record, size: usize) {
+        if self.used + size > EVENT_BATCH_BYTES
+            && self.batches.last().is_some_and(|b| !b.is_empty())
+        {
+            self.batches.push(Vec::new());
+            self.used = BATCH_OVERHEAD;
+        }
+        self.used += size;
+        if let Some(b) = self.batches.last_mut() {
+            b.push(record);
+        }
+    }
+}
+
 /// Publishes accepted events to the mapper's topics (created on first use).
 pub(crate) struct Publisher {
     client: Client,
@@ -53,128 +77,99 @@ impl Publisher {
     /// partitioner (as `send_keyed` would), but sent as one batch per topic-partition (split
     /// by size), so a large write costs a few produce requests, not one per event.
     pub(crate) async fn publish(&self, events: Vec<PersistentRepr>) -> Result<(), JournalError> {
-        let mut routed: Vec<(String, Record)> = Vec::new();
+        // One slot per event topic-partition, in order of first use (a write names a few, so
+        // a linear search beats hashing); each slot's batches keep the order of each id's
+        // events and stay below EVENT_BATCH_BYTES.
+        let mut slots: Vec<Slot> = Vec::new();
+        let mut partitions: Vec<(String, i32)> = Vec::new();
         for e in &events {
             let topics = self.mapper.topics_for(e);
             if topics.is_empty() {
                 continue;
             }
-            let value = Event::from_repr(e, self.serializer_id).encode_to_bytes();
+            let value = Event::encode_repr(e, self.serializer_id);
             let key = bytes::Bytes::copy_from_slice(e.persistence_id.as_bytes());
             let timestamp = if e.timestamp > 0 {
                 e.timestamp
             } else {
                 crate::now_ms()
             };
+            let size = record_size_bound(key.len(), value.len());
             for topic in topics {
+                let n = match partitions.iter().find(|(t, _)| *t == topic) {
+                    Some((_, n)) => *n,
+                    None => {
+                        let n = self.event_topic_partitions(&topic).await?;
+                        partitions.push((topic.clone(), n));
+                        n
+                    }
+                };
+                let partition = wire::murmur2_partition(&key, n);
                 let record = Record::new(value.clone(), timestamp).with_key(key.clone());
-                routed.push((topic, record));
+                let slot = match slots
+                    .iter_mut()
+                    .position(|s| s.partition == partition && s.topic == topic)
+                {
+                    Some(i) => &mut slots[i],
+                    None => {
+                        slots.push(Slot {
+                            topic,
+                            partition,
+                            batches: vec![Vec::new()],
+                            used: BATCH_OVERHEAD,
+                        });
+                        let last = slots.len() - 1;
+                        &mut slots[last]
+                    }
+                };
+                slot.push(record, size);
             }
         }
-        if routed.is_empty() {
-            return Ok(());
-        }
-        let partitions = self.event_topic_partitions(&routed).await?;
-        // Group per topic-partition, keeping the order of each id's events.
-        let mut order: Vec<(String, i32)> = Vec::new();
-        let mut groups: HashMap<(String, i32), Vec<Vec<Record>>> = HashMap::new();
-        let mut sizes: HashMap<(String, i32), usize> = HashMap::new();
-        for (topic, record) in routed {
-            let n = partitions.get(&topic).copied().unwrap_or(1).max(1);
-            let key = record.key.clone().unwrap_or_default();
-            let partition = wire::murmur2_partition(&key, n);
-            let size = record_size_bound(key.len(), record.value.as_ref().map_or(0, |v| v.len()));
-            let slot = (topic, partition);
-            let batches = groups.entry(slot.clone()).or_insert_with(|| {
-                order.push(slot.clone());
-                vec![Vec::new()]
-            });
-            let used = sizes.entry(slot).or_insert(BATCH_OVERHEAD);
-            if *used + size > EVENT_BATCH_BYTES && batches.last().is_some_and(|b| !b.is_empty()) {
-                batches.push(Vec::new());
-                *used = BATCH_OVERHEAD;
-            }
-            *used += size;
-            if let Some(b) = batches.last_mut() {
-                b.push(record);
-            }
-        }
-        let mut sends = Vec::new();
-        for slot in order {
-            for batch in groups.remove(&slot).unwrap_or_default() {
-                if batch.is_empty() {
-                    continue;
-                }
-                let (topic, partition) = slot.clone();
-                sends.push(async move { self.producer.send(&topic, partition, batch).await });
-            }
-        }
+        let sends = slots.iter_mut().flat_map(|s| {
+            let (topic, partition) = (s.topic.as_str(), s.partition);
+            std::mem::take(&mut s.batches)
+                .into_iter()
+                .filter(|b| !b.is_empty())
+                .map(move |batch| self.producer.send(topic, partition, batch))
+        });
         for r in join_all(sends).await {
             r?;
         }
         Ok(())
     }
 
-    /// The partition counts of the event topics in `routed`, creating missing topics.
-    async fn event_topic_partitions(
-        &self,
-        routed: &[(String, Record)],
-    ) -> Result<HashMap<String, i32>, JournalError> {
-        let mut names: Vec<&str> = routed.iter().map(|(t, _)| t.as_str()).collect();
-        names.sort_unstable();
-        names.dedup();
-        let mut out = HashMap::new();
-        let mut unknown = Vec::new();
+    /// The partition count of event topic `topic`, creating it on first use.
+    async fn event_topic_partitions(&self, topic: &str) -> Result<i32, JournalError> {
+        if let Some(n) = self
+            .known_event_topics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(topic)
         {
-            let known = self
-                .known_event_topics
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            for n in names {
-                match known.get(n) {
-                    Some(p) => {
-                        out.insert(n.to_string(), *p);
-                    }
-                    None => unknown.push(n.to_string()),
-                }
-            }
+            return Ok(*n);
         }
-        if unknown.is_empty() {
-            return Ok(out);
-        }
-        let mut create = Vec::new();
-        for t in &unknown {
-            if self.client.topic_metadata(t).await?.is_none() {
-                create.push(NewTopic::new(
-                    t.as_str(),
+        if self.client.topic_metadata(topic).await?.is_none() {
+            tracing::debug!(topic, reason = "first use", "creating an event topic");
+            self.client
+                .create_topics(vec![NewTopic::new(
+                    topic,
                     self.event_topic_partitions.max(1),
                     self.replication_factor,
-                ));
-            }
+                )])
+                .await?;
         }
-        if !create.is_empty() {
-            tracing::debug!(
-                topics = create.len(),
-                reason = "first use",
-                "creating event topics"
-            );
-            self.client.create_topics(create).await?;
-        }
-        for t in unknown {
-            let Some(meta) = self.client.topic_metadata(&t).await? else {
-                return Err(JournalError::TopicCreation(format!(
-                    "event topic {t} does not exist after creating it"
-                )));
-            };
-            let n = i32::try_from(meta.partitions.len())
-                .unwrap_or(i32::MAX)
-                .max(1);
-            self.known_event_topics
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(t.clone(), n);
-            out.insert(t, n);
-        }
-        Ok(out)
+        let Some(meta) = self.client.topic_metadata(topic).await? else {
+            return Err(JournalError::TopicCreation(format!(
+                "event topic {topic} does not exist after creating it"
+            )));
+        };
+        let n = i32::try_from(meta.partitions.len())
+            .unwrap_or(i32::MAX)
+            .max(1);
+        self.known_event_topics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(topic.to_string(), n);
+        Ok(n)
     }
 }
