@@ -45,29 +45,37 @@ pub(crate) struct Grouped {
 /// Validates `writes` and groups them by persistence id (first-appearance order).
 pub(crate) fn group(writes: Vec<AtomicWrite>) -> Grouped {
     let mut results: Vec<Option<Result<(), WriteError>>> = vec![None; writes.len()];
-    let mut order: Vec<String> = Vec::new();
-    let mut groups: HashMap<String, Vec<(usize, AtomicWrite)>> = HashMap::new();
+    let mut ids: Vec<(String, Vec<(usize, AtomicWrite)>)> = Vec::new();
+    // Id -> its place in `ids`; a call of one id (the usual one) never hashes.
+    let mut places: HashMap<String, usize, crate::hash::IdHashBuilder> = HashMap::default();
     for (i, w) in writes.into_iter().enumerate() {
         if let Err(reason) = w.validate() {
             results[i] = Some(Err(WriteError::Invalid(reason)));
             continue;
         }
-        let pid = w.persistence_id().to_string();
-        groups
-            .entry(pid.clone())
-            .or_insert_with(|| {
-                order.push(pid);
-                Vec::new()
-            })
-            .push((i, w));
+        let pid = w.persistence_id();
+        let place = match ids.last() {
+            Some((last, _)) if last == pid => ids.len() - 1,
+            _ if ids.is_empty() => {
+                ids.push((pid.to_string(), Vec::new()));
+                0
+            }
+            _ => {
+                if places.is_empty() {
+                    places.insert(ids[0].0.clone(), 0);
+                }
+                match places.get(pid) {
+                    Some(&k) => k,
+                    None => {
+                        places.insert(pid.to_string(), ids.len());
+                        ids.push((pid.to_string(), Vec::new()));
+                        ids.len() - 1
+                    }
+                }
+            }
+        };
+        ids[place].1.push((i, w));
     }
-    let ids = order
-        .into_iter()
-        .map(|p| {
-            let ws = groups.remove(&p).unwrap_or_default();
-            (p, ws)
-        })
-        .collect();
     Grouped { results, ids }
 }
 
@@ -249,6 +257,31 @@ mod tests {
             seqs.map(|s| PersistentRepr::new(pid, s, vec![b'x'; payload]))
                 .collect(),
         )
+    }
+
+    #[test]
+    fn writes_are_grouped_by_id_in_first_appearance_order() {
+        let writes = vec![
+            w("a", 1..=1, 1),
+            w("a", 2..=2, 1),
+            w("b", 1..=1, 1),
+            AtomicWrite::new(Vec::new()), // invalid: no events
+            w("a", 3..=3, 1),
+            w("c", 1..=1, 1),
+            w("b", 2..=2, 1),
+        ];
+        let g = group(writes);
+        let ids: Vec<(&str, Vec<usize>)> = g
+            .ids
+            .iter()
+            .map(|(p, ws)| (p.as_str(), ws.iter().map(|(i, _)| *i).collect()))
+            .collect();
+        assert_eq!(
+            ids,
+            vec![("a", vec![0, 1, 4]), ("b", vec![2, 6]), ("c", vec![5])]
+        );
+        assert!(matches!(g.results[3], Some(Err(WriteError::Invalid(_)))));
+        assert_eq!(g.results.iter().filter(|r| r.is_none()).count(), 6);
     }
 
     #[test]

@@ -62,6 +62,12 @@ impl Heads {
             self.entries[i as usize].1 = head;
             return i;
         }
+        self.insert_new(persistence_id, head)
+    }
+
+    /// Adds `persistence_id`, which the caller has just failed to [`Heads::find`].
+    pub(crate) fn insert_new(&mut self, persistence_id: &str, head: Head) -> HeadId {
+        debug_assert!(self.find(persistence_id).is_none());
         #[allow(clippy::expect_used)]
         let i = HeadId::try_from(self.entries.len()).expect("fewer than 2^32 ids per partition");
         if self.entries.len() == self.entries.capacity() {

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::{join_all, BoxFuture, FutureExt};
+use futures::future::join_all;
 use kafka_persistence_wire as wire;
 
 use super::partition::{Decision, Registered};
@@ -19,7 +19,8 @@ use crate::inflight::InflightWrite;
 use crate::layout::Written;
 use crate::repr::AtomicWrite;
 
-type SendFuture = BoxFuture<'static, Result<wire::RecordMetadata, wire::Error>>;
+/// A send's acknowledgement (the producer's own future: no box per send).
+type SendFuture = wire::DeliveryFuture;
 
 /// How long a send waits for the acknowledgements of earlier sends before it reads the
 /// partition to learn what lies before it.
@@ -228,10 +229,9 @@ fn start_send<'a>(
     let mut st = p.state();
     let send = st.sends.start();
     // `enqueue` takes the send's place in the partition's line before it returns.
-    let fut: SendFuture = shared
+    let fut = shared
         .producer
-        .enqueue(&shared.journal_topic, p.id, records)
-        .boxed();
+        .enqueue(&shared.journal_topic, p.id, records);
     drop(st);
     (
         fut,
