@@ -49,11 +49,13 @@ impl<T> IdCache<T> {
         let target = self.capacity - self.capacity / 10 - 1;
         let excess = self.entries.len().saturating_sub(target);
         // Only the map holds an idle entry, and new holders must take the map's lock first.
-        let mut idle: Vec<(u64, &String)> = self
+        // Stamps are unique (one tick per lookup), so the n-th smallest idle stamp bounds
+        // exactly the n entries to forget.
+        let mut idle: Vec<u64> = self
             .entries
-            .iter()
-            .filter(|(_, (e, _))| Arc::strong_count(e) == 1)
-            .map(|(k, (_, used))| (*used, k))
+            .values()
+            .filter(|(e, _)| Arc::strong_count(e) == 1)
+            .map(|(_, used)| *used)
             .collect();
         let n = excess.min(idle.len());
         if n == 0 {
@@ -65,15 +67,11 @@ impl<T> IdCache<T> {
             );
             return;
         }
-        if n < idle.len() {
-            idle.select_nth_unstable(n - 1);
-        }
-        let forget: Vec<String> = idle[..n].iter().map(|(_, k)| (*k).clone()).collect();
-        for k in &forget {
-            self.entries.remove(k);
-        }
+        let (_, &mut newest_forgotten, _) = idle.select_nth_unstable(n - 1);
+        self.entries
+            .retain(|_, (e, used)| *used > newest_forgotten || Arc::strong_count(e) > 1);
         tracing::debug!(
-            forgotten = forget.len(),
+            forgotten = n,
             cached = self.entries.len(),
             reason = "id cache at capacity",
             "forgetting least recently used ids"

@@ -22,7 +22,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use kafka_persistence_wire::{FetchRequest, OffsetSpec, Record};
 
-use super::head::{decode_index, encode, head_key, CheckpointRecord, IndexEntry, CHECKPOINT_KEY};
+use super::head::{decode_index, encode, CheckpointRecord, IndexEntry, CHECKPOINT_KEY};
 use super::{tail, Partition, Shared};
 use crate::error::JournalError;
 
@@ -233,14 +233,14 @@ async fn flush(shared: &Shared, p: &Partition) -> Result<(), JournalError> {
 async fn write_heads(
     shared: &Shared,
     partition: i32,
-    heads: Vec<(String, super::head::HeadRecord)>,
+    heads: Vec<(Bytes, super::head::HeadRecord)>,
 ) -> Result<(), JournalError> {
     let now = crate::now_ms();
     let mut sends = Vec::new();
     for batch in heads.chunks(HEADS_PER_BATCH) {
         let records: Vec<Record> = batch
             .iter()
-            .map(|(id, h)| Record::new(encode(h), now).with_key(head_key(id)))
+            .map(|(key, h)| Record::new(encode(h), now).with_key(key.clone()))
             .collect();
         let producer = &shared.index_producer;
         let topic = shared.index_topic.as_str();

@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use tokio::sync::oneshot;
 
-use super::head::{Head, HeadRecord};
+use super::head::{head_key, Head, HeadRecord};
 use super::heads::{HeadId, Heads};
 use crate::format::{JournalRecord, KIND_DELETION, KIND_EVENT, KIND_GAP};
 use crate::scan::Applied;
@@ -155,7 +155,7 @@ impl PartitionState {
             None => {
                 let mut head = Head::new(self.fresh_initialized);
                 let applied = head.apply(offset, rec);
-                let i = self.heads.insert(persistence_id, head);
+                let i = self.heads.insert_new(persistence_id, head);
                 self.dirty.push(i);
                 applied
             }
@@ -337,15 +337,16 @@ impl PartitionState {
         (self.heads.len() as u64, ranges, bytes)
     }
 
-    /// Takes up to `max` changed heads to store, marking them stored.
-    pub(crate) fn take_dirty(&mut self, max: usize) -> Vec<(String, HeadRecord)> {
+    /// Takes up to `max` changed heads to store, marking them stored: their index record
+    /// keys ([`head_key`]) and records.
+    pub(crate) fn take_dirty(&mut self, max: usize) -> Vec<(bytes::Bytes, HeadRecord)> {
         let n = self.dirty.len().min(max);
         let mut out = Vec::with_capacity(n);
         for i in self.dirty.drain(..n) {
             if let Some((id, h)) = self.heads.entry_mut(i) {
                 if h.dirty {
                     h.dirty = false;
-                    out.push((id.to_string(), h.to_record()));
+                    out.push((head_key(id), h.to_record()));
                 }
             }
         }
