@@ -200,8 +200,9 @@ async fn next(mut r: Replay) -> Option<(Result<PersistentRepr, JournalError>, Re
                 if c.done {
                     return None;
                 }
-                let config = c.inner.config.clone();
-                match bounded(&config, "replay", c.step()).await {
+                // The step borrows the cursor: hold the config through the shared state.
+                let inner = Arc::clone(&c.inner);
+                match bounded(&inner.config, "replay", c.step()).await {
                     Ok(()) => r.phase = Phase::Reading(c),
                     Err(e) => return Some((Err(e), r)),
                 }

@@ -347,8 +347,9 @@ pub(crate) fn events(
             if c.done {
                 return None;
             }
-            let config = c.shared.config.clone();
-            if let Err(e) = bounded(&config, "replay", c.step()).await {
+            // The step borrows the cursor: hold the config through the shared state.
+            let shared = Arc::clone(&c.shared);
+            if let Err(e) = bounded(&shared.config, "replay", c.step()).await {
                 return Some((Err(e), None));
             }
         }
@@ -529,8 +530,8 @@ pub(crate) fn events_by_partition(
             if c.done {
                 return None;
             }
-            let config = c.shared.config.clone();
-            if let Err(e) = bounded(&config, "events_by_partition", c.step()).await {
+            let shared = Arc::clone(&c.shared);
+            if let Err(e) = bounded(&shared.config, "events_by_partition", c.step()).await {
                 return Some((Err(e), None));
             }
         }
