@@ -46,7 +46,7 @@ pub(crate) struct Grouped {
 pub(crate) fn group(writes: Vec<AtomicWrite>) -> Grouped {
     let mut results: Vec<Option<Result<(), WriteError>>> = vec![None; writes.len()];
     let mut ids: Vec<(String, Vec<(usize, AtomicWrite)>)> = Vec::new();
-    // Id -> its place in `ids`; a call of one id (the usual one) never hashes.
+    // Id -> its place in `ids`.
     let mut places: HashMap<String, usize, crate::hash::IdHashBuilder> = HashMap::default();
     for (i, w) in writes.into_iter().enumerate() {
         if let Err(reason) = w.validate() {
@@ -55,24 +55,16 @@ pub(crate) fn group(writes: Vec<AtomicWrite>) -> Grouped {
         }
         let pid = w.persistence_id();
         let place = match ids.last() {
+            // Consecutive writes of one id (a call of one id never hashes).
             Some((last, _)) if last == pid => ids.len() - 1,
-            _ if ids.is_empty() => {
-                ids.push((pid.to_string(), Vec::new()));
-                0
-            }
-            _ => {
-                if places.is_empty() {
-                    places.insert(ids[0].0.clone(), 0);
+            _ => match places.get(pid) {
+                Some(&k) => k,
+                None => {
+                    places.insert(pid.to_string(), ids.len());
+                    ids.push((pid.to_string(), Vec::new()));
+                    ids.len() - 1
                 }
-                match places.get(pid) {
-                    Some(&k) => k,
-                    None => {
-                        places.insert(pid.to_string(), ids.len());
-                        ids.push((pid.to_string(), Vec::new()));
-                        ids.len() - 1
-                    }
-                }
-            }
+            },
         };
         ids[place].1.push((i, w));
     }

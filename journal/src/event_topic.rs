@@ -157,54 +157,69 @@ impl Event {
     }
 
     /// [`Event::from_repr`] and [`Event::encode_to_bytes`] in one step, without copying the
-    /// id or the payload into an intermediate message (the publish path of every write).
+    /// id or the payload into an `Event` first (the publish path of every write).
     pub(crate) fn encode_repr(repr: &PersistentRepr, serializer_id: Option<i32>) -> Bytes {
-        use prost::encoding::{self, encode_key, encode_varint, WireType};
-        let sequence_nr = i64::try_from(repr.sequence_nr).unwrap_or(i64::MAX);
-        let manifest = repr.manifest.as_bytes();
-        let data_len = serializer_id.map_or(0, |id| encoding::int32::encoded_len(1, &id))
-            + encoding::key_len(2)
-            + encoding::encoded_len_varint(repr.payload.len() as u64)
-            + repr.payload.len()
-            + if manifest.is_empty() {
-                0
-            } else {
-                encoding::key_len(3)
-                    + encoding::encoded_len_varint(manifest.len() as u64)
-                    + manifest.len()
-            };
-        let len = encoding::string::encoded_len(1, &repr.persistence_id)
-            + encoding::int64::encoded_len(2, &sequence_nr)
-            + encoding::key_len(3)
-            + encoding::encoded_len_varint(data_len as u64)
-            + data_len;
-        let mut buf = BytesMut::with_capacity(len);
-        encoding::string::encode(1, &repr.persistence_id, &mut buf);
-        encoding::int64::encode(2, &sequence_nr, &mut buf);
-        encode_key(3, WireType::LengthDelimited, &mut buf);
-        encode_varint(data_len as u64, &mut buf);
-        if let Some(id) = serializer_id {
-            encoding::int32::encode(1, &id, &mut buf);
-        }
-        encode_key(2, WireType::LengthDelimited, &mut buf);
-        encode_varint(repr.payload.len() as u64, &mut buf);
-        buf.extend_from_slice(&repr.payload);
-        if !manifest.is_empty() {
-            encode_key(3, WireType::LengthDelimited, &mut buf);
-            encode_varint(manifest.len() as u64, &mut buf);
-            buf.extend_from_slice(manifest);
-        }
-        buf.freeze()
+        let manifest = (!repr.manifest.is_empty()).then_some(repr.manifest.as_bytes());
+        encode_event(
+            &repr.persistence_id,
+            repr.sequence_nr,
+            &repr.payload,
+            manifest,
+            serializer_id,
+        )
     }
 
     /// Encodes this event as an event-topic record value.
     pub fn encode_to_bytes(&self) -> Bytes {
-        let f = self.to_format();
-        let mut buf = BytesMut::with_capacity(f.encoded_len());
-        // Encoding into a buffer with enough capacity cannot fail.
-        let _ = f.encode(&mut buf);
-        buf.freeze()
+        encode_event(
+            &self.persistence_id,
+            self.sequence_nr,
+            &self.payload,
+            self.manifest.as_deref(),
+            self.serializer_id,
+        )
     }
+}
+
+/// The `EventFormat` protobuf of an event, written directly (the same bytes as prost's
+/// encoding of [`Event::to_format`], without building the message).
+fn encode_event(
+    persistence_id: &str,
+    sequence_nr: u64,
+    payload: &[u8],
+    manifest: Option<&[u8]>,
+    serializer_id: Option<i32>,
+) -> Bytes {
+    use prost::encoding::{self, encode_key, encode_varint, encoded_len_varint, key_len, WireType};
+    let bytes_len =
+        |tag: u32, b: &[u8]| key_len(tag) + encoded_len_varint(b.len() as u64) + b.len();
+    let put_bytes = |tag: u32, b: &[u8], buf: &mut BytesMut| {
+        encode_key(tag, WireType::LengthDelimited, buf);
+        encode_varint(b.len() as u64, buf);
+        buf.extend_from_slice(b);
+    };
+    let sequence_nr = i64::try_from(sequence_nr).unwrap_or(i64::MAX);
+    let data_len = serializer_id.map_or(0, |id| encoding::int32::encoded_len(1, &id))
+        + bytes_len(2, payload)
+        + manifest.map_or(0, |m| bytes_len(3, m));
+    let len = bytes_len(1, persistence_id.as_bytes())
+        + encoding::int64::encoded_len(2, &sequence_nr)
+        + key_len(3)
+        + encoded_len_varint(data_len as u64)
+        + data_len;
+    let mut buf = BytesMut::with_capacity(len);
+    put_bytes(1, persistence_id.as_bytes(), &mut buf);
+    encoding::int64::encode(2, &sequence_nr, &mut buf);
+    encode_key(3, WireType::LengthDelimited, &mut buf);
+    encode_varint(data_len as u64, &mut buf);
+    if let Some(id) = serializer_id {
+        encoding::int32::encode(1, &id, &mut buf);
+    }
+    put_bytes(2, payload, &mut buf);
+    if let Some(m) = manifest {
+        put_bytes(3, m, &mut buf);
+    }
+    buf.freeze()
 }
 
 #[cfg(test)]
@@ -213,7 +228,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_direct_encoding_is_the_messages_byte_for_byte() {
+    fn the_direct_encoding_is_prosts_byte_for_byte() {
         let cases = [
             (PersistentRepr::new("cart-1", 3, &b"added"[..]), None),
             (
@@ -223,10 +238,12 @@ mod tests {
             (PersistentRepr::new("", 0, Vec::new()), Some(0)),
         ];
         for (repr, serializer_id) in cases {
-            let via_message = Event::from_repr(&repr, serializer_id).encode_to_bytes();
+            let event = Event::from_repr(&repr, serializer_id);
+            let via_prost = Bytes::from(event.to_format().encode_to_vec());
+            assert_eq!(event.encode_to_bytes(), via_prost, "{repr:?}");
             assert_eq!(
                 Event::encode_repr(&repr, serializer_id),
-                via_message,
+                via_prost,
                 "{repr:?}"
             );
         }

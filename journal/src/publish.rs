@@ -81,7 +81,6 @@ impl Publisher {
         // a linear search beats hashing); each slot's batches keep the order of each id's
         // events and stay below EVENT_BATCH_BYTES.
         let mut slots: Vec<Slot> = Vec::new();
-        let mut partitions: Vec<(String, i32)> = Vec::new();
         for e in &events {
             let topics = self.mapper.topics_for(e);
             if topics.is_empty() {
@@ -96,14 +95,7 @@ impl Publisher {
             };
             let size = record_size_bound(key.len(), value.len());
             for topic in topics {
-                let n = match partitions.iter().find(|(t, _)| *t == topic) {
-                    Some((_, n)) => *n,
-                    None => {
-                        let n = self.event_topic_partitions(&topic).await?;
-                        partitions.push((topic.clone(), n));
-                        n
-                    }
-                };
+                let n = self.event_topic_partitions(&topic).await?;
                 let partition = wire::murmur2_partition(&key, n);
                 let record = Record::new(value.clone(), timestamp).with_key(key.clone());
                 let slot = match slots
