@@ -11,7 +11,7 @@
 //! Modules: [`head`] (one id's index entry and the index record format), [`partition`] (one
 //! partition's heads and frontier: the ordering and fencing logic, no I/O), [`tail`] (reading
 //! the journal partition into the heads), [`index`] (restoring and writing the index topic),
-//! [`topics`] (creating and checking the topics), [`write`], [`read`] (replays, live queries,
+//! [`topics`] (creating and checking the topics), [`write`] (gathered into [`rounds`]), [`read`] (replays, live queries,
 //! partition streams), [`delete`].
 
 pub(crate) mod delete;
@@ -21,6 +21,7 @@ pub(crate) mod import;
 pub(crate) mod index;
 pub(crate) mod partition;
 pub(crate) mod read;
+pub(crate) mod rounds;
 pub(crate) mod tail;
 pub(crate) mod topics;
 pub(crate) mod write;
@@ -139,6 +140,8 @@ pub(crate) struct Shared {
     pub(crate) max_message_bytes: usize,
     batch_nonce: u64,
     batch_counter: AtomicU64,
+    /// Write calls gathered into rounds (see [`rounds`]).
+    rounds: rounds::Rounds,
 }
 
 impl Shared {
@@ -197,6 +200,7 @@ impl SharedLayout {
             max_message_bytes,
             batch_nonce: crate::random_nonce(),
             batch_counter: AtomicU64::new(0),
+            rounds: rounds::Rounds::default(),
         });
         let restores = shared.partitions.iter().map(|p| index::restore(&shared, p));
         for r in join_all(restores).await {
@@ -233,7 +237,7 @@ impl JournalLayout for SharedLayout {
     fn write(&self, writes: Vec<AtomicWrite>) -> BoxFuture<'static, Result<Written, JournalError>> {
         let shared = Arc::clone(&self.0);
         let plan = write::plan(&shared, writes);
-        async move { write::write(&shared, plan).await }.boxed()
+        rounds::submit(&shared, plan).boxed()
     }
 
     fn highest_sequence_nr(

@@ -38,6 +38,18 @@ pub(crate) struct Plan {
     ids: Vec<IdPlan>,
 }
 
+impl Plan {
+    /// Adds the call's ids to `seen`; false if one of them was there already.
+    pub(crate) fn insert_ids<'a>(
+        &'a self,
+        seen: &mut HashSet<&'a str, crate::hash::IdHashBuilder>,
+    ) -> bool {
+        self.ids
+            .iter()
+            .all(|(active, _, _)| seen.insert(active.persistence_id.as_str()))
+    }
+}
+
 /// Groups `writes` by id and takes each id's ticket: everything before the first await.
 pub(crate) fn plan(shared: &Shared, writes: Vec<AtomicWrite>) -> Plan {
     let grouped = chunk::group(writes);
@@ -76,37 +88,80 @@ struct Send<'a> {
     size: usize,
 }
 
-pub(crate) async fn write(shared: &Arc<Shared>, plan: Plan) -> Result<Written, JournalError> {
-    let Plan { results, ids } = plan;
-    // Enter every id's gate, in plan order (tickets were taken in call order, so two calls
+/// One id of a round: the call it belongs to, the id, its gate entered, its writes.
+struct Entered {
+    call: usize,
+    active: Arc<ActiveId>,
+    /// Held until the round's sends are handed to the producer.
+    _gate: crate::gate::GateGuard,
+    writes: Vec<(usize, AtomicWrite)>,
+}
+
+/// Writes one round of calls (see [`super::rounds`]): every call's ids in one pass, so a
+/// partition gets one send for the whole round instead of one per call. No id may appear in
+/// two calls of a round (each holds its own ticket: the second would wait for the first
+/// forever). One outcome per call, in order; a call fails only through its own ids.
+pub(crate) async fn write_round(
+    shared: &Arc<Shared>,
+    calls: Vec<Plan>,
+) -> Vec<Result<Written, JournalError>> {
+    let mut call_results = Vec::with_capacity(calls.len());
+    let mut errors: Vec<Option<JournalError>> = Vec::with_capacity(calls.len());
+    let mut pending = Vec::new();
+    for (k, Plan { results, ids }) in calls.into_iter().enumerate() {
+        call_results.push(results);
+        errors.push(None);
+        pending.extend(ids.into_iter().map(|id| (k, id)));
+    }
+    // Enter every id's gate, in plan order (tickets were taken in call order, so two rounds
     // never wait for each other crosswise), then plan every id's chunks.
-    let mut entered = Vec::with_capacity(ids.len());
-    for (active, ticket, ws) in ids {
+    let mut entered = Vec::with_capacity(pending.len());
+    for (call, (active, ticket, writes)) in pending {
         let gate = ticket.enter().await;
-        entered.push((active, gate, ws));
+        entered.push(Entered {
+            call,
+            active,
+            _gate: gate,
+            writes,
+        });
     }
     let now = crate::now_ms();
+    // Everything that can fail comes before anything is reserved: a call with an id whose
+    // state cannot be read sends nothing.
+    let mut highests = Vec::with_capacity(entered.len());
+    for e in &entered {
+        if errors[e.call].is_some() {
+            highests.push(0);
+            continue;
+        }
+        let first = e.writes.first().map_or(0, |(_, w)| w.lowest_sequence_nr());
+        let highest = match reserved(shared, &e.active, false).await {
+            // Another instance may have written the id since this one last read it: read
+            // the partition before refusing.
+            Ok(h) if first != h.saturating_add(1) => reserved(shared, &e.active, true).await,
+            r => r,
+        };
+        match highest {
+            Ok(h) => highests.push(h),
+            Err(err) => {
+                errors[e.call] = Some(err);
+                highests.push(0);
+            }
+        }
+    }
     let mut planned: Vec<Vec<Planned>> = Vec::with_capacity(entered.len());
     let mut sends: Vec<Send<'_>> = Vec::new();
     let mut open: Vec<Option<usize>> = vec![None; shared.partitions.len()];
     let limit = shared.max_message_bytes.min(crate::chunk::MAX_CHUNK_BYTES);
-    // Everything that can fail comes before anything is reserved.
-    let mut highests = Vec::with_capacity(entered.len());
-    for (active, _, ws) in &entered {
-        let mut highest = reserved(shared, active, false).await?;
-        let first = ws.first().map_or(0, |(_, w)| w.lowest_sequence_nr());
-        if first != highest.saturating_add(1) {
-            // Another instance may have written the id since this one last read it: read
-            // the partition before refusing.
-            highest = reserved(shared, active, true).await?;
+    for (k, (e, highest)) in entered.iter_mut().zip(highests).enumerate() {
+        if errors[e.call].is_some() {
+            planned.push(Vec::new());
+            continue;
         }
-        highests.push(highest);
-    }
-    for (k, ((active, _, ws), highest)) in entered.iter_mut().zip(highests).enumerate() {
-        let pid = active.persistence_id.as_str();
+        let active = &e.active;
         let plan = plan_chunks(
-            pid,
-            std::mem::take(ws),
+            active.persistence_id.as_str(),
+            std::mem::take(&mut e.writes),
             highest,
             shared.max_message_bytes,
             now,
@@ -148,7 +203,8 @@ pub(crate) async fn write(shared: &Arc<Shared>, plan: Plan) -> Result<Written, J
         started.push((fut, slot, s.chunks, s.partition));
     }
     // Let the next calls of these ids in: their sends queue behind ours.
-    let actives: Vec<Arc<ActiveId>> = entered.into_iter().map(|(a, _, _)| a).collect();
+    let (calls_of, actives): (Vec<usize>, Vec<Arc<ActiveId>>) =
+        entered.into_iter().map(|e| (e.call, e.active)).unzip();
 
     let decisions = started.into_iter().map(|(fut, slot, mut chunks, p)| {
         let actives = &actives;
@@ -161,20 +217,16 @@ pub(crate) async fn write(shared: &Arc<Shared>, plan: Plan) -> Result<Written, J
         }
     });
     let mut fenced: Vec<HashSet<usize>> = vec![HashSet::new(); actives.len()];
-    let mut first_error = None;
     for per_send in join_all(decisions).await {
         for (c, d) in per_send {
             match d {
                 Ok(true) => {}
                 Ok(false) => fenced[c.id].extend(c.indices),
                 Err(e) => {
-                    first_error.get_or_insert(e);
+                    errors[calls_of[c.id]].get_or_insert(e);
                 }
             }
         }
-    }
-    if let Some(e) = first_error {
-        return Err(e);
     }
     for (k, out) in planned.iter_mut().enumerate() {
         if fenced[k].is_empty() {
@@ -194,9 +246,28 @@ pub(crate) async fn write(shared: &Arc<Shared>, plan: Plan) -> Result<Written, J
         );
         chunk::mark_fenced(out, &fenced[k], pid, expected);
     }
-    let mut published = Vec::new();
-    let results = chunk::finish(results, planned.into_iter().flatten(), &mut published);
-    Ok((results, published))
+    // Each call's ids are consecutive in the round, in call order.
+    let mut by_call = calls_of.into_iter().zip(planned).peekable();
+    call_results
+        .into_iter()
+        .zip(errors)
+        .enumerate()
+        .map(|(call, (results, error))| {
+            let mut published = Vec::new();
+            let mut mine = Vec::new();
+            while let Some((_, out)) = by_call.next_if(|(c, _)| *c == call) {
+                mine.push(out);
+            }
+            match error {
+                Some(e) => Err(e),
+                None => {
+                    let results =
+                        chunk::finish(results, mine.into_iter().flatten(), &mut published);
+                    Ok((results, published))
+                }
+            }
+        })
+        .collect()
 }
 
 /// Marks a send as finished when it is dropped undecided (timeout, cancellation), so later
