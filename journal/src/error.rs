@@ -87,6 +87,44 @@ pub enum JournalError {
 }
 
 impl JournalError {
+    /// The same failure for another call of `persistence_id` that shared the failed work (a
+    /// round of writes or publishes): a copy where the error can be copied, else
+    /// [`JournalError::Unknown`] with its description.
+    pub(crate) fn for_another_call(&self, persistence_id: &str) -> JournalError {
+        match self {
+            JournalError::Timeout { operation, timeout } => JournalError::Timeout {
+                operation,
+                timeout: *timeout,
+            },
+            JournalError::EventsLost {
+                persistence_id,
+                from,
+                to,
+            } => JournalError::EventsLost {
+                persistence_id: persistence_id.clone(),
+                from: *from,
+                to: *to,
+            },
+            JournalError::Corrupt {
+                topic,
+                offset,
+                reason,
+            } => JournalError::Corrupt {
+                topic: topic.clone(),
+                offset: *offset,
+                reason: reason.clone(),
+            },
+            JournalError::TopicCreation(s) => JournalError::TopicCreation(s.clone()),
+            JournalError::Config(s) => JournalError::Config(s.clone()),
+            JournalError::Unknown(_, reason) => {
+                JournalError::Unknown(persistence_id.to_string(), reason.clone())
+            }
+            JournalError::Kafka(e) => {
+                JournalError::Unknown(persistence_id.to_string(), e.to_string())
+            }
+        }
+    }
+
     /// True for errors where retrying the call later may succeed (network, timeouts).
     pub fn is_transient(&self) -> bool {
         match self {

@@ -1,8 +1,15 @@
 //! Event topics: publishing written events to the topics an [`EventTopicMapper`] names, as
 //! the protobuf `Event` of the Scala plugins. The same for both layouts.
+//!
+//! Group commit, as for the journal's own writes: the publishes of concurrent calls are
+//! gathered into rounds, one set of sends per round. A call's publish joins the open round;
+//! the round's task, spawned by its first call, runs once the tasks that are ready have run,
+//! and publishes the events of all its calls in their order (each id's events stay in the
+//! order of its writes), so each event topic-partition gets one batch per round, not one per
+//! call.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures::future::join_all;
 use kafka_persistence_wire::record::Record;
@@ -41,8 +48,27 @@ impl Slot {
     }
 }
 
-/// Publishes accepted events to the mapper's topics (created on first use).
+/// Publishes accepted events to the mapper's topics (created on first use). Cheap to clone.
+#[derive(Clone)]
 pub(crate) struct Publisher {
+    inner: Arc<Inner>,
+}
+
+/// A call's events waiting for their round, with the call's answer.
+type Call = (
+    Vec<PersistentRepr>,
+    tokio::sync::oneshot::Sender<Result<(), JournalError>>,
+);
+
+/// The calls not yet taken by a round, and whether a round task is spawned to take them.
+#[derive(Default)]
+struct Pending {
+    calls: Vec<Call>,
+    scheduled: bool,
+}
+
+struct Inner {
+    pending: Mutex<Pending>,
     client: Client,
     producer: Producer,
     mapper: Arc<dyn EventTopicMapper>,
@@ -60,7 +86,8 @@ impl std::fmt::Debug for Publisher {
 
 impl Publisher {
     pub(crate) fn new(client: Client, producer: Producer, config: &JournalConfig) -> Self {
-        Publisher {
+        let inner = Inner {
+            pending: Mutex::default(),
             client,
             producer,
             mapper: config.mapper(),
@@ -68,6 +95,74 @@ impl Publisher {
             event_topic_partitions: config.event_topic_partitions,
             replication_factor: config.replication_factor,
             known_event_topics: Mutex::new(HashMap::new()),
+        };
+        Publisher {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Publishes written events (see [`Inner::publish_now`]) in the open round (see the
+    /// module documentation); returns once the round is published.
+    pub(crate) async fn publish(&self, events: Vec<PersistentRepr>) -> Result<(), JournalError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let spawn = {
+            let mut pending = self.inner.lock_pending();
+            pending.calls.push((events, tx));
+            !std::mem::replace(&mut pending.scheduled, true)
+        };
+        if spawn {
+            tokio::spawn(Arc::clone(&self.inner).round());
+        }
+        // The round answers every call; a dropped answer means the runtime shuts down.
+        rx.await
+            .unwrap_or(Err(JournalError::Kafka(wire::Error::Closed)))
+    }
+}
+
+impl Inner {
+    fn lock_pending(&self) -> MutexGuard<'_, Pending> {
+        // A vector and a flag, updated without panicking code in between.
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A round's task: publishes every pending call's events at once.
+    async fn round(self: Arc<Self>) {
+        let calls = {
+            let mut pending = self.lock_pending();
+            pending.scheduled = false;
+            std::mem::take(&mut pending.calls)
+        };
+        let mut events = Vec::with_capacity(calls.iter().map(|(e, _)| e.len()).sum());
+        let mut answers = Vec::with_capacity(calls.len());
+        for (mut e, tx) in calls {
+            let pid = e
+                .first()
+                .map(|r| r.persistence_id.clone())
+                .unwrap_or_default();
+            events.append(&mut e);
+            answers.push((pid, tx));
+        }
+        match self.publish_now(events).await {
+            Ok(()) => {
+                for (_, tx) in answers {
+                    // The caller may have given up (timeout, cancellation).
+                    let _ = tx.send(Ok(()));
+                }
+            }
+            Err(e) => {
+                // The first call gets the error itself, the others a description of it.
+                let mut answers = answers.into_iter();
+                let first = answers.next();
+                for (pid, tx) in answers {
+                    let _ = tx.send(Err(e.for_another_call(&pid)));
+                }
+                if let Some((_, tx)) = first {
+                    let _ = tx.send(Err(e));
+                }
+            }
         }
     }
 
@@ -76,7 +171,7 @@ impl Publisher {
     /// Records are keyed by persistence id and partitioned with the Java client's murmur2
     /// partitioner (as `send_keyed` would), but sent as one batch per topic-partition (split
     /// by size), so a large write costs a few produce requests, not one per event.
-    pub(crate) async fn publish(&self, events: Vec<PersistentRepr>) -> Result<(), JournalError> {
+    async fn publish_now(&self, events: Vec<PersistentRepr>) -> Result<(), JournalError> {
         // One slot per event topic-partition, in order of first use (a write names a few, so
         // a linear search beats hashing); each slot's batches keep the order of each id's
         // events and stay below EVENT_BATCH_BYTES.
