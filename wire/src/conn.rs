@@ -35,6 +35,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn, Instrument};
 
 use crate::error::{Error, ErrorCode};
+use crate::frame::{FrameError, FrameReader};
 use crate::protocol::{self, ProtocolError};
 // A poisoned state lock only means a callback panicked; the map itself is still consistent.
 use crate::sync::lock;
@@ -657,21 +658,14 @@ async fn writer_task(
     let _ = wr.shutdown().await;
 }
 
-async fn reader_task(addr: String, mut rd: Reader, max_frame: usize, state: Arc<Mutex<State>>) {
+async fn reader_task(addr: String, rd: Reader, max_frame: usize, state: Arc<Mutex<State>>) {
+    let mut rd = FrameReader::new(rd, max_frame);
     let err = loop {
-        let len = match rd.read_i32().await {
-            Ok(n) => n,
-            Err(e) => break Error::io(&addr, e),
+        let frame = match rd.frame().await {
+            Ok(f) => f,
+            Err(FrameError::Io(e)) => break Error::io(&addr, e),
+            Err(FrameError::Protocol(e)) => break Error::Protocol(e),
         };
-        let len = match protocol::check_frame_len(len, max_frame) {
-            Ok(n) => n,
-            Err(e) => break Error::Protocol(e),
-        };
-        let mut frame = BytesMut::zeroed(len);
-        if let Err(e) = rd.read_exact(&mut frame).await {
-            break Error::io(&addr, e);
-        }
-        let frame = frame.freeze();
         let cid = match protocol::peek_correlation_id(&frame) {
             Ok(c) => c,
             Err(e) => break Error::Protocol(e),

@@ -26,7 +26,9 @@ mod conn;
 pub mod consumer;
 mod coordinator;
 pub mod error;
-pub mod fetch;
+mod fetch;
+#[doc(hidden)]
+pub mod frame;
 pub mod layout;
 pub mod leaders;
 pub mod metadata;
