@@ -113,7 +113,6 @@ where
     let mut in_txn = 0u64;
     let mut started = Instant::now();
     let mut open = false;
-    let mut sends = Vec::new();
     loop {
         let stopping = control.stop.load(Ordering::Acquire);
         let due = open
@@ -121,7 +120,7 @@ where
                 || started.elapsed() >= settings.commit_interval
                 || in_txn as usize >= settings.max_records_per_transaction);
         if due {
-            match commit(&mut consumer, &producer, &pending, &mut sends).await {
+            match commit(&mut consumer, &producer, &pending).await {
                 Ok(()) => {
                     stats.commits += 1;
                     stats.records_committed += in_txn;
@@ -149,36 +148,41 @@ where
             open = true;
             started = Instant::now();
         }
+        let mut outputs = Vec::with_capacity(records.len());
         for r in &records {
-            for out in transform(r) {
-                sends.push(
-                    producer
-                        .enqueue(&out.topic, out.partition, out.records)
-                        .await?,
-                );
-            }
-            pending.insert(r.topic_partition(), r.offset() + 1);
+            outputs.extend(
+                transform(r)
+                    .into_iter()
+                    .map(|o| (o.topic, o.partition, o.records)),
+            );
             in_txn += 1;
         }
+        // Only the last (highest) offset per partition matters; a poll holds runs of
+        // records per partition, so insert once per run.
+        let mut last: Option<&ConsumerRecord> = None;
+        for r in &records {
+            if let Some(l) = last {
+                if l.partition != r.partition || l.topic != r.topic {
+                    pending.insert(l.topic_partition(), l.offset() + 1);
+                }
+            }
+            last = Some(r);
+        }
+        if let Some(l) = last {
+            pending.insert(l.topic_partition(), l.offset() + 1);
+        }
+        // One call per poll: the outcomes count at commit (which fails if a send failed).
+        producer.enqueue_all(outputs).await?;
     }
 }
 
-/// Waits for the sends, adds the offsets with the group's metadata, commits.
+/// Adds the offsets with the group's metadata and commits (which flushes the sends first and
+/// fails if one of them failed).
 async fn commit(
     consumer: &mut Consumer,
     producer: &TransactionalProducer,
     pending: &BTreeMap<TopicPartition, i64>,
-    sends: &mut Vec<crate::wire::TxnDelivery>,
 ) -> Result<(), Error> {
-    let mut first_error = None;
-    for s in sends.drain(..) {
-        if let Err(e) = s.await {
-            first_error.get_or_insert(e);
-        }
-    }
-    if let Some(e) = first_error {
-        return Err(e);
-    }
     let group = ConsumerGroupMetadata::of(consumer)
         .ok_or_else(|| Error::Config("the transactional stage needs a group.id".to_owned()))?;
     let offsets: Vec<(TopicPartition, i64)> =

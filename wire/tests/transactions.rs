@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{broker, now_ms, unique};
+use common::{broker, now_ms, test_server, unique};
 use kafka_persistence_wire::{
     Client, ConsumerConfig, ConsumerGroupMetadata, Error, IsolationLevel, NewTopic, OffsetReset,
     ProducerConfig, Record, TopicPartition, TransactionalProducer,
@@ -315,5 +315,69 @@ async fn fault_a_coordinator_unavailable_for_longer_than_the_request_timeout_is_
     assert_eq!(
         read_all(&client, &t, 1, IsolationLevel::ReadCommitted).await,
         vec!["through-a-failover".to_owned()]
+    );
+}
+
+/// AddPartitionsToTxn is the API key 24.
+const ADD_PARTITIONS_TO_TXN: i16 = 24;
+
+#[tokio::test]
+async fn fault_partitions_new_to_a_transaction_are_added_in_one_request() {
+    let b = test_server(1).await;
+    let client = b.client().await;
+    let t = topic(&client, 6).await;
+    let p = txn_producer(&client, &unique("tid")).await;
+    for round in 0..2 {
+        let before = b.server().request_count(ADD_PARTITIONS_TO_TXN).await;
+        p.begin_transaction().await.unwrap();
+        // Entered without a pause: the single-threaded test runtime runs the task that sends
+        // AddPartitionsToTxn only after all six, so they go in one request.
+        p.enqueue_all((0..6).map(|i| (t.as_str(), i, rec(&format!("r{round}-p{i}")))))
+            .await
+            .unwrap();
+        p.commit_transaction().await.unwrap();
+        assert_eq!(
+            b.server().request_count(ADD_PARTITIONS_TO_TXN).await - before,
+            1,
+            "round {round}: one AddPartitionsToTxn for the six partitions"
+        );
+    }
+    let mut want: Vec<String> = (0..2)
+        .flat_map(|r| (0..6).map(move |i| format!("r{r}-p{i}")))
+        .collect();
+    want.sort();
+    assert_eq!(
+        read_all(&client, &t, 6, IsolationLevel::ReadCommitted).await,
+        want
+    );
+}
+
+#[tokio::test]
+async fn fault_a_partition_refused_by_add_partitions_never_receives_its_records() {
+    let b = test_server(1).await;
+    let client = b.client().await;
+    let t = topic(&client, 1).await;
+    let p = txn_producer(&client, &unique("tid")).await;
+    // TOPIC_AUTHORIZATION_FAILED (29): final, not retried.
+    b.server().inject_error(ADD_PARTITIONS_TO_TXN, 29, 1).await;
+    p.begin_transaction().await.unwrap();
+    let send = p.enqueue(&t, 0, rec("refused")).await.unwrap();
+    assert!(send.await.is_err(), "the send of a refused partition fails");
+    assert!(matches!(
+        p.commit_transaction().await,
+        Err(Error::Transaction(_))
+    ));
+    p.abort_transaction().await.unwrap();
+    p.begin_transaction().await.unwrap();
+    p.send(&t, 0, rec("committed")).await.unwrap();
+    p.commit_transaction().await.unwrap();
+    assert_eq!(
+        read_all(&client, &t, 1, IsolationLevel::ReadCommitted).await,
+        vec!["committed"]
+    );
+    // The refused record was held back, never written, not even as aborted data.
+    assert_eq!(
+        read_all(&client, &t, 1, IsolationLevel::ReadUncommitted).await,
+        vec!["committed"]
     );
 }

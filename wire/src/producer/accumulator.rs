@@ -75,6 +75,20 @@ pub(super) struct PartitionState {
     /// last error. Until then only one batch is in flight: a broker without state for us
     /// accepts any first sequence, so a pipelined batch could overtake a failed first one.
     pub(super) confirmed: bool,
+    /// Whether batches may be sent (a transactional producer's partitions wait until the
+    /// partition is in the transaction; always open otherwise).
+    pub(super) gate: Gate,
+}
+
+/// A partition's admission to sending (see [`Producer::admit`](super::Producer::admit)).
+#[derive(Debug, Clone)]
+pub(super) enum Gate {
+    /// Batches accumulate but are not sent.
+    Held,
+    /// Batches are sent.
+    Open,
+    /// The partition could not join the transaction: its sends fail with this error.
+    Failed(Arc<Error>),
 }
 
 /// A send that took its place in line but could not enter the accumulator yet (no producer
@@ -98,6 +112,8 @@ pub(super) struct State {
     pub(super) backlog: VecDeque<Pending>,
     /// A task is moving the backlog into the accumulator.
     pub(super) backlog_task: bool,
+    /// Gates set for partitions that had no state yet (taken when their first send arrives).
+    pub(super) early_gates: Vec<(String, i32, Gate)>,
 }
 
 /// A batch's sends to complete once the state lock is released.
@@ -164,6 +180,26 @@ pub(super) fn partition_mut<'a>(
     st.topics.get_mut(topic).and_then(|m| m.get_mut(&partition))
 }
 
+/// The gate a new partition starts with: one set before its first send, else held for a
+/// gated (transactional) producer, open for others.
+fn initial_gate(
+    early: &mut Vec<(String, i32, Gate)>,
+    topic: &str,
+    partition: i32,
+    gated: bool,
+) -> Gate {
+    if !gated {
+        return Gate::Open;
+    }
+    match early
+        .iter()
+        .position(|(t, p, _)| t == topic && *p == partition)
+    {
+        Some(i) => early.swap_remove(i).2,
+        None => Gate::Held,
+    }
+}
+
 pub(super) fn mark_dirty(dirty: &mut Vec<(Arc<str>, i32)>, p: &mut PartitionState) {
     if !p.dirty {
         p.dirty = true;
@@ -195,11 +231,17 @@ impl Inner {
         tx: oneshot::Sender<Result<i64, Error>>,
     ) {
         let batch_size = self.config.batch_size;
-        let State { topics, dirty, .. } = st;
+        let State {
+            topics,
+            dirty,
+            early_gates,
+            ..
+        } = st;
         let parts = match topics.get_mut(topic) {
             Some(p) => p,
             None => topics.entry(topic.to_owned()).or_default(),
         };
+        let gated = self.gated;
         let p = parts.entry(partition).or_insert_with(|| PartitionState {
             topic: Arc::from(topic),
             partition,
@@ -219,6 +261,7 @@ impl Inner {
             last_acked_offset: -1,
             max_batch: usize::MAX,
             confirmed: false,
+            gate: initial_gate(early_gates, topic, partition, gated),
         });
         // A send never spans two batches: close a batch that this send would overfill.
         if p.open
@@ -327,6 +370,9 @@ impl Inner {
             return;
         }
         for c in list {
+            if let Err(e) = &c.result {
+                self.report_failure(e);
+            }
             for (tx, delta) in c.waiters {
                 let r = match &c.result {
                     Ok(base) if *base >= 0 => Ok(base + i64::from(delta)),

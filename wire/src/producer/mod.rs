@@ -67,7 +67,7 @@ mod txn;
 
 pub use txn::{ConsumerGroupMetadata, TransactionalProducer, TxnDelivery};
 
-use accumulator::{mark_dirty, record_size, Completion, Pending, State};
+use accumulator::{mark_dirty, record_size, Completion, Gate, Pending, State};
 
 /// Where a send landed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,7 +164,15 @@ pub(crate) struct Inner {
     partitioner: Arc<dyn Partitioner>,
     /// `close` was called: new sends fail with [`Error::Closed`].
     closed: AtomicBool,
+    /// Partitions start [`Gate::Held`] (a transactional producer's: sent only once in the
+    /// transaction, see [`Producer::admit`]).
+    gated: bool,
+    /// Told about every failed send (a transactional producer's bookkeeping).
+    on_failure: Option<FailureHook>,
 }
+
+/// Called with the error of every failed send.
+pub(crate) type FailureHook = Arc<dyn Fn(&Error) + Send + Sync>;
 
 impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -203,20 +211,67 @@ impl Producer {
                 next_batch_id: AtomicU64::new(1),
                 partitioner,
                 closed: AtomicBool::new(false),
+                gated: false,
+                on_failure: None,
             }),
         }
     }
 
-    /// A producer whose producer id and epoch are already known (a transactional producer's,
-    /// from its coordinator): it never asks for one itself.
-    pub(crate) fn with_producer_id(
+    /// A transactional producer's inner producer: its producer id and epoch are known (from
+    /// the coordinator), it never asks for one itself; its partitions send only once
+    /// admitted ([`Producer::admit`]); `on_failure` hears of every failed send.
+    pub(crate) fn transactional(
         client: Client,
         config: ProducerConfig,
         id: (i64, i16),
+        on_failure: FailureHook,
     ) -> Producer {
-        let p = Producer::new(client, config);
+        let mut p = Producer::new(client, config);
+        let inner = Arc::get_mut(&mut p.inner).expect("a new producer is not shared");
+        inner.gated = true;
+        inner.on_failure = Some(on_failure);
         let _ = p.inner.pid.set(id);
         p
+    }
+
+    /// Sets the gate of each of `partitions` (a gated producer's): `Ok` opens them (their
+    /// batches are sent), `Err` fails their sends, now and later, until
+    /// [`Producer::hold_all`].
+    pub(crate) fn admit(&self, partitions: &[(String, i32)], outcome: Result<(), &Error>) {
+        let gate = match outcome {
+            Ok(()) => Gate::Open,
+            Err(e) => Gate::Failed(Arc::new(e.duplicate())),
+        };
+        let mut st = self.inner.lock_state();
+        for (topic, partition) in partitions {
+            let State {
+                topics,
+                dirty,
+                early_gates,
+                ..
+            } = &mut *st;
+            match topics
+                .get_mut(topic.as_str())
+                .and_then(|m| m.get_mut(partition))
+            {
+                Some(p) => {
+                    p.gate = gate.clone();
+                    mark_dirty(dirty, p);
+                }
+                None => early_gates.push((topic.clone(), *partition, gate.clone())),
+            }
+        }
+        self.inner.drain(&mut st, false);
+    }
+
+    /// Holds every partition again (a gated producer's, between transactions: each must be
+    /// admitted anew). Call it when nothing is outstanding.
+    pub(crate) fn hold_all(&self) {
+        let mut st = self.inner.lock_state();
+        st.early_gates.clear();
+        for p in st.topics.values_mut().flat_map(|m| m.values_mut()) {
+            p.gate = Gate::Held;
+        }
     }
 
     /// Appends `records` to the queue of `topic`/`partition` before it returns, as part of ONE
@@ -231,21 +286,23 @@ impl Producer {
     /// fails with [`Error::Timeout`].
     pub fn enqueue(&self, topic: &str, partition: i32, records: Vec<Record>) -> DeliveryFuture {
         if records.is_empty() {
-            return DeliveryFuture::failed(Error::Config(
-                "send needs at least one record".to_owned(),
-            ));
+            return self
+                .inner
+                .failed_now(Error::Config("send needs at least one record".to_owned()));
         }
         if records.len() > (i32::MAX / 2) as usize {
-            return DeliveryFuture::failed(Error::Config(
-                "too many records in one send".to_owned(),
-            ));
+            return self
+                .inner
+                .failed_now(Error::Config("too many records in one send".to_owned()));
         }
         if partition < 0 {
-            return DeliveryFuture::failed(Error::Config(format!("invalid partition {partition}")));
+            return self
+                .inner
+                .failed_now(Error::Config(format!("invalid partition {partition}")));
         }
         let inner = &self.inner;
         if inner.closed.load(Ordering::Acquire) {
-            return DeliveryFuture::failed(Error::Closed);
+            return inner.failed_now(Error::Closed);
         }
         let bytes: usize = records.iter().map(record_size).sum();
         let permits = u32::try_from(bytes)
@@ -267,7 +324,7 @@ impl Producer {
                     Some(id)
                 }
                 Err(tokio::sync::TryAcquireError::Closed) => {
-                    return DeliveryFuture::failed(Error::Closed)
+                    return inner.failed_now(Error::Closed)
                 }
                 Err(tokio::sync::TryAcquireError::NoPermits) => None,
             },
@@ -394,6 +451,25 @@ impl Producer {
 }
 
 impl Inner {
+    /// Tells the failure hook (if any) about a failed send.
+    pub(super) fn report_failure(&self, e: &Error) {
+        if let Some(hook) = &self.on_failure {
+            hook(e);
+        }
+    }
+
+    /// A send that failed before entering the line.
+    fn failed_now(&self, e: Error) -> DeliveryFuture {
+        self.report_failure(&e);
+        DeliveryFuture::failed(e)
+    }
+
+    /// Completes a send of the backlog (which never entered a batch) with `e`.
+    fn fail_pending(&self, tx: oneshot::Sender<Result<i64, Error>>, e: Error) {
+        self.report_failure(&e);
+        let _ = tx.send(Err(e));
+    }
+
     async fn producer_id(&self) -> Result<(i64, i16), Error> {
         self.pid
             .get_or_try_init(|| self.init_producer_id())
@@ -441,7 +517,7 @@ impl Inner {
                         let mut st = self.lock_state();
                         debug!(error = %e, waiting = st.backlog.len(), "no producer id: failing waiting sends");
                         for p in std::mem::take(&mut st.backlog) {
-                            let _ = p.tx.send(Err(e.duplicate()));
+                            self.fail_pending(p.tx, e.duplicate());
                         }
                         st.backlog_task = false;
                         return;
@@ -487,18 +563,17 @@ impl Inner {
                     );
                     self.drain(&mut st, false);
                 }
-                Ok(Err(_)) => {
-                    let _ = p.tx.send(Err(Error::Closed));
-                }
+                Ok(Err(_)) => self.fail_pending(p.tx, Error::Closed),
                 Err(_) => {
                     debug!(topic = %p.topic, partition = p.partition, bytes = p.bytes, reason = "max.block.ms passed", "no buffer space: failing send");
-                    let _ = p.tx.send(Err(Error::Timeout {
+                    let e = Error::Timeout {
                         what: format!(
                             "buffer space for a send to {}/{} (buffer.memory)",
                             p.topic, p.partition
                         ),
                         after: max_block,
-                    }));
+                    };
+                    self.fail_pending(p.tx, e);
                 }
             }
         }

@@ -13,7 +13,7 @@ use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicNam
 use kafka_protocol::protocol::StrBytes;
 use tracing::{debug, info, warn};
 
-use super::accumulator::{mark_dirty, partition_mut, BatchState, State};
+use super::accumulator::{mark_dirty, partition_mut, BatchState, Gate, State};
 use super::policy::{decide, Action, Facts};
 use super::Inner;
 use crate::config::Acks;
@@ -62,6 +62,15 @@ impl Inner {
                 p.dirty = false;
                 if p.blocked {
                     continue;
+                }
+                match &p.gate {
+                    Gate::Open => {}
+                    Gate::Held => continue,
+                    Gate::Failed(e) => {
+                        let e = Arc::clone(e);
+                        self.fail_partition(p, &e);
+                        continue;
+                    }
                 }
                 let window = if p.confirmed || !self.idempotent {
                     max

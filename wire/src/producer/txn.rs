@@ -4,14 +4,20 @@
 //!
 //! Protocol, in order: FindCoordinator (key type 1) for the `transactional.id`;
 //! InitProducerId with the id and `transaction.timeout.ms` (fences older instances and
-//! aborts what they left open); per transaction AddPartitionsToTxn before the first send to
-//! a partition, AddOffsetsToTxn + TxnOffsetCommit (to the group coordinator, with the
+//! aborts what they left open); per transaction AddPartitionsToTxn for the partitions it
+//! sends to (one request for all partitions that are new while none is under way, as the
+//! Java client batches them), AddOffsetsToTxn + TxnOffsetCommit (to the group coordinator, with the
 //! group's generation and member id, KIP-447) for `send_offsets_to_transaction`, and EndTxn.
 //!
 //! Invariants:
 //! - Sends go through one inner idempotent producer stamped with the transactional producer
 //!   id and epoch; it never fetches a producer id itself. A send enters its partition's line
-//!   only after the partition was added to the transaction.
+//!   at once (the call order is the record order), but the inner producer's gate holds the
+//!   partition's batches until the coordinator added the partition to the transaction; a
+//!   refused partition's sends fail without being sent. Between transactions every gate
+//!   closes again, so no record is sent outside a transaction.
+//! - Failed sends are recorded by a hook the inner producer calls before the send completes
+//!   (no task per send), so a commit after the flush sees every failure.
 //! - Commit first flushes every send; if any send of the transaction failed, commit refuses
 //!   ([`Error::Transaction`]) and the caller must abort. An abort after failed sends starts
 //!   over with a fresh epoch (InitProducerId with the current id and epoch, KIP-360) and a
@@ -25,7 +31,7 @@
 //!   takes the cluster longer than one request may (Apache Kafka: the broker session
 //!   timeout, then the new coordinator loads the transaction log).
 
-use std::collections::BTreeSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -47,7 +53,7 @@ use kafka_protocol::protocol::StrBytes;
 use tokio::task::JoinHandle;
 use tracing::debug;
 
-use super::{Producer, RecordMetadata};
+use super::{DeliveryFuture, FailureHook, Producer, RecordMetadata};
 use crate::client::{Client, ConnKind};
 use crate::config::ProducerConfig;
 use crate::conn::Connection;
@@ -55,6 +61,7 @@ use crate::consumer::{Consumer, TopicPartition};
 use crate::coordinator::CoordinatorKind;
 use crate::error::{lookup, Error, ErrorCode};
 use crate::record::Record;
+use crate::sync::lock;
 
 fn sb(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_owned())
@@ -116,19 +123,37 @@ struct State {
     phase: Phase,
     producer_id: i64,
     epoch: i16,
-    /// Partitions added to the open transaction.
-    partitions: BTreeSet<(String, i32)>,
     /// Offsets were added (AddOffsetsToTxn) in the open transaction.
     offsets_added: bool,
     producer: Producer,
-    coordinator: Option<Arc<Connection>>,
+}
+
+/// The partitions of the open transaction. A send to a partition not yet in it queues the
+/// partition for AddPartitionsToTxn and enters the inner producer at once, whose gate holds
+/// the partition's batches until the coordinator added it. One task sends the requests: all
+/// partitions queued while one request is under way go in the next (as the Java client does).
+#[derive(Default)]
+struct Adds {
+    /// Partitions sent to (added, or being added), by topic.
+    partitions: HashMap<String, HashSet<i32>>,
+    /// Partitions the coordinator added.
+    confirmed: usize,
+    /// Partitions not yet in a request.
+    pending: Vec<(String, i32)>,
+    /// The task sending the requests, while it runs.
+    task: Option<JoinHandle<()>>,
 }
 
 struct Shared {
     client: Client,
     config: ProducerConfig,
-    tid: String,
+    tid: Arc<str>,
     state: tokio::sync::Mutex<State>,
+    /// The transaction coordinator's connection, once found.
+    coordinator: Mutex<Option<Arc<Connection>>>,
+    adds: Mutex<Adds>,
+    /// Given to each inner producer: records failed sends (`failed`, `fenced`, `first_failure`).
+    hook: FailureHook,
     /// A send of the open transaction failed.
     failed: Arc<AtomicBool>,
     /// A send was refused as fenced (final, like `Phase::Fenced`).
@@ -153,22 +178,45 @@ impl std::fmt::Debug for TransactionalProducer {
 }
 
 /// The outcome of one [`TransactionalProducer::enqueue`]: resolves once the send is stored.
+/// Dropping it does not withdraw the send; a failure makes the commit fail either way.
 #[derive(Debug)]
 #[must_use = "the send happens anyway; the future only reports its outcome"]
 pub struct TxnDelivery {
-    handle: JoinHandle<Result<RecordMetadata, Error>>,
+    delivery: DeliveryFuture,
+    tid: Arc<str>,
 }
 
 impl Future for TxnDelivery {
     type Output = Result<RecordMetadata, Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match Pin::new(&mut self.handle).poll(cx) {
+        match Pin::new(&mut self.delivery).poll(cx) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(Ok(r)) => Poll::Ready(r),
-            Poll::Ready(Err(_)) => Poll::Ready(Err(Error::Closed)),
+            Poll::Ready(Err(e)) => match e.code() {
+                Some(c) if is_fenced(c) => Poll::Ready(Err(Error::ProducerFenced {
+                    transactional_id: self.tid.to_string(),
+                    name: lookup(c).name,
+                })),
+                _ => Poll::Ready(Err(e)),
+            },
+            Poll::Ready(r) => Poll::Ready(r),
         }
     }
+}
+
+/// The hook that records a failed send of the open transaction.
+fn failure_hook(
+    failed: Arc<AtomicBool>,
+    fenced: Arc<AtomicBool>,
+    first: Arc<Mutex<Option<String>>>,
+) -> FailureHook {
+    Arc::new(move |e: &Error| {
+        failed.store(true, Ordering::Release);
+        lock(&first).get_or_insert_with(|| e.to_string());
+        if matches!(e, Error::ProducerFenced { .. }) || e.code().is_some_and(is_fenced) {
+            fenced.store(true, Ordering::Release);
+        }
+    })
 }
 
 impl Client {
@@ -183,23 +231,33 @@ impl Client {
                 "a transactional producer needs transactional.id".to_owned(),
             ));
         };
-        let placeholder = Producer::with_producer_id(self.clone(), config.clone(), (-1, -1));
+        let failed = Arc::new(AtomicBool::new(false));
+        let fenced = Arc::new(AtomicBool::new(false));
+        let first_failure = Arc::new(Mutex::new(None));
+        let hook = failure_hook(
+            Arc::clone(&failed),
+            Arc::clone(&fenced),
+            Arc::clone(&first_failure),
+        );
+        let placeholder =
+            Producer::transactional(self.clone(), config.clone(), (-1, -1), Arc::clone(&hook));
         let shared = Arc::new(Shared {
             client: self.clone(),
             config,
-            tid,
+            tid: Arc::from(tid),
             state: tokio::sync::Mutex::new(State {
                 phase: Phase::Ready,
                 producer_id: -1,
                 epoch: -1,
-                partitions: BTreeSet::new(),
                 offsets_added: false,
                 producer: placeholder,
-                coordinator: None,
             }),
-            failed: Arc::new(AtomicBool::new(false)),
-            fenced: Arc::new(AtomicBool::new(false)),
-            first_failure: Arc::new(Mutex::new(None)),
+            coordinator: Mutex::new(None),
+            adds: Mutex::new(Adds::default()),
+            hook,
+            failed,
+            fenced,
+            first_failure,
         });
         let p = TransactionalProducer { shared };
         p.init_transactions().await?;
@@ -251,7 +309,7 @@ impl Shared {
 
     fn fenced(&self, code: i16) -> Error {
         Error::ProducerFenced {
-            transactional_id: self.tid.clone(),
+            transactional_id: self.tid.to_string(),
             name: lookup(code).name,
         }
     }
@@ -285,7 +343,6 @@ impl Shared {
     /// retriable codes pause and retry, until the delivery timeout (see the module docs).
     async fn with_coordinator<T, F, Fut>(
         &self,
-        st: &mut State,
         kind: CoordinatorKind,
         key: &str,
         what: &str,
@@ -300,7 +357,7 @@ impl Shared {
         let mut group_conn: Option<Arc<Connection>> = None;
         loop {
             let cached = if kind == CoordinatorKind::Transaction {
-                st.coordinator.clone()
+                lock(&self.coordinator).clone()
             } else {
                 group_conn.clone()
             };
@@ -311,7 +368,7 @@ impl Shared {
             let outcome = match conn {
                 Ok(c) => {
                     if kind == CoordinatorKind::Transaction {
-                        st.coordinator = Some(Arc::clone(&c));
+                        *lock(&self.coordinator) = Some(Arc::clone(&c));
                     } else {
                         group_conn = Some(Arc::clone(&c));
                     }
@@ -336,7 +393,7 @@ impl Shared {
                 Err(_) => return outcome,
             };
             if retry {
-                st.coordinator = None;
+                *lock(&self.coordinator) = None;
                 group_conn = None;
             }
             if Instant::now() >= deadline {
@@ -353,23 +410,18 @@ impl Shared {
     }
 
     /// InitProducerId for the transactional id (`current`: our id and epoch, KIP-360).
-    async fn init_producer_id(
-        &self,
-        st: &mut State,
-        current: (i64, i16),
-    ) -> Result<(i64, i16), Error> {
+    async fn init_producer_id(&self, current: (i64, i16)) -> Result<(i64, i16), Error> {
         let timeout_ms =
             i32::try_from(self.config.transaction_timeout.as_millis()).unwrap_or(i32::MAX);
-        let tid = self.tid.clone();
+        let tid = Arc::clone(&self.tid);
         let timeout = self.timeout();
         let (code, pair) = self
             .with_coordinator(
-                st,
                 CoordinatorKind::Transaction,
-                &tid.clone(),
+                &Arc::clone(&tid),
                 "InitProducerId",
                 |c| {
-                    let tid = tid.clone();
+                    let tid = Arc::clone(&tid);
                     async move {
                         let version = c.version(ApiKey::InitProducerId)?;
                         let (pid, epoch) = if version >= 3 { current } else { (-1, -1) };
@@ -403,6 +455,111 @@ impl Shared {
         Ok(())
     }
 
+    /// Sends AddPartitionsToTxn for the queued partitions until none is left, then opens
+    /// their gates in `producer` (or fails their sends).
+    async fn run_adds(self: Arc<Self>, producer: Producer, id: (i64, i16)) {
+        loop {
+            let batch = {
+                let mut adds = lock(&self.adds);
+                if adds.pending.is_empty() {
+                    adds.task = None;
+                    return;
+                }
+                std::mem::take(&mut adds.pending)
+            };
+            match self.add_partitions(&batch, id).await {
+                Ok(()) => {
+                    lock(&self.adds).confirmed += batch.len();
+                    producer.admit(&batch, Ok(()));
+                }
+                Err(e) => {
+                    debug!(transactional_id = %self.tid, error = %e, "AddPartitionsToTxn failed");
+                    (self.hook)(&e);
+                    producer.admit(&batch, Err(&e));
+                }
+            }
+        }
+    }
+
+    /// One AddPartitionsToTxn (v3 and below) for `parts`.
+    async fn add_partitions(&self, parts: &[(String, i32)], id: (i64, i16)) -> Result<(), Error> {
+        let (pid, epoch) = id;
+        let mut topics: Vec<AddPartitionsToTxnTopic> = Vec::new();
+        for (topic, partition) in parts {
+            match topics.iter_mut().find(|t| *t.name.0 == **topic) {
+                Some(t) => t.partitions.push(*partition),
+                None => {
+                    let mut t = AddPartitionsToTxnTopic::default();
+                    t.name = TopicName(sb(topic));
+                    t.partitions = vec![*partition];
+                    topics.push(t);
+                }
+            }
+        }
+        let (tid, timeout) = (Arc::clone(&self.tid), self.timeout());
+        let (code, ()) = self
+            .with_coordinator(
+                CoordinatorKind::Transaction,
+                &tid,
+                "AddPartitionsToTxn",
+                |c| {
+                    let (tid, topics) = (Arc::clone(&tid), topics.clone());
+                    async move {
+                        let mut req = AddPartitionsToTxnRequest::default();
+                        req.v3_and_below_transactional_id = TransactionalId(sb(&tid));
+                        req.v3_and_below_producer_id = ProducerId(pid);
+                        req.v3_and_below_producer_epoch = epoch;
+                        req.v3_and_below_topics = topics;
+                        let version = c.version(ApiKey::AddPartitionsToTxn)?.min(3);
+                        let resp: AddPartitionsToTxnResponse = c
+                            .request_at(ApiKey::AddPartitionsToTxn, version, &req, timeout)
+                            .await?;
+                        // OPERATION_NOT_ATTEMPTED marks the partitions the coordinator left
+                        // out because of another one's error: report that one.
+                        let codes = resp
+                            .results_by_topic_v3_and_below
+                            .iter()
+                            .flat_map(|t| t.results_by_partition.iter())
+                            .map(|p| p.partition_error_code)
+                            .filter(|c| *c != 0);
+                        let code = codes
+                            .clone()
+                            .find(|c| *c != ErrorCode::OPERATION_NOT_ATTEMPTED)
+                            .or_else(|| codes.clone().next())
+                            .unwrap_or(resp.error_code);
+                        Ok((code, ()))
+                    }
+                },
+            )
+            .await?;
+        if code != 0 {
+            return Err(self.error(code, "AddPartitionsToTxn"));
+        }
+        Ok(())
+    }
+
+    /// Forgets the partitions of the transaction (it ended, or the producer starts over).
+    fn clear_adds(&self) {
+        let mut adds = lock(&self.adds);
+        adds.partitions.clear();
+        adds.pending.clear();
+        adds.confirmed = 0;
+    }
+
+    /// Waits until no AddPartitionsToTxn is under way (the caller holds the state lock, so
+    /// no send queues another).
+    async fn adds_settled(&self) {
+        loop {
+            let task = lock(&self.adds).task.take();
+            match task {
+                Some(t) => {
+                    let _ = t.await;
+                }
+                None => return,
+            }
+        }
+    }
+
     /// Records fencing from `e`.
     fn note(&self, st: &mut State, e: Error) -> Error {
         if matches!(e, Error::ProducerFenced { .. }) {
@@ -420,21 +577,28 @@ impl TransactionalProducer {
         let sh = &self.shared;
         let mut st = sh.state.lock().await;
         sh.check_fenced(&mut st)?;
+        // An AddPartitionsToTxn still under way belongs to the producer being replaced.
+        sh.adds_settled().await;
         let current = (st.producer_id, st.epoch);
-        let (pid, epoch) = match sh.init_producer_id(&mut st, current).await {
+        let (pid, epoch) = match sh.init_producer_id(current).await {
             Ok(x) => x,
             Err(e) => return Err(sh.note(&mut st, e)),
         };
         debug!(transactional_id = %sh.tid, producer_id = pid, epoch, "transactional producer initialised");
         let old = std::mem::replace(
             &mut st.producer,
-            Producer::with_producer_id(sh.client.clone(), sh.config.clone(), (pid, epoch)),
+            Producer::transactional(
+                sh.client.clone(),
+                sh.config.clone(),
+                (pid, epoch),
+                Arc::clone(&sh.hook),
+            ),
         );
         old.inner.closed.store(true, Ordering::Release);
         st.producer_id = pid;
         st.epoch = epoch;
         st.phase = Phase::Ready;
-        st.partitions.clear();
+        sh.clear_adds();
         st.offsets_added = false;
         sh.failed.store(false, Ordering::Release);
         *crate::sync::lock(&sh.first_failure) = None;
@@ -464,114 +628,80 @@ impl TransactionalProducer {
         }
     }
 
-    /// Adds `topic`/`partition` to the open transaction if it is not yet in it.
-    async fn add_partition(
-        &self,
-        st: &mut State,
-        topic: &str,
-        partition: i32,
-    ) -> Result<(), Error> {
+    /// Checks that a send may join the open transaction.
+    fn check_sendable(&self, st: &mut State) -> Result<(), Error> {
         let sh = &self.shared;
         sh.check_fenced(st)?;
         match st.phase {
-            Phase::Fenced => return Err(sh.fenced(ErrorCode::PRODUCER_FENCED)),
-            Phase::Ready => {
-                return Err(Error::Transaction(
-                    "send outside a transaction (call begin_transaction)".to_owned(),
-                ))
-            }
-            Phase::InTransaction => {}
+            Phase::Fenced => Err(sh.fenced(ErrorCode::PRODUCER_FENCED)),
+            Phase::Ready => Err(Error::Transaction(
+                "send outside a transaction (call begin_transaction)".to_owned(),
+            )),
+            Phase::InTransaction => Ok(()),
         }
-        let key = (topic.to_owned(), partition);
-        if st.partitions.contains(&key) {
-            return Ok(());
+    }
+
+    /// Enters one send in the inner producer, queueing its partition for AddPartitionsToTxn
+    /// if it is new to the transaction (its batches wait for that, see [`Adds`]).
+    fn enter(&self, st: &State, topic: &str, partition: i32, records: Vec<Record>) -> TxnDelivery {
+        let sh = &self.shared;
+        {
+            let mut adds = lock(&sh.adds);
+            let known = adds
+                .partitions
+                .get(topic)
+                .is_some_and(|ps| ps.contains(&partition));
+            if !known {
+                adds.partitions
+                    .entry(topic.to_owned())
+                    .or_default()
+                    .insert(partition);
+                adds.pending.push((topic.to_owned(), partition));
+                if adds.task.is_none() {
+                    // Spawned under the lock: the task's first look at `pending` waits for it,
+                    // so its handle is stored before it can finish.
+                    let me = Arc::clone(sh);
+                    let producer = st.producer.clone();
+                    let id = (st.producer_id, st.epoch);
+                    adds.task = Some(tokio::spawn(async move { me.run_adds(producer, id).await }));
+                }
+            }
         }
-        let (tid, pid, epoch, timeout) = (sh.tid.clone(), st.producer_id, st.epoch, sh.timeout());
-        let r = sh
-            .with_coordinator(
-                st,
-                CoordinatorKind::Transaction,
-                &tid.clone(),
-                "AddPartitionsToTxn",
-                |c| {
-                    let (tid, topic) = (tid.clone(), topic.to_owned());
-                    async move {
-                        let mut t = AddPartitionsToTxnTopic::default();
-                        t.name = TopicName(sb(&topic));
-                        t.partitions = vec![partition];
-                        let mut req = AddPartitionsToTxnRequest::default();
-                        req.v3_and_below_transactional_id = TransactionalId(sb(&tid));
-                        req.v3_and_below_producer_id = ProducerId(pid);
-                        req.v3_and_below_producer_epoch = epoch;
-                        req.v3_and_below_topics = vec![t];
-                        let version = c.version(ApiKey::AddPartitionsToTxn)?.min(3);
-                        let resp: AddPartitionsToTxnResponse = c
-                            .request_at(ApiKey::AddPartitionsToTxn, version, &req, timeout)
-                            .await?;
-                        let code = resp
-                            .results_by_topic_v3_and_below
-                            .iter()
-                            .flat_map(|t| t.results_by_partition.iter())
-                            .map(|p| p.partition_error_code)
-                            .find(|c| *c != 0)
-                            .unwrap_or(resp.error_code);
-                        Ok((code, ()))
-                    }
-                },
-            )
-            .await;
-        match r {
-            Ok((0, ())) => {
-                st.partitions.insert(key);
-                Ok(())
-            }
-            Ok((code, ())) => {
-                let e = sh.error(code, "AddPartitionsToTxn");
-                Err(sh.note(st, e))
-            }
-            Err(e) => Err(e),
+        TxnDelivery {
+            delivery: st.producer.enqueue(topic, partition, records),
+            tid: Arc::clone(&sh.tid),
         }
     }
 
     /// Sends `records` to `topic`/`partition` in the open transaction (as one batch, see
-    /// [`Producer::enqueue`]): adds the partition to the transaction first if needed, then
-    /// enters the send in the partition's line. The returned future reports the outcome; a
-    /// failure also makes the transaction's commit fail.
+    /// [`Producer::enqueue`]); a partition new to the transaction is added to it first (its
+    /// records wait in the accumulator meanwhile). The returned future reports the outcome;
+    /// a failure also makes the transaction's commit fail.
     pub async fn enqueue(
         &self,
         topic: &str,
         partition: i32,
         records: Vec<Record>,
     ) -> Result<TxnDelivery, Error> {
-        let sh = &self.shared;
-        let mut st = sh.state.lock().await;
-        self.add_partition(&mut st, topic, partition).await?;
-        let fut = st.producer.enqueue(topic, partition, records);
-        drop(st);
-        let failed = Arc::clone(&sh.failed);
-        let fenced = Arc::clone(&sh.fenced);
-        let first = Arc::clone(&sh.first_failure);
-        let tid = sh.tid.clone();
-        let handle = tokio::spawn(async move {
-            match fut.await {
-                Ok(m) => Ok(m),
-                Err(e) => {
-                    failed.store(true, Ordering::Release);
-                    crate::sync::lock(&first).get_or_insert_with(|| e.to_string());
-                    match e.code() {
-                        Some(c) if is_fenced(c) => {
-                            fenced.store(true, Ordering::Release);
-                            Err(Error::ProducerFenced {
-                                transactional_id: tid,
-                                name: lookup(c).name,
-                            })
-                        }
-                        _ => Err(e),
-                    }
-                }
-            }
-        });
-        Ok(TxnDelivery { handle })
+        let mut st = self.shared.state.lock().await;
+        self.check_sendable(&mut st)?;
+        Ok(self.enter(&st, topic, partition, records))
+    }
+
+    /// Sends each `(topic, partition, records)` of `sends` in the open transaction, in order,
+    /// as [`TransactionalProducer::enqueue`] does, without a future per send: their outcomes
+    /// count at commit, which fails if any of them failed.
+    pub async fn enqueue_all<T, I>(&self, sends: I) -> Result<(), Error>
+    where
+        T: AsRef<str>,
+        I: IntoIterator<Item = (T, i32, Vec<Record>)>,
+    {
+        let mut st = self.shared.state.lock().await;
+        self.check_sendable(&mut st)?;
+        for (topic, partition, records) in sends {
+            drop(self.enter(&st, topic.as_ref(), partition, records));
+        }
+        Ok(())
     }
 
     /// [`TransactionalProducer::enqueue`], then waits for the outcome.
@@ -613,16 +743,16 @@ impl TransactionalProducer {
             }
             Phase::InTransaction => {}
         }
-        let (tid, pid, epoch, timeout) = (sh.tid.clone(), st.producer_id, st.epoch, sh.timeout());
+        let (tid, pid, epoch, timeout) =
+            (Arc::clone(&sh.tid), st.producer_id, st.epoch, sh.timeout());
         let gid = group.group_id.clone();
         let (code, ()) = sh
             .with_coordinator(
-                &mut st,
                 CoordinatorKind::Transaction,
-                &tid.clone(),
+                &Arc::clone(&tid),
                 "AddOffsetsToTxn",
                 |c| {
-                    let (tid, gid) = (tid.clone(), gid.clone());
+                    let (tid, gid) = (Arc::clone(&tid), gid.clone());
                     async move {
                         let req = AddOffsetsToTxnRequest::default()
                             .with_transactional_id(TransactionalId(sb(&tid)))
@@ -661,38 +791,32 @@ impl TransactionalProducer {
         }
         let group = group.clone();
         let (code, ()) = sh
-            .with_coordinator(
-                &mut st,
-                CoordinatorKind::Group,
-                &gid,
-                "TxnOffsetCommit",
-                |c| {
-                    let (tid, group, topics) = (tid.clone(), group.clone(), topics.clone());
-                    async move {
-                        let mut req = TxnOffsetCommitRequest::default();
-                        req.transactional_id = TransactionalId(sb(&tid));
-                        req.group_id = GroupId(sb(&group.group_id));
-                        req.producer_id = ProducerId(pid);
-                        req.producer_epoch = epoch;
-                        req.generation_id = group.generation_id;
-                        req.member_id = sb(&group.member_id);
-                        req.group_instance_id = group.group_instance_id.as_deref().map(sb);
-                        req.topics = topics;
-                        let version = c.version(ApiKey::TxnOffsetCommit)?.min(3);
-                        let resp: TxnOffsetCommitResponse = c
-                            .request_at(ApiKey::TxnOffsetCommit, version, &req, timeout)
-                            .await?;
-                        let code = resp
-                            .topics
-                            .iter()
-                            .flat_map(|t| t.partitions.iter())
-                            .map(|p| p.error_code)
-                            .find(|c| *c != 0)
-                            .unwrap_or(0);
-                        Ok((code, ()))
-                    }
-                },
-            )
+            .with_coordinator(CoordinatorKind::Group, &gid, "TxnOffsetCommit", |c| {
+                let (tid, group, topics) = (Arc::clone(&tid), group.clone(), topics.clone());
+                async move {
+                    let mut req = TxnOffsetCommitRequest::default();
+                    req.transactional_id = TransactionalId(sb(&tid));
+                    req.group_id = GroupId(sb(&group.group_id));
+                    req.producer_id = ProducerId(pid);
+                    req.producer_epoch = epoch;
+                    req.generation_id = group.generation_id;
+                    req.member_id = sb(&group.member_id);
+                    req.group_instance_id = group.group_instance_id.as_deref().map(sb);
+                    req.topics = topics;
+                    let version = c.version(ApiKey::TxnOffsetCommit)?.min(3);
+                    let resp: TxnOffsetCommitResponse = c
+                        .request_at(ApiKey::TxnOffsetCommit, version, &req, timeout)
+                        .await?;
+                    let code = resp
+                        .topics
+                        .iter()
+                        .flat_map(|t| t.partitions.iter())
+                        .map(|p| p.error_code)
+                        .find(|c| *c != 0)
+                        .unwrap_or(0);
+                    Ok((code, ()))
+                }
+            })
             .await?;
         if code != 0 {
             let e = sh.error(code, "TxnOffsetCommit");
@@ -723,9 +847,10 @@ impl TransactionalProducer {
             Phase::Ready => return Err(Error::Transaction("no open transaction".to_owned())),
             Phase::InTransaction => {}
         }
+        // Every partition's gate is decided once no AddPartitionsToTxn is under way; then
+        // the flush completes every send (failures are recorded before a send completes).
+        sh.adds_settled().await;
         st.producer.flush().await?;
-        // Let the delivery tasks of the flushed sends record their outcome.
-        tokio::task::yield_now().await;
         sh.check_fenced(&mut st)?;
         let failed = sh.failed.load(Ordering::Acquire);
         if commit && failed {
@@ -736,17 +861,17 @@ impl TransactionalProducer {
                 "a send of the transaction failed ({first}); abort it"
             )));
         }
-        if !st.partitions.is_empty() || st.offsets_added {
+        let added = lock(&sh.adds).confirmed;
+        if added > 0 || st.offsets_added {
             let (tid, pid, epoch, timeout) =
-                (sh.tid.clone(), st.producer_id, st.epoch, sh.timeout());
+                (Arc::clone(&sh.tid), st.producer_id, st.epoch, sh.timeout());
             let (code, ()) = sh
                 .with_coordinator(
-                    &mut st,
                     CoordinatorKind::Transaction,
-                    &tid.clone(),
+                    &Arc::clone(&tid),
                     "EndTxn",
                     |c| {
-                        let tid = tid.clone();
+                        let tid = Arc::clone(&tid);
                         async move {
                             let req = EndTxnRequest::default()
                                 .with_transactional_id(TransactionalId(sb(&tid)))
@@ -773,9 +898,10 @@ impl TransactionalProducer {
                 return Err(sh.note(&mut st, e));
             }
         }
-        debug!(transactional_id = %sh.tid, commit, partitions = st.partitions.len(), "transaction ended");
+        debug!(transactional_id = %sh.tid, commit, partitions = added, "transaction ended");
         st.phase = Phase::Ready;
-        st.partitions.clear();
+        sh.clear_adds();
+        st.producer.hold_all();
         st.offsets_added = false;
         if failed {
             // The failed sends broke the sequence numbers: start over with a fresh epoch.
