@@ -27,6 +27,7 @@ pub mod consumer;
 mod coordinator;
 pub mod error;
 pub mod fetch;
+pub mod group_admin;
 pub mod layout;
 pub mod leaders;
 pub mod metadata;
@@ -53,6 +54,10 @@ pub use consumer::{
 pub use coordinator::CoordinatorKind;
 pub use error::{Error, ErrorCode, ErrorInfo};
 pub use fetch::{FetchRequest, FetchResponse, IsolationLevel};
+pub use group_admin::{
+    ConsumerGroupDescription, ConsumerGroupMemberDescription, GroupDescription,
+    GroupMemberDescription, ListedGroup,
+};
 pub use layout::Layout;
 pub use metadata::{PartitionMetadata, TopicMetadata};
 pub use partitioner::{murmur2_partition, DefaultPartitioner, Partitioner};
