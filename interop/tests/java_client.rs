@@ -98,10 +98,29 @@ async fn java_client_consumer_group_subscribes_and_commits() -> TestResult {
             .iter()
             .map(|(k, p, o)| format!("RECORD p={p} o={o} k=key-{k} v=value-{k} h={}", headers(*k))),
     );
+    // The AdminClient's listGroups (ListGroups v5) and describeConsumerGroups
+    // (ConsumerGroupDescribe, then DescribeGroups for a classic group) while the member is in.
+    want.push("LISTED type=Classic protocol=consumer state=Stable".to_string());
+    want.push(
+        "DESCRIBED type=Classic state=Stable assignor=range member client=interop-java \
+         host=/127.0.0.1 partitions=[0, 1]"
+            .to_string(),
+    );
+    want.push("DESCRIBED-UNKNOWN error=GroupIdNotFoundException".to_string());
     want.push("COMMITTED p=0 o=2".to_string());
     want.push("COMMITTED p=1 o=2".to_string());
     want.push("DONE".to_string());
-    let got = out.tagged_lines(&["CREATED", "SENT", "RECORD", "COMMITTED", "TIMEOUT", "DONE"]);
+    let got = out.tagged_lines(&[
+        "CREATED",
+        "SENT",
+        "RECORD",
+        "LISTED",
+        "DESCRIBED",
+        "DESCRIBED-UNKNOWN",
+        "COMMITTED",
+        "TIMEOUT",
+        "DONE",
+    ]);
     assert_lines("java group", &got, &want, &out)?;
     broker.expect_high_watermark(&topic, 0, 2).await?;
     broker.expect_high_watermark(&topic, 1, 2).await?;

@@ -22,6 +22,9 @@ import java.util.Properties;
 import java.util.TreeMap;
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AdminClientConfig;
+import org.apache.kafka.clients.admin.ConsumerGroupDescription;
+import org.apache.kafka.clients.admin.GroupListing;
+import org.apache.kafka.clients.admin.MemberDescription;
 import org.apache.kafka.clients.admin.ListOffsetsResult;
 import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.admin.OffsetSpec;
@@ -168,6 +171,8 @@ public final class InteropClient {
             : Long.compare(a.offset(), b.offset()));
         for (ConsumerRecord<byte[], byte[]> r : got) printRecord(r);
         consumer.commitSync();
+        // While the member is in the group: the AdminClient lists and describes it.
+        describeGroup(bootstrap, topic + "-group");
       }
       try (Admin admin = Admin.create(common(bootstrap))) {
         Map<TopicPartition, OffsetAndMetadata> committed =
@@ -182,6 +187,47 @@ public final class InteropClient {
       }
     }
     System.out.println("DONE");
+  }
+
+  /** Prints what the AdminClient's listGroups and describeConsumerGroups say of `group`. */
+  private static void describeGroup(String bootstrap, String group) throws Exception {
+    try (Admin admin = Admin.create(common(bootstrap))) {
+      for (GroupListing g : admin.listGroups().all().get()) {
+        if (!g.groupId().equals(group)) continue;
+        System.out.println(
+            "LISTED type="
+                + g.type().map(Object::toString).orElse("?")
+                + " protocol="
+                + g.protocol()
+                + " state="
+                + g.groupState().map(Object::toString).orElse("?"));
+      }
+      ConsumerGroupDescription d =
+          admin.describeConsumerGroups(List.of(group)).describedGroups().get(group).get();
+      StringBuilder members = new StringBuilder();
+      for (MemberDescription m : d.members()) {
+        List<Integer> ps = new ArrayList<>();
+        for (TopicPartition tp : m.assignment().topicPartitions()) ps.add(tp.partition());
+        Collections.sort(ps);
+        members.append(" member client=" + m.clientId() + " host=" + m.host() + " partitions=" + ps);
+      }
+      System.out.println(
+          "DESCRIBED type="
+              + d.type()
+              + " state="
+              + d.groupState()
+              + " assignor="
+              + d.partitionAssignor()
+              + members);
+      String unknown = group + "-unknown";
+      try {
+        ConsumerGroupDescription u =
+            admin.describeConsumerGroups(List.of(unknown)).describedGroups().get(unknown).get();
+        System.out.println("DESCRIBED-UNKNOWN state=" + u.groupState());
+      } catch (java.util.concurrent.ExecutionException e) {
+        System.out.println("DESCRIBED-UNKNOWN error=" + e.getCause().getClass().getSimpleName());
+      }
+    }
   }
 
   private static List<ConsumerRecord<byte[], byte[]>> poll(
