@@ -433,3 +433,44 @@ async fn read_partition(client: &Client, topic: &str, partition: i32) -> Vec<Str
     }
     out
 }
+
+#[tokio::test]
+async fn fault_the_transaction_coordinator_stops_between_the_last_send_and_the_commit() {
+    // Nothing but EndTxn (and then the next transaction's AddPartitionsToTxn) meets the
+    // moved coordinator: the commit itself must find node 1.
+    let b = common::test_server(2).await;
+    let client = Client::connect(
+        b.config()
+            .with_request_timeout(Duration::from_secs(2))
+            .with_delivery_timeout(Duration::from_secs(30)),
+    )
+    .await
+    .unwrap();
+    let t = topic(&client, 4).await;
+    let mut parts = Vec::new();
+    for p in 0..4 {
+        if b.server().leader_of(&t, p).await.unwrap() == 1 {
+            parts.push(p);
+        }
+    }
+    assert!(!parts.is_empty(), "no partition led by node 1");
+    let q = parts[0];
+    let p = txn_producer(&client, &unique("tid")).await;
+    p.begin_transaction().await.unwrap();
+    p.send(&t, q, rec("kept")).await.unwrap();
+    b.server().stop_node(0).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(40), p.commit_transaction())
+        .await
+        .expect("commit hangs after the coordinator moved")
+        .unwrap();
+    p.begin_transaction().await.unwrap();
+    p.send(&t, q, rec("dropped")).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(40), p.abort_transaction())
+        .await
+        .expect("abort hangs")
+        .unwrap();
+    assert_eq!(
+        read_partition(&client, &t, q).await,
+        vec!["kept".to_owned()]
+    );
+}
