@@ -82,14 +82,16 @@ public final class InteropClient {
 
   public static void main(String[] args) throws Exception {
     if (args.length != 3) {
-      System.err.println("usage: InteropClient BOOTSTRAP TOPIC assign|group|create");
+      System.err.println("usage: InteropClient BOOTSTRAP TOPIC assign|group|group848|create");
       System.exit(2);
     }
     String bootstrap = args[0];
     String topic = args[1];
     String mode = args[2];
-    int partitions = mode.equals("group") ? 2 : 1;
-    int count = mode.equals("group") ? 4 : 6;
+    // group848: the group mode with the consumer group protocol (KIP-848).
+    boolean grouped = mode.equals("group") || mode.equals("group848");
+    int partitions = grouped ? 2 : 1;
+    int count = grouped ? 4 : 6;
 
     try (Admin admin = Admin.create(common(bootstrap))) {
       admin
@@ -159,7 +161,8 @@ public final class InteropClient {
       cp.put(
           ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
       cp.put(ConsumerConfig.GROUP_ID_CONFIG, topic + "-group");
-      cp.put(ConsumerConfig.GROUP_PROTOCOL_CONFIG, "classic");
+      cp.put(
+          ConsumerConfig.GROUP_PROTOCOL_CONFIG, mode.equals("group848") ? "consumer" : "classic");
       cp.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
       cp.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
       try (KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(cp)) {
