@@ -11,9 +11,9 @@ use kafka_persistence_wire::record::{decode_batches, DecodeLimits};
 use kafka_protocol::messages::{
     AlterPartitionReassignmentsResponse, ApiKey, ApiVersionsResponse,
     ConsumerGroupDescribeResponse, ConsumerGroupHeartbeatResponse, CreateTopicsResponse,
-    DescribeGroupsResponse, ListGroupsResponse,
-    DeleteRecordsResponse, DescribeConfigsResponse, ElectLeadersResponse, FetchResponse, FindCoordinatorResponse, HeartbeatResponse,
-    InitProducerIdResponse, JoinGroupResponse, LeaveGroupResponse, ListOffsetsResponse,
+    DeleteRecordsResponse, DescribeConfigsResponse, DescribeGroupsResponse, ElectLeadersResponse,
+    FetchResponse, FindCoordinatorResponse, HeartbeatResponse, InitProducerIdResponse,
+    JoinGroupResponse, LeaveGroupResponse, ListGroupsResponse, ListOffsetsResponse,
     MetadataResponse, OffsetCommitResponse, OffsetFetchResponse, ProduceResponse,
     SyncGroupResponse,
 };

@@ -374,7 +374,8 @@ fn main() {
     request_seeds!(
         &reqd,
         ApiKey::DescribeGroups,
-        DescribeGroupsRequest::default().with_groups(vec![GroupId(StrBytes::from_static_str("group"))])
+        DescribeGroupsRequest::default()
+            .with_groups(vec![GroupId(StrBytes::from_static_str("group"))])
     );
     request_seeds!(
         &reqd,
