@@ -9,16 +9,18 @@ use bytes::Bytes;
 use kafka_persistence_wire::protocol::decode_response;
 use kafka_persistence_wire::record::{decode_batches, DecodeLimits};
 use kafka_protocol::messages::{
-    AlterPartitionReassignmentsResponse, ApiKey, ApiVersionsResponse, ConsumerGroupHeartbeatResponse, CreateTopicsResponse,
-    DeleteRecordsResponse, DescribeConfigsResponse, ElectLeadersResponse, FetchResponse, FindCoordinatorResponse, HeartbeatResponse,
-    InitProducerIdResponse, JoinGroupResponse, LeaveGroupResponse, ListOffsetsResponse,
+    AlterPartitionReassignmentsResponse, ApiKey, ApiVersionsResponse,
+    ConsumerGroupDescribeResponse, ConsumerGroupHeartbeatResponse, CreateTopicsResponse,
+    DeleteRecordsResponse, DescribeConfigsResponse, DescribeGroupsResponse, ElectLeadersResponse,
+    FetchResponse, FindCoordinatorResponse, HeartbeatResponse, InitProducerIdResponse,
+    JoinGroupResponse, LeaveGroupResponse, ListGroupsResponse, ListOffsetsResponse,
     MetadataResponse, OffsetCommitResponse, OffsetFetchResponse, ProduceResponse,
     SyncGroupResponse,
 };
 use libfuzzer_sys::fuzz_target;
 
 /// The APIs the client decodes responses of, in selector order (byte 0 modulo the count).
-const APIS: [ApiKey; 19] = [
+const APIS: [ApiKey; 22] = [
     ApiKey::Produce,
     ApiKey::Fetch,
     ApiKey::Metadata,
@@ -38,6 +40,9 @@ const APIS: [ApiKey; 19] = [
     ApiKey::ElectLeaders,
     ApiKey::AlterPartitionReassignments,
     ApiKey::ConsumerGroupHeartbeat,
+    ApiKey::DescribeGroups,
+    ApiKey::ListGroups,
+    ApiKey::ConsumerGroupDescribe,
 ];
 
 fuzz_target!(|data: &[u8]| {
@@ -111,6 +116,15 @@ fuzz_target!(|data: &[u8]| {
             if let Ok((_, resp)) = decode_response::<SyncGroupResponse>(api, version, frame) {
                 let _ = kafka_persistence_wire::consumer::decode_assignment(resp.assignment);
             }
+        }
+        ApiKey::DescribeGroups => {
+            let _ = decode_response::<DescribeGroupsResponse>(api, version, frame);
+        }
+        ApiKey::ListGroups => {
+            let _ = decode_response::<ListGroupsResponse>(api, version, frame);
+        }
+        ApiKey::ConsumerGroupDescribe => {
+            let _ = decode_response::<ConsumerGroupDescribeResponse>(api, version, frame);
         }
         ApiKey::Heartbeat => {
             let _ = decode_response::<HeartbeatResponse>(api, version, frame);

@@ -75,12 +75,12 @@ async fn java_client_produces_idempotently_and_consumes_by_assign_and_seek() -> 
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs peers: run .ci/test-all"]
-async fn java_client_consumer_group_subscribes_and_commits() -> TestResult {
+/// The `group` / `group848` run: `group_type` and `assignor` as the Java AdminClient
+/// reports them.
+async fn group_run(mode: &str, group_type: &str, assignor: &str) -> TestResult {
     let broker = PeerBroker::start().await?;
     let topic = unique("java-group");
-    let out = run_java(&broker.bootstrap, &topic, "group").await?;
+    let out = run_java(&broker.bootstrap, &topic, mode).await?;
 
     // The Java client's murmur2 partitioner puts key-1 and key-2 on partition 0, key-0 and
     // key-3 on partition 1 (checked against Apache Kafka).
@@ -98,15 +98,49 @@ async fn java_client_consumer_group_subscribes_and_commits() -> TestResult {
             .iter()
             .map(|(k, p, o)| format!("RECORD p={p} o={o} k=key-{k} v=value-{k} h={}", headers(*k))),
     );
+    // The AdminClient's listGroups (ListGroups v5) and describeConsumerGroups
+    // (ConsumerGroupDescribe, then DescribeGroups for a classic group) while the member is in.
+    want.push(format!(
+        "LISTED type={group_type} protocol=consumer state=Stable"
+    ));
+    want.push(format!(
+        "DESCRIBED type={group_type} state=Stable assignor={assignor} member \
+         client=interop-java host=/127.0.0.1 partitions=[0, 1]"
+    ));
+    want.push("DESCRIBED-UNKNOWN error=GroupIdNotFoundException".to_string());
     want.push("COMMITTED p=0 o=2".to_string());
     want.push("COMMITTED p=1 o=2".to_string());
     want.push("DONE".to_string());
-    let got = out.tagged_lines(&["CREATED", "SENT", "RECORD", "COMMITTED", "TIMEOUT", "DONE"]);
-    assert_lines("java group", &got, &want, &out)?;
+    let got = out.tagged_lines(&[
+        "CREATED",
+        "SENT",
+        "RECORD",
+        "LISTED",
+        "DESCRIBED",
+        "DESCRIBED-UNKNOWN",
+        "COMMITTED",
+        "TIMEOUT",
+        "DONE",
+    ]);
+    assert_lines(&format!("java {mode}"), &got, &want, &out)?;
     broker.expect_high_watermark(&topic, 0, 2).await?;
     broker.expect_high_watermark(&topic, 1, 2).await?;
     broker.shutdown().await;
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs peers: run .ci/test-all"]
+async fn java_client_consumer_group_subscribes_and_commits() -> TestResult {
+    group_run("group", "Classic", "range").await
+}
+
+/// The same with `group.protocol=consumer` (KIP-848): the AdminClient describes the group
+/// with ConsumerGroupDescribe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs peers: run .ci/test-all"]
+async fn java_client_consumer_protocol_group_is_listed_and_described() -> TestResult {
+    group_run("group848", "Consumer", "uniform").await
 }
 
 /// The Java client over SASL_SSL with SCRAM-SHA-512 (PEM trust store, hostname verification

@@ -60,7 +60,7 @@ async fn accept_loop(cluster: Arc<Cluster>, node_id: i32, listener: TcpListener)
         let mut conns = lock(&node.conns);
         let handle = tokio::spawn(async move {
             tracing::trace!(node_id, %peer, "connection opened");
-            open_connection(&c, node_id, stream).await;
+            open_connection(&c, node_id, stream, format!("/{}", peer.ip())).await;
             if let Some(n) = c.node(node_id) {
                 lock(&n.conns).remove(&id);
             }
@@ -74,13 +74,19 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs TLS on the listener if configured (the client certificate names the principal),
 /// then serves the connection.
-async fn open_connection(cluster: &Arc<Cluster>, node_id: i32, stream: TcpStream) {
+/// `client_host` is the peer's address as Kafka prints it (`/127.0.0.1`), for DescribeGroups.
+async fn open_connection(
+    cluster: &Arc<Cluster>,
+    node_id: i32,
+    stream: TcpStream,
+    client_host: String,
+) {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "set_nodelay failed");
     }
     let Some(tls) = cluster.settings.tls.clone() else {
         let session = Session::new(&cluster.settings.auth, None);
-        return serve_connection(cluster, node_id, stream, session).await;
+        return serve_connection(cluster, node_id, stream, session, client_host).await;
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
@@ -105,7 +111,7 @@ async fn open_connection(cluster: &Arc<Cluster>, node_id: i32, stream: TcpStream
         .and_then(|c| c.first())
         .and_then(crate::tls::principal_of);
     let session = Session::new(&cluster.settings.auth, principal);
-    serve_connection(cluster, node_id, stream, session).await;
+    serve_connection(cluster, node_id, stream, session, client_host).await;
 }
 
 /// Encodes and writes one response; false if the connection must close.
@@ -133,10 +139,12 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     node_id: i32,
     mut stream: S,
     mut session: Session,
+    client_host: String,
 ) {
     let ctx = Ctx {
         cluster: Arc::clone(cluster),
         node_id,
+        client_host,
     };
     let mut rbuf = BytesMut::new();
     let mut wbuf = BytesMut::with_capacity(16 * 1024);

@@ -26,9 +26,10 @@ mod conn;
 pub mod consumer;
 mod coordinator;
 pub mod error;
-mod fetch;
+pub mod fetch;
 #[doc(hidden)]
 pub mod frame;
+pub mod group_admin;
 pub mod layout;
 pub mod leaders;
 pub mod metadata;
@@ -55,6 +56,10 @@ pub use consumer::{
 pub use coordinator::CoordinatorKind;
 pub use error::{Error, ErrorCode, ErrorInfo};
 pub use fetch::{FetchRequest, FetchResponse, IsolationLevel};
+pub use group_admin::{
+    ConsumerGroupDescription, ConsumerGroupMemberDescription, GroupDescription,
+    GroupMemberDescription, ListedGroup,
+};
 pub use layout::Layout;
 pub use metadata::{PartitionMetadata, TopicMetadata};
 pub use partitioner::{murmur2_partition, DefaultPartitioner, Partitioner};

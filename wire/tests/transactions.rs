@@ -381,3 +381,160 @@ async fn fault_a_partition_refused_by_add_partitions_never_receives_its_records(
         vec!["committed"]
     );
 }
+
+#[tokio::test]
+async fn fault_the_transaction_coordinator_node_stops_mid_transaction() {
+    // The coordinator of every transactional id is the lowest running node and the
+    // transaction state is the cluster's: stopping node 0 moves the coordinator to node 1,
+    // which takes the open transaction over. The producer must find it and end the
+    // transaction whole; a read_committed reader sees each committed record once.
+    let b = common::test_server(3).await;
+    let client = Client::connect(
+        b.config()
+            .with_request_timeout(Duration::from_secs(2))
+            .with_delivery_timeout(Duration::from_secs(30)),
+    )
+    .await
+    .unwrap();
+    let t = topic(&client, 6).await;
+    let mut parts = Vec::new();
+    for p in 0..6 {
+        if b.server().leader_of(&t, p).await.unwrap() != 0 {
+            parts.push(p);
+        }
+    }
+    assert!(parts.len() >= 2, "partitions led off node 0: {parts:?}");
+    let tid = unique("tid");
+    let coordinator = client
+        .find_coordinator(kafka_persistence_wire::CoordinatorKind::Transaction, &tid)
+        .await
+        .unwrap();
+    assert_eq!(coordinator, 0);
+    let p = txn_producer(&client, &tid).await;
+    let mut committed = Vec::new();
+    p.begin_transaction().await.unwrap();
+    for &q in &parts {
+        let v = format!("before-{q}");
+        p.send(&t, q, rec(&v)).await.unwrap();
+        committed.push(v);
+    }
+    p.commit_transaction().await.unwrap();
+
+    p.begin_transaction().await.unwrap();
+    let first = parts[0];
+    p.send(&t, first, rec("during-0")).await.unwrap();
+    b.server().stop_node(coordinator).await.unwrap();
+    // A partition new to the transaction (AddPartitionsToTxn to the new coordinator), and
+    // one already in it.
+    let mut during = vec!["during-0".to_owned()];
+    for &q in &parts[1..] {
+        let v = format!("during-{q}");
+        tokio::time::timeout(Duration::from_secs(40), p.send(&t, q, rec(&v)))
+            .await
+            .expect("send hangs after the coordinator moved")
+            .unwrap();
+        during.push(v);
+    }
+    tokio::time::timeout(Duration::from_secs(40), p.commit_transaction())
+        .await
+        .expect("commit hangs after the coordinator moved")
+        .unwrap();
+    committed.extend(during);
+    let moved = client
+        .find_coordinator(kafka_persistence_wire::CoordinatorKind::Transaction, &tid)
+        .await
+        .unwrap();
+    assert_eq!(moved, 1, "the next running node coordinates");
+
+    // The producer goes on with the new coordinator: an abort stays invisible.
+    p.begin_transaction().await.unwrap();
+    p.send(&t, first, rec("aborted")).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(40), p.abort_transaction())
+        .await
+        .expect("abort hangs")
+        .unwrap();
+    p.begin_transaction().await.unwrap();
+    p.send(&t, first, rec("after")).await.unwrap();
+    p.commit_transaction().await.unwrap();
+    committed.push("after".to_owned());
+
+    committed.sort();
+    let mut seen = Vec::new();
+    for &q in &parts {
+        seen.extend(read_partition(&client, &t, q).await);
+    }
+    seen.sort();
+    assert_eq!(
+        seen, committed,
+        "each committed record once, no aborted one"
+    );
+}
+
+/// The read_committed values of one partition.
+async fn read_partition(client: &Client, topic: &str, partition: i32) -> Vec<String> {
+    let mut c = client
+        .consumer(
+            ConsumerConfig::default()
+                .with_isolation(IsolationLevel::ReadCommitted)
+                .with_auto_offset_reset(OffsetReset::Earliest),
+        )
+        .unwrap();
+    c.assign(vec![TopicPartition::new(topic, partition)])
+        .unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut quiet_since = Instant::now();
+    while Instant::now() < deadline && quiet_since.elapsed() < Duration::from_millis(1000) {
+        let batch = c.poll(Duration::from_millis(200)).await.unwrap();
+        if !batch.is_empty() {
+            quiet_since = Instant::now();
+        }
+        out.extend(
+            batch
+                .into_iter()
+                .map(|r| String::from_utf8(r.record.value.unwrap().to_vec()).unwrap()),
+        );
+    }
+    out
+}
+
+#[tokio::test]
+async fn fault_the_transaction_coordinator_stops_between_the_last_send_and_the_commit() {
+    // Nothing but EndTxn (and then the next transaction's AddPartitionsToTxn) meets the
+    // moved coordinator: the commit itself must find node 1.
+    let b = common::test_server(2).await;
+    let client = Client::connect(
+        b.config()
+            .with_request_timeout(Duration::from_secs(2))
+            .with_delivery_timeout(Duration::from_secs(30)),
+    )
+    .await
+    .unwrap();
+    let t = topic(&client, 4).await;
+    let mut parts = Vec::new();
+    for p in 0..4 {
+        if b.server().leader_of(&t, p).await.unwrap() == 1 {
+            parts.push(p);
+        }
+    }
+    assert!(!parts.is_empty(), "no partition led by node 1");
+    let q = parts[0];
+    let p = txn_producer(&client, &unique("tid")).await;
+    p.begin_transaction().await.unwrap();
+    p.send(&t, q, rec("kept")).await.unwrap();
+    b.server().stop_node(0).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(40), p.commit_transaction())
+        .await
+        .expect("commit hangs after the coordinator moved")
+        .unwrap();
+    p.begin_transaction().await.unwrap();
+    p.send(&t, q, rec("dropped")).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(40), p.abort_transaction())
+        .await
+        .expect("abort hangs")
+        .unwrap();
+    assert_eq!(
+        read_partition(&client, &t, q).await,
+        vec!["kept".to_owned()]
+    );
+}

@@ -229,6 +229,63 @@ fn main() {
                 )),
         ),
     );
+    // The group-inspection apis (wire's group_admin).
+    response_seed(
+        &resp,
+        19,
+        ApiKey::DescribeGroups,
+        &ResponseKind::DescribeGroups(DescribeGroupsResponse::default().with_groups(vec![
+            describe_groups_response::DescribedGroup::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("group")))
+                .with_group_state(StrBytes::from_static_str("Stable"))
+                .with_protocol_type(StrBytes::from_static_str("consumer"))
+                .with_protocol_data(StrBytes::from_static_str("range"))
+                .with_members(vec![describe_groups_response::DescribedGroupMember::default()
+                    .with_member_id(StrBytes::from_static_str("member-1"))
+                    .with_client_id(StrBytes::from_static_str("client"))
+                    .with_client_host(StrBytes::from_static_str("/127.0.0.1"))
+                    .with_member_metadata(bytes::Bytes::from_static(b"meta"))
+                    .with_member_assignment(bytes::Bytes::from_static(b"assignment"))]),
+        ])),
+    );
+    response_seed(
+        &resp,
+        20,
+        ApiKey::ListGroups,
+        &ResponseKind::ListGroups(ListGroupsResponse::default().with_groups(vec![
+            list_groups_response::ListedGroup::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("group")))
+                .with_protocol_type(StrBytes::from_static_str("consumer"))
+                .with_group_state(StrBytes::from_static_str("Stable"))
+                .with_group_type(StrBytes::from_static_str("classic")),
+        ])),
+    );
+    let described_partitions = consumer_group_describe_response::Assignment::default()
+        .with_topic_partitions(vec![
+            consumer_group_describe_response::TopicPartitions::default()
+                .with_topic_id(topic_id)
+                .with_topic_name(topic.clone())
+                .with_partitions(vec![0, 1]),
+        ]);
+    response_seed(
+        &resp,
+        21,
+        ApiKey::ConsumerGroupDescribe,
+        &ResponseKind::ConsumerGroupDescribe(ConsumerGroupDescribeResponse::default().with_groups(
+            vec![consumer_group_describe_response::DescribedGroup::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("group")))
+                .with_group_state(StrBytes::from_static_str("Stable"))
+                .with_group_epoch(2)
+                .with_assignment_epoch(2)
+                .with_assignor_name(StrBytes::from_static_str("uniform"))
+                .with_members(vec![consumer_group_describe_response::Member::default()
+                    .with_member_id(StrBytes::from_static_str("member-1"))
+                    .with_member_epoch(2)
+                    .with_subscribed_topic_names(vec![topic.clone()])
+                    .with_assignment(described_partitions.clone())
+                    .with_target_assignment(described_partitions)])],
+        )),
+    );
 
     request_seeds!(
         &reqd,
@@ -313,6 +370,25 @@ fn main() {
                 .with_resource_type(2)
                 .with_resource_name(StrBytes::from_static_str("events"))
         ])
+    );
+    request_seeds!(
+        &reqd,
+        ApiKey::DescribeGroups,
+        DescribeGroupsRequest::default()
+            .with_groups(vec![GroupId(StrBytes::from_static_str("group"))])
+    );
+    request_seeds!(
+        &reqd,
+        ApiKey::ListGroups,
+        ListGroupsRequest::default()
+            .with_states_filter(vec![StrBytes::from_static_str("Stable")])
+            .with_types_filter(vec![StrBytes::from_static_str("classic")])
+    );
+    request_seeds!(
+        &reqd,
+        ApiKey::ConsumerGroupDescribe,
+        ConsumerGroupDescribeRequest::default()
+            .with_group_ids(vec![GroupId(StrBytes::from_static_str("group"))])
     );
     request_seeds!(
         &reqd,

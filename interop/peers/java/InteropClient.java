@@ -22,6 +22,9 @@ import java.util.Properties;
 import java.util.TreeMap;
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AdminClientConfig;
+import org.apache.kafka.clients.admin.ConsumerGroupDescription;
+import org.apache.kafka.clients.admin.GroupListing;
+import org.apache.kafka.clients.admin.MemberDescription;
 import org.apache.kafka.clients.admin.ListOffsetsResult;
 import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.admin.OffsetSpec;
@@ -79,14 +82,16 @@ public final class InteropClient {
 
   public static void main(String[] args) throws Exception {
     if (args.length != 3) {
-      System.err.println("usage: InteropClient BOOTSTRAP TOPIC assign|group|create");
+      System.err.println("usage: InteropClient BOOTSTRAP TOPIC assign|group|group848|create");
       System.exit(2);
     }
     String bootstrap = args[0];
     String topic = args[1];
     String mode = args[2];
-    int partitions = mode.equals("group") ? 2 : 1;
-    int count = mode.equals("group") ? 4 : 6;
+    // group848: the group mode with the consumer group protocol (KIP-848).
+    boolean grouped = mode.equals("group") || mode.equals("group848");
+    int partitions = grouped ? 2 : 1;
+    int count = grouped ? 4 : 6;
 
     try (Admin admin = Admin.create(common(bootstrap))) {
       admin
@@ -156,7 +161,8 @@ public final class InteropClient {
       cp.put(
           ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
       cp.put(ConsumerConfig.GROUP_ID_CONFIG, topic + "-group");
-      cp.put(ConsumerConfig.GROUP_PROTOCOL_CONFIG, "classic");
+      cp.put(
+          ConsumerConfig.GROUP_PROTOCOL_CONFIG, mode.equals("group848") ? "consumer" : "classic");
       cp.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
       cp.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
       try (KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(cp)) {
@@ -168,6 +174,8 @@ public final class InteropClient {
             : Long.compare(a.offset(), b.offset()));
         for (ConsumerRecord<byte[], byte[]> r : got) printRecord(r);
         consumer.commitSync();
+        // While the member is in the group: the AdminClient lists and describes it.
+        describeGroup(bootstrap, topic + "-group");
       }
       try (Admin admin = Admin.create(common(bootstrap))) {
         Map<TopicPartition, OffsetAndMetadata> committed =
@@ -182,6 +190,47 @@ public final class InteropClient {
       }
     }
     System.out.println("DONE");
+  }
+
+  /** Prints what the AdminClient's listGroups and describeConsumerGroups say of `group`. */
+  private static void describeGroup(String bootstrap, String group) throws Exception {
+    try (Admin admin = Admin.create(common(bootstrap))) {
+      for (GroupListing g : admin.listGroups().all().get()) {
+        if (!g.groupId().equals(group)) continue;
+        System.out.println(
+            "LISTED type="
+                + g.type().map(Object::toString).orElse("?")
+                + " protocol="
+                + g.protocol()
+                + " state="
+                + g.groupState().map(Object::toString).orElse("?"));
+      }
+      ConsumerGroupDescription d =
+          admin.describeConsumerGroups(List.of(group)).describedGroups().get(group).get();
+      StringBuilder members = new StringBuilder();
+      for (MemberDescription m : d.members()) {
+        List<Integer> ps = new ArrayList<>();
+        for (TopicPartition tp : m.assignment().topicPartitions()) ps.add(tp.partition());
+        Collections.sort(ps);
+        members.append(" member client=" + m.clientId() + " host=" + m.host() + " partitions=" + ps);
+      }
+      System.out.println(
+          "DESCRIBED type="
+              + d.type()
+              + " state="
+              + d.groupState()
+              + " assignor="
+              + d.partitionAssignor()
+              + members);
+      String unknown = group + "-unknown";
+      try {
+        ConsumerGroupDescription u =
+            admin.describeConsumerGroups(List.of(unknown)).describedGroups().get(unknown).get();
+        System.out.println("DESCRIBED-UNKNOWN state=" + u.groupState());
+      } catch (java.util.concurrent.ExecutionException e) {
+        System.out.println("DESCRIBED-UNKNOWN error=" + e.getCause().getClass().getSimpleName());
+      }
+    }
   }
 
   private static List<ConsumerRecord<byte[], byte[]>> poll(

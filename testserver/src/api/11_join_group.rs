@@ -59,6 +59,7 @@ pub(crate) async fn handle(
         member_id: req.member_id.to_string(),
         instance_id: req.group_instance_id.map(|s| s.to_string()),
         client_id,
+        client_host: ctx.client_host.clone(),
         session_timeout: session,
         rebalance_timeout: if version >= 1 {
             ms(req.rebalance_timeout_ms)

@@ -36,6 +36,7 @@ fn ms(d: Duration) -> i32 {
 /// Handles ConsumerGroupHeartbeat.
 pub(crate) fn handle(
     ctx: &Ctx,
+    client_id: String,
     req: ConsumerGroupHeartbeatRequest,
     version: i16,
 ) -> ConsumerGroupHeartbeatResponse {
@@ -77,6 +78,8 @@ pub(crate) fn handle(
         regex: req.subscribed_topic_regex.as_ref().map(|s| s.to_string()),
         assignor: req.server_assignor.as_ref().map(|s| s.to_string()),
         owned,
+        client_id,
+        client_host: ctx.client_host.clone(),
         version,
     };
     let count = |t: &str| {

@@ -15,6 +15,8 @@ mod add_offsets_to_txn;
 mod add_partitions_to_txn;
 #[path = "18_api_versions.rs"]
 mod api_versions;
+#[path = "69_consumer_group_describe.rs"]
+mod consumer_group_describe;
 #[path = "68_consumer_group_heartbeat.rs"]
 mod consumer_group_heartbeat;
 #[path = "19_create_topics.rs"]
@@ -27,6 +29,8 @@ mod delete_topics;
 mod describe_cluster;
 #[path = "32_describe_configs.rs"]
 mod describe_configs;
+#[path = "15_describe_groups.rs"]
+mod describe_groups;
 #[path = "26_end_txn.rs"]
 mod end_txn;
 #[path = "01_fetch.rs"]
@@ -41,6 +45,8 @@ mod init_producer_id;
 mod join_group;
 #[path = "13_leave_group.rs"]
 mod leave_group;
+#[path = "16_list_groups.rs"]
+mod list_groups;
 #[path = "02_list_offsets.rs"]
 mod list_offsets;
 #[path = "03_metadata.rs"]
@@ -74,6 +80,8 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Heartbeat, 0, 4),
     (ApiKey::LeaveGroup, 0, 4),
     (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::DescribeGroups, 0, 6),
+    (ApiKey::ListGroups, 0, 5),
     (ApiKey::SaslHandshake, 0, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
     (ApiKey::ApiVersions, 0, 3),
@@ -88,6 +96,7 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::DescribeCluster, 0, 1),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    (ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
 
 /// The supported `(min, max)` versions of `key`, if served.
@@ -103,6 +112,8 @@ pub(crate) fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
 pub(crate) struct Ctx {
     pub(crate) cluster: Arc<Cluster>,
     pub(crate) node_id: i32,
+    /// The peer's address as Kafka reports it in group descriptions (`/127.0.0.1`).
+    pub(crate) client_host: String,
 }
 
 /// A string as the protocol's `StrBytes`.
@@ -113,6 +124,15 @@ pub(crate) fn sb(s: impl Into<String>) -> StrBytes {
 /// A topic name.
 pub(crate) fn tn(s: &str) -> TopicName {
     TopicName(sb(s))
+}
+
+/// The request header's client id ("" when null).
+fn client_id(header: &RequestHeader) -> String {
+    header
+        .client_id
+        .as_ref()
+        .map(|c| c.to_string())
+        .unwrap_or_default()
 }
 
 /// Handles one request; `None` means "send nothing" (acks=0). The version is the one the
@@ -131,17 +151,14 @@ pub(crate) async fn handle(
         RequestKind::OffsetCommit(r) => offset_commit::handle(ctx, r, v).into(),
         RequestKind::OffsetFetch(r) => offset_fetch::handle(ctx, r, v).into(),
         RequestKind::FindCoordinator(r) => find_coordinator::handle(ctx, r, v).into(),
-        RequestKind::JoinGroup(r) => {
-            let client_id = header
-                .client_id
-                .as_ref()
-                .map(|c| c.to_string())
-                .unwrap_or_default();
-            join_group::handle(ctx, client_id, r, v).await.into()
-        }
+        RequestKind::JoinGroup(r) => join_group::handle(ctx, client_id(header), r, v)
+            .await
+            .into(),
         RequestKind::Heartbeat(r) => heartbeat::handle(ctx, r, v).into(),
         RequestKind::LeaveGroup(r) => leave_group::handle(ctx, r, v).into(),
         RequestKind::SyncGroup(r) => sync_group::handle(ctx, r, v).await.into(),
+        RequestKind::DescribeGroups(r) => describe_groups::handle(ctx, r, v).into(),
+        RequestKind::ListGroups(r) => list_groups::handle(ctx, r, v).into(),
         RequestKind::ApiVersions(r) => {
             let (version, body) = api_versions::handle(ctx, r, v);
             return Some((version, body.into()));
@@ -157,8 +174,9 @@ pub(crate) async fn handle(
         RequestKind::DescribeConfigs(r) => describe_configs::handle(ctx, r, v).into(),
         RequestKind::DescribeCluster(r) => describe_cluster::handle(ctx, r, v).into(),
         RequestKind::ConsumerGroupHeartbeat(r) => {
-            consumer_group_heartbeat::handle(ctx, r, v).into()
+            consumer_group_heartbeat::handle(ctx, client_id(header), r, v).into()
         }
+        RequestKind::ConsumerGroupDescribe(r) => consumer_group_describe::handle(ctx, r, v).into(),
         other => {
             // The decoder only lets registered keys through; answer nothing and close.
             tracing::warn!(request = ?std::mem::discriminant(&other), "no handler for request");
@@ -254,6 +272,8 @@ pub(crate) fn error_response(
         RequestKind::Heartbeat(_) => heartbeat::error(code).into(),
         RequestKind::LeaveGroup(r) => leave_group::error(r, code).into(),
         RequestKind::SyncGroup(_) => sync_group::error(code).into(),
+        RequestKind::DescribeGroups(r) => describe_groups::error(r, code).into(),
+        RequestKind::ListGroups(_) => list_groups::error(code).into(),
         RequestKind::ApiVersions(_) => {
             // KIP-511: an UNSUPPORTED_VERSION answer is always a v0 body. Injected, it
             // emulates a broker whose highest ApiVersions version is below the requested one.
@@ -273,6 +293,7 @@ pub(crate) fn error_response(
         RequestKind::DescribeConfigs(r) => describe_configs::error(r, code).into(),
         RequestKind::DescribeCluster(_) => describe_cluster::error(code).into(),
         RequestKind::ConsumerGroupHeartbeat(_) => consumer_group_heartbeat::error(code).into(),
+        RequestKind::ConsumerGroupDescribe(r) => consumer_group_describe::error(r, code).into(),
         _ => return None,
     };
     Some((v, body))

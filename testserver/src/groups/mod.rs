@@ -39,11 +39,26 @@ pub(crate) enum GroupState {
     Stable,
 }
 
+impl GroupState {
+    /// The name Kafka gives the state (DescribeGroups, ListGroups).
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            GroupState::Empty => "Empty",
+            GroupState::PreparingRebalance => "PreparingRebalance",
+            GroupState::CompletingRebalance => "CompletingRebalance",
+            GroupState::Stable => "Stable",
+        }
+    }
+}
+
 /// One member.
 #[derive(Debug, Clone)]
 pub(crate) struct Member {
     pub(crate) id: String,
     pub(crate) instance_id: Option<String>,
+    /// The client id and address of the member's last JoinGroup (DescribeGroups).
+    pub(crate) client_id: String,
+    pub(crate) client_host: String,
     pub(crate) session_timeout: Duration,
     pub(crate) rebalance_timeout: Duration,
     pub(crate) protocols: Vec<(String, Bytes)>,
@@ -194,6 +209,7 @@ pub(crate) struct JoinArgs {
     pub(crate) member_id: String,
     pub(crate) instance_id: Option<String>,
     pub(crate) client_id: String,
+    pub(crate) client_host: String,
     pub(crate) session_timeout: Duration,
     pub(crate) rebalance_timeout: Duration,
     pub(crate) protocol_type: String,
@@ -219,6 +235,29 @@ pub(crate) struct SyncResult {
     pub(crate) error: i16,
     pub(crate) protocol_type: Option<String>,
     pub(crate) protocol: Option<String>,
+    pub(crate) assignment: Bytes,
+}
+
+/// A group as DescribeGroups shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct GroupSummary {
+    pub(crate) state: GroupState,
+    /// Empty for a group that only holds committed offsets (no member ever joined).
+    pub(crate) protocol_type: String,
+    /// The chosen protocol, only when Stable (as Kafka: empty in the other states).
+    pub(crate) protocol: String,
+    pub(crate) members: Vec<MemberSummary>,
+}
+
+/// A member as DescribeGroups shows it; metadata and assignment only when the group is
+/// Stable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MemberSummary {
+    pub(crate) member_id: String,
+    pub(crate) instance_id: Option<String>,
+    pub(crate) client_id: String,
+    pub(crate) client_host: String,
+    pub(crate) metadata: Bytes,
     pub(crate) assignment: Bytes,
 }
 
@@ -342,6 +381,8 @@ impl Groups {
                         if let Some(mut m) = g.members.remove(&old_id) {
                             m.id = new_id.clone();
                             m.protocols = args.protocols.clone();
+                            m.client_id = args.client_id.clone();
+                            m.client_host = args.client_host.clone();
                             m.session_timeout = args.session_timeout;
                             m.rebalance_timeout = args.rebalance_timeout;
                             m.last_seen = now;
@@ -397,6 +438,8 @@ impl Groups {
                 Member {
                     id: member_id.clone(),
                     instance_id: args.instance_id.clone(),
+                    client_id: args.client_id.clone(),
+                    client_host: args.client_host.clone(),
                     session_timeout: args.session_timeout,
                     rebalance_timeout: args.rebalance_timeout,
                     protocols: args.protocols.clone(),
@@ -722,6 +765,70 @@ impl Groups {
             }
             None => false,
         }
+    }
+
+    /// The group as DescribeGroups shows it, `None` if no such group exists (members expire
+    /// first, as on every group call).
+    pub(crate) fn describe(&self, group_id: &str) -> Option<GroupSummary> {
+        let mut groups = lock(&self.groups);
+        let g = groups.get_mut(group_id)?;
+        g.expire(Instant::now());
+        let stable = g.state == GroupState::Stable;
+        let protocol = if stable {
+            g.protocol.clone().unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let members = g
+            .members
+            .values()
+            .map(|m| {
+                let (metadata, assignment) = if stable {
+                    let meta = m
+                        .protocols
+                        .iter()
+                        .find(|(n, _)| *n == protocol)
+                        .map(|(_, b)| b.clone())
+                        .unwrap_or_default();
+                    (meta, m.assignment.clone())
+                } else {
+                    (Bytes::new(), Bytes::new())
+                };
+                MemberSummary {
+                    member_id: m.id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    metadata,
+                    assignment,
+                }
+            })
+            .collect();
+        Some(GroupSummary {
+            state: g.state,
+            protocol_type: g.protocol_type.clone().unwrap_or_default(),
+            protocol,
+            members,
+        })
+    }
+
+    /// Every group: (id, protocol type, state), by id.
+    pub(crate) fn list(&self) -> Vec<(String, String, GroupState)> {
+        let mut groups = lock(&self.groups);
+        let now = Instant::now();
+        let mut out: Vec<(String, String, GroupState)> = groups
+            .iter_mut()
+            .map(|(id, g)| {
+                g.expire(now);
+                (
+                    id.clone(),
+                    g.protocol_type.clone().unwrap_or_default(),
+                    g.state,
+                )
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
     /// Committed offsets of a group: for `topics` (name → partitions) or all.

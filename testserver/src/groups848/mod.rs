@@ -52,6 +52,9 @@ use assign::{AssignMember, Partitions, ASSIGNORS};
 struct Member {
     id: String,
     instance_id: Option<String>,
+    /// The client id and address of the member's latest heartbeat (ConsumerGroupDescribe).
+    client_id: String,
+    client_host: String,
     epoch: i32,
     previous_epoch: i32,
     topics: BTreeSet<String>,
@@ -94,6 +97,9 @@ pub(crate) struct HeartbeatArgs {
     pub(crate) regex: Option<String>,
     pub(crate) assignor: Option<String>,
     pub(crate) owned: Option<Partitions>,
+    /// The request header's client id and the connection's peer address.
+    pub(crate) client_id: String,
+    pub(crate) client_host: String,
     /// v0 lets the coordinator choose the member id; v1+ needs the member's own.
     pub(crate) version: i16,
 }
@@ -117,6 +123,34 @@ pub(crate) enum CommitCheck {
     Classic,
     /// A group of this protocol: accept (`NONE`) or refuse with the code.
     Consumer(i16),
+}
+
+/// A group as ConsumerGroupDescribe shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct GroupSummary {
+    /// Kafka's names: Empty, Assigning, Reconciling, Stable.
+    pub(crate) state: &'static str,
+    pub(crate) epoch: i32,
+    pub(crate) assignment_epoch: i32,
+    pub(crate) assignor: &'static str,
+    pub(crate) members: Vec<MemberSummary>,
+}
+
+/// A member as ConsumerGroupDescribe shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MemberSummary {
+    pub(crate) member_id: String,
+    pub(crate) instance_id: Option<String>,
+    /// -2 for a static member that left its slot (kept for the session timeout).
+    pub(crate) epoch: i32,
+    pub(crate) client_id: String,
+    pub(crate) client_host: String,
+    pub(crate) topics: Vec<String>,
+    pub(crate) regex: Option<String>,
+    /// What the member may own now.
+    pub(crate) assignment: Partitions,
+    /// Its share of the target assignment.
+    pub(crate) target: Partitions,
 }
 
 /// All groups of the consumer protocol.
@@ -164,6 +198,35 @@ fn within(a: &Partitions, b: &Partitions) -> bool {
 }
 
 impl Group {
+    /// Whether the group exists for the inspection apis: it has members or had some (a
+    /// failed first heartbeat leaves an entry at epoch 0 behind).
+    fn exists(&self) -> bool {
+        !self.members.is_empty() || self.epoch > 0
+    }
+
+    /// Kafka's state of a consumer group: Empty without members; Assigning while the
+    /// target assignment is older than the group epoch; Reconciling while a member is not at
+    /// the target epoch or does not own exactly its target; else Stable.
+    fn state(&self) -> &'static str {
+        if self.members.is_empty() {
+            return "Empty";
+        }
+        if self.epoch > self.target_epoch {
+            return "Assigning";
+        }
+        let empty = Partitions::new();
+        let settled = self.members.values().all(|m| {
+            m.epoch == self.target_epoch
+                && count(&m.revoking) == 0
+                && m.assigned == *self.target.get(&m.id).unwrap_or(&empty)
+        });
+        if settled {
+            "Stable"
+        } else {
+            "Reconciling"
+        }
+    }
+
     fn bump(&mut self, why: &str) {
         self.epoch += 1;
         tracing::debug!(
@@ -439,6 +502,8 @@ impl ConsumerGroups {
                         let fresh = Member {
                             id: member_id.clone(),
                             instance_id: args.instance_id.clone(),
+                            client_id: args.client_id.clone(),
+                            client_host: args.client_host.clone(),
                             epoch: 0,
                             previous_epoch: -1,
                             topics,
@@ -481,6 +546,8 @@ impl ConsumerGroups {
         let mut changed = false;
         if let Some(m) = g.members.get_mut(&member_id) {
             m.last_seen = now;
+            m.client_id.clone_from(&args.client_id);
+            m.client_host.clone_from(&args.client_host);
             if let Some(t) = &args.rebalance_timeout {
                 m.rebalance_timeout = *t;
             }
@@ -551,6 +618,58 @@ impl ConsumerGroups {
             heartbeat_interval: self.heartbeat_interval,
             assignment,
         }
+    }
+
+    /// The group as ConsumerGroupDescribe shows it; `None` if there is no such group.
+    pub(crate) fn describe(&self, group_id: &str) -> Option<GroupSummary> {
+        let mut groups = lock(&self.groups);
+        let g = groups.get_mut(group_id)?;
+        g.expire(Instant::now(), self.session_timeout);
+        if !g.exists() {
+            return None;
+        }
+        let members = g
+            .members
+            .values()
+            .map(|m| MemberSummary {
+                member_id: m.id.clone(),
+                instance_id: m.instance_id.clone(),
+                epoch: if m.departed { -2 } else { m.epoch },
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                topics: m.topics.iter().cloned().collect(),
+                regex: m.regex.as_ref().map(|(p, _)| p.clone()),
+                assignment: m.assigned.clone(),
+                target: g.target.get(&m.id).cloned().unwrap_or_default(),
+            })
+            .collect();
+        Some(GroupSummary {
+            state: g.state(),
+            epoch: g.epoch,
+            assignment_epoch: g.target_epoch,
+            assignor: g.assignor(),
+            members,
+        })
+    }
+
+    /// Every group of this protocol: (id, state), by id.
+    pub(crate) fn list(&self) -> Vec<(String, &'static str)> {
+        let mut groups = lock(&self.groups);
+        let now = Instant::now();
+        let mut out: Vec<(String, &'static str)> = groups
+            .iter_mut()
+            .filter_map(|(id, g)| {
+                g.expire(now, self.session_timeout);
+                g.exists().then(|| (id.clone(), g.state()))
+            })
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// Whether `group_id` is a group of this protocol (with or without members).
+    pub(crate) fn exists(&self, group_id: &str) -> bool {
+        lock(&self.groups).get(group_id).is_some_and(Group::exists)
     }
 
     /// Validates an OffsetCommit against a group of this protocol.
