@@ -27,6 +27,7 @@ pub mod consumer;
 mod coordinator;
 pub mod error;
 pub mod fetch;
+mod fetch_many;
 #[doc(hidden)]
 pub mod frame;
 pub mod group_admin;

@@ -400,6 +400,62 @@ async fn pause_resume_and_seek_with_assigned_partitions() {
     assert!(matches!(c.seek(&unassigned, 0), Err(Error::Config(_))));
 }
 
+/// Fetch's API key, and NOT_LEADER_OR_FOLLOWER.
+const FETCH: i16 = 1;
+const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+
+/// Six partitions on one broker are fetched with one Fetch request per round (one per
+/// leader, as the Java client does), not one per partition; when the shared request fails,
+/// each partition is fetched again alone and nothing is lost or read twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_of_one_leader_share_a_fetch_request() {
+    let b = common::test_server(1).await;
+    let client = b.client().await;
+    let t = topic(&client, 6).await;
+    produce(&client, &t, 6, 10, "f").await;
+    let all: Vec<TopicPartition> = (0..6).map(|p| TopicPartition::new(t.clone(), p)).collect();
+    let mut c = client
+        .consumer(ConsumerConfig::default().with_auto_offset_reset(OffsetReset::Earliest))
+        .unwrap();
+    c.assign(all.clone()).unwrap();
+    let before = b.server().request_count(FETCH).await;
+    let mut first: Vec<String> = poll_until(&mut c, 60)
+        .await
+        .iter()
+        .map(|r| {
+            String::from_utf8_lossy(r.record.value.as_deref().unwrap_or_default()).into_owned()
+        })
+        .collect();
+    let fetches = b.server().request_count(FETCH).await - before;
+    assert!(
+        fetches <= 2,
+        "{fetches} Fetch requests to read 6 partitions that all have records"
+    );
+    first.sort();
+    let mut want: Vec<String> = (0..6)
+        .flat_map(|p| (0..10).map(move |i| format!("f-{p}-{i}")))
+        .collect();
+    want.sort();
+    assert_eq!(first, want);
+    c.seek_to_beginning(&all).await.unwrap();
+    b.server()
+        .inject_error(FETCH, NOT_LEADER_OR_FOLLOWER, 1)
+        .await;
+    let mut again: Vec<String> = poll_until(&mut c, 60)
+        .await
+        .iter()
+        .map(|r| {
+            String::from_utf8_lossy(r.record.value.as_deref().unwrap_or_default()).into_owned()
+        })
+        .collect();
+    again.sort();
+    assert_eq!(
+        again, want,
+        "every record once after the shared fetch failed"
+    );
+    assert!(c.poll(Duration::from_millis(300)).await.unwrap().is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_offset_reset_earliest_latest_none() {
     let b = broker().await;

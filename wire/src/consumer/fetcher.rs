@@ -1,9 +1,7 @@
 //! The consumer's fetcher: one round fetches every fetchable partition from its position,
-//! concurrently, each on its leader's long-poll connection, and reports per partition.
+//! with one Fetch request per leader (see [`crate::fetch_many`]), and reports per partition.
 
 use std::time::Duration;
-
-use futures::future::join_all;
 
 use super::assignor::TopicPartition;
 use super::config::ConsumerConfig;
@@ -18,12 +16,19 @@ pub(crate) async fn fetch_round(
     partitions: &[(TopicPartition, i64)],
     max_wait: Duration,
 ) -> Vec<(TopicPartition, i64, Result<FetchResponse, Error>)> {
-    let fetches = partitions.iter().map(|(tp, offset)| async move {
-        let req = FetchRequest::new(tp.topic.clone(), tp.partition, *offset)
-            .with_max_bytes(config.max_partition_fetch_bytes)
-            .with_max_wait(max_wait)
-            .with_isolation(config.isolation);
-        (tp.clone(), *offset, client.fetch(req).await)
-    });
-    join_all(fetches).await
+    let reqs: Vec<FetchRequest> = partitions
+        .iter()
+        .map(|(tp, offset)| {
+            FetchRequest::new(tp.topic.clone(), tp.partition, *offset)
+                .with_max_bytes(config.max_partition_fetch_bytes)
+                .with_max_wait(max_wait)
+                .with_isolation(config.isolation)
+        })
+        .collect();
+    let answers = client.fetch_partitions(&reqs).await;
+    partitions
+        .iter()
+        .zip(answers)
+        .map(|((tp, offset), r)| (tp.clone(), *offset, r))
+        .collect()
 }
