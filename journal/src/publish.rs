@@ -136,16 +136,13 @@ impl Inner {
             std::mem::take(&mut pending.calls)
         };
         let mut events = Vec::with_capacity(calls.iter().map(|(e, _)| e.len()).sum());
+        // Per call: its answer and where its events start.
         let mut answers = Vec::with_capacity(calls.len());
         for (mut e, tx) in calls {
-            let pid = e
-                .first()
-                .map(|r| r.persistence_id.clone())
-                .unwrap_or_default();
+            answers.push((events.len(), tx));
             events.append(&mut e);
-            answers.push((pid, tx));
         }
-        match self.publish_now(events).await {
+        match self.publish_now(&events).await {
             Ok(()) => {
                 for (_, tx) in answers {
                     // The caller may have given up (timeout, cancellation).
@@ -156,8 +153,9 @@ impl Inner {
                 // The first call gets the error itself, the others a description of it.
                 let mut answers = answers.into_iter();
                 let first = answers.next();
-                for (pid, tx) in answers {
-                    let _ = tx.send(Err(e.for_another_call(&pid)));
+                for (start, tx) in answers {
+                    let pid = events.get(start).map_or("", |r| r.persistence_id.as_str());
+                    let _ = tx.send(Err(e.for_another_call(pid)));
                 }
                 if let Some((_, tx)) = first {
                     let _ = tx.send(Err(e));
@@ -171,12 +169,12 @@ impl Inner {
     /// Records are keyed by persistence id and partitioned with the Java client's murmur2
     /// partitioner (as `send_keyed` would), but sent as one batch per topic-partition (split
     /// by size), so a large write costs a few produce requests, not one per event.
-    async fn publish_now(&self, events: Vec<PersistentRepr>) -> Result<(), JournalError> {
+    async fn publish_now(&self, events: &[PersistentRepr]) -> Result<(), JournalError> {
         // One slot per event topic-partition, in order of first use (a write names a few, so
         // a linear search beats hashing); each slot's batches keep the order of each id's
         // events and stay below EVENT_BATCH_BYTES.
         let mut slots: Vec<Slot> = Vec::new();
-        for e in &events {
+        for e in events {
             let topics = self.mapper.topics_for(e);
             if topics.is_empty() {
                 continue;

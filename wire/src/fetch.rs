@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::fetch_response::AbortedTransaction;
+use kafka_protocol::messages::fetch_response::{AbortedTransaction, PartitionData};
 use kafka_protocol::messages::{
     ApiKey, BrokerId, FetchRequest as RawFetchRequest, FetchResponse as RawFetchResponse, TopicName,
 };
@@ -204,38 +204,17 @@ impl Client {
         &self,
         req: &FetchRequest,
     ) -> Result<Result<FetchResponse, (i64, i64)>, Error> {
-        let kind = if req.max_wait.is_zero() {
-            ConnKind::Fetch
-        } else {
-            let slot = self.inner.next_long_poll_slot();
-            ConnKind::LongPoll(slot)
-        };
         let conn = self
             .inner
-            .leader_conn(&req.topic, req.partition, kind)
+            .leader_conn(&req.topic, req.partition, req.conn_kind(self))
             .await?;
         let version = conn.version(ApiKey::Fetch)?;
-        let max_wait_ms = i32::try_from(req.max_wait.as_millis()).unwrap_or(i32::MAX);
-        let raw = RawFetchRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_max_wait_ms(max_wait_ms)
-            .with_min_bytes(req.min_bytes)
-            .with_max_bytes(req.max_bytes.max(1))
-            .with_isolation_level(match req.isolation {
-                IsolationLevel::ReadUncommitted => 0,
-                IsolationLevel::ReadCommitted => 1,
-            })
-            .with_session_id(0)
-            .with_session_epoch(-1)
-            .with_topics(vec![FetchTopic::default()
+        let raw = req.raw(
+            req.max_bytes.max(1),
+            vec![FetchTopic::default()
                 .with_topic(TopicName(StrBytes::from_string(req.topic.clone())))
-                .with_partitions(vec![FetchPartition::default()
-                    .with_partition(req.partition)
-                    .with_current_leader_epoch(-1)
-                    .with_fetch_offset(req.offset)
-                    .with_last_fetched_epoch(-1)
-                    .with_log_start_offset(-1)
-                    .with_partition_max_bytes(req.max_bytes.max(1))])]);
+                .with_partitions(vec![req.raw_partition()])],
+        );
         let timeout = self.inner.config.request_timeout + req.max_wait;
         let resp: RawFetchResponse = conn
             .request_at(ApiKey::Fetch, version, &raw, timeout)
@@ -248,20 +227,14 @@ impl Client {
                 None,
             ));
         }
-        let p = resp
-            .responses
-            .iter()
-            .filter(|t| t.topic.0.as_str() == req.topic)
-            .flat_map(|t| t.partitions.iter())
-            .find(|p| p.partition_index == req.partition)
-            .ok_or_else(|| {
-                Error::broker(
-                    ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
-                    Some(&req.topic),
-                    Some(req.partition),
-                    Some("partition missing in Fetch response".to_owned()),
-                )
-            })?;
+        let p = req.answer_in(&resp).ok_or_else(|| {
+            Error::broker(
+                ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
+                Some(&req.topic),
+                Some(req.partition),
+                Some("partition missing in Fetch response".to_owned()),
+            )
+        })?;
         match p.error_code {
             0 => {}
             ErrorCode::OFFSET_OUT_OF_RANGE => {
@@ -287,20 +260,73 @@ impl Client {
                 ));
             }
         }
+        Ok(Ok(req.answer(p)?))
+    }
+}
+
+impl FetchRequest {
+    /// The connection a fetch goes on: a long poll on one of the long-poll connections.
+    pub(crate) fn conn_kind(&self, client: &Client) -> ConnKind {
+        if self.max_wait.is_zero() {
+            ConnKind::Fetch
+        } else {
+            ConnKind::LongPoll(client.inner.next_long_poll_slot())
+        }
+    }
+
+    /// This request's partition entry.
+    pub(crate) fn raw_partition(&self) -> FetchPartition {
+        FetchPartition::default()
+            .with_partition(self.partition)
+            .with_current_leader_epoch(-1)
+            .with_fetch_offset(self.offset)
+            .with_last_fetched_epoch(-1)
+            .with_log_start_offset(-1)
+            .with_partition_max_bytes(self.max_bytes.max(1))
+    }
+
+    /// A Fetch request for `topics` with this request's wait, minimum and isolation.
+    pub(crate) fn raw(&self, max_bytes: i32, topics: Vec<FetchTopic>) -> RawFetchRequest {
+        let max_wait_ms = i32::try_from(self.max_wait.as_millis()).unwrap_or(i32::MAX);
+        RawFetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(max_wait_ms)
+            .with_min_bytes(self.min_bytes)
+            .with_max_bytes(max_bytes)
+            .with_isolation_level(match self.isolation {
+                IsolationLevel::ReadUncommitted => 0,
+                IsolationLevel::ReadCommitted => 1,
+            })
+            .with_session_id(0)
+            .with_session_epoch(-1)
+            .with_topics(topics)
+    }
+
+    /// This request's partition in `resp`.
+    pub(crate) fn answer_in<'a>(&self, resp: &'a RawFetchResponse) -> Option<&'a PartitionData> {
+        resp.responses
+            .iter()
+            .filter(|t| t.topic.0.as_str() == self.topic)
+            .flat_map(|t| t.partitions.iter())
+            .find(|p| p.partition_index == self.partition)
+    }
+
+    /// The records and positions of an error-free answer for this request's partition.
+    pub(crate) fn answer(&self, p: &PartitionData) -> Result<FetchResponse, Error> {
         let aborted: &[AbortedTransaction] = p.aborted_transactions.as_deref().unwrap_or(&[]);
         let (records, next_offset) = match &p.records {
             Some(bytes) if !bytes.is_empty() => {
-                decode_partition(bytes.clone(), req.offset, req.isolation, aborted)?
+                decode_partition(bytes.clone(), self.offset, self.isolation, aborted)?
             }
-            _ => (Vec::new(), req.offset),
+            _ => (Vec::new(), self.offset),
         };
-        Ok(Ok(FetchResponse {
+        Ok(FetchResponse {
             records,
             high_watermark: p.high_watermark,
             log_start_offset: p.log_start_offset,
             last_stable_offset: p.last_stable_offset,
             next_offset,
-        }))
+        })
     }
 }
 

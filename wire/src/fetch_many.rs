@@ -9,16 +9,13 @@
 use std::collections::HashMap;
 
 use futures::future::join_all;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::fetch_response::AbortedTransaction;
-use kafka_protocol::messages::{
-    ApiKey, BrokerId, FetchRequest as RawFetchRequest, FetchResponse as RawFetchResponse, TopicName,
-};
+use kafka_protocol::messages::fetch_request::FetchTopic;
+use kafka_protocol::messages::{ApiKey, FetchResponse as RawFetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::client::{Client, ConnKind};
+use crate::client::Client;
 use crate::error::Error;
-use crate::fetch::{decode_partition, FetchRequest, FetchResponse, IsolationLevel};
+use crate::fetch::{FetchRequest, FetchResponse};
 
 impl Client {
     /// Fetches every request's partition, one Fetch per leader (see the module
@@ -80,47 +77,23 @@ impl Client {
             return Ok(Vec::new());
         };
         let head = &reqs[first];
-        let kind = if head.max_wait.is_zero() {
-            ConnKind::Fetch
-        } else {
-            ConnKind::LongPoll(self.inner.next_long_poll_slot())
-        };
-        let conn = self.inner.broker_conn(leader, kind).await?;
+        let conn = self.inner.broker_conn(leader, head.conn_kind(self)).await?;
         let version = conn.version(ApiKey::Fetch)?;
         let mut topics: Vec<FetchTopic> = Vec::new();
         let mut total: i64 = 0;
         for &i in idx {
             let r = &reqs[i];
             total += i64::from(r.max_bytes.max(1));
-            let part = FetchPartition::default()
-                .with_partition(r.partition)
-                .with_current_leader_epoch(-1)
-                .with_fetch_offset(r.offset)
-                .with_last_fetched_epoch(-1)
-                .with_log_start_offset(-1)
-                .with_partition_max_bytes(r.max_bytes.max(1));
             match topics.iter_mut().find(|t| t.topic.0.as_str() == r.topic) {
-                Some(t) => t.partitions.push(part),
+                Some(t) => t.partitions.push(r.raw_partition()),
                 None => topics.push(
                     FetchTopic::default()
                         .with_topic(TopicName(StrBytes::from_string(r.topic.clone())))
-                        .with_partitions(vec![part]),
+                        .with_partitions(vec![r.raw_partition()]),
                 ),
             }
         }
-        let max_wait_ms = i32::try_from(head.max_wait.as_millis()).unwrap_or(i32::MAX);
-        let raw = RawFetchRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_max_wait_ms(max_wait_ms)
-            .with_min_bytes(head.min_bytes)
-            .with_max_bytes(i32::try_from(total).unwrap_or(i32::MAX))
-            .with_isolation_level(match head.isolation {
-                IsolationLevel::ReadUncommitted => 0,
-                IsolationLevel::ReadCommitted => 1,
-            })
-            .with_session_id(0)
-            .with_session_epoch(-1)
-            .with_topics(topics);
+        let raw = head.raw(i32::try_from(total).unwrap_or(i32::MAX), topics);
         let timeout = self.inner.config.request_timeout + head.max_wait;
         let resp: RawFetchResponse = conn
             .request_at(ApiKey::Fetch, version, &raw, timeout)
@@ -131,30 +104,8 @@ impl Client {
         let mut answers = Vec::with_capacity(idx.len());
         for &i in idx {
             let r = &reqs[i];
-            let p = resp
-                .responses
-                .iter()
-                .filter(|t| t.topic.0.as_str() == r.topic)
-                .flat_map(|t| t.partitions.iter())
-                .find(|p| p.partition_index == r.partition);
-            let answer = match p {
-                Some(p) if p.error_code == 0 => {
-                    let aborted: &[AbortedTransaction] =
-                        p.aborted_transactions.as_deref().unwrap_or(&[]);
-                    let (records, next_offset) = match &p.records {
-                        Some(bytes) if !bytes.is_empty() => {
-                            decode_partition(bytes.clone(), r.offset, r.isolation, aborted)?
-                        }
-                        _ => (Vec::new(), r.offset),
-                    };
-                    Some(FetchResponse {
-                        records,
-                        high_watermark: p.high_watermark,
-                        log_start_offset: p.log_start_offset,
-                        last_stable_offset: p.last_stable_offset,
-                        next_offset,
-                    })
-                }
+            let answer = match r.answer_in(&resp) {
+                Some(p) if p.error_code == 0 => Some(r.answer(p)?),
                 // Missing, or an error: the single fetch handles it.
                 _ => None,
             };
