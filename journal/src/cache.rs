@@ -8,7 +8,7 @@ use std::sync::Arc;
 /// is read from its log again on its next use, as after a restart.
 #[derive(Debug)]
 pub(crate) struct IdCache<T> {
-    entries: std::collections::HashMap<String, (Arc<T>, u64), crate::hash::IdHashBuilder>,
+    entries: std::collections::HashMap<Arc<str>, (Arc<T>, u64), crate::hash::IdHashBuilder>,
     /// Bumped on every lookup; an entry's stamp is the tick of its last use.
     tick: u64,
     capacity: usize,
@@ -23,11 +23,12 @@ impl<T> IdCache<T> {
         }
     }
 
-    /// The entry of `persistence_id`, created by `make` if it is not cached.
+    /// The entry of `persistence_id`, created by `make` if it is not cached (`make` is given
+    /// the map's copy of the id, to share rather than copy again).
     pub(crate) fn get_or_insert(
         &mut self,
         persistence_id: &str,
-        make: impl FnOnce() -> T,
+        make: impl FnOnce(&Arc<str>) -> T,
     ) -> Arc<T> {
         self.tick += 1;
         if let Some((entry, used)) = self.entries.get_mut(persistence_id) {
@@ -37,9 +38,9 @@ impl<T> IdCache<T> {
         if self.entries.len() >= self.capacity {
             self.evict();
         }
-        let entry = Arc::new(make());
-        self.entries
-            .insert(persistence_id.to_string(), (Arc::clone(&entry), self.tick));
+        let key: Arc<str> = Arc::from(persistence_id);
+        let entry = Arc::new(make(&key));
+        self.entries.insert(key, (Arc::clone(&entry), self.tick));
         entry
     }
 
@@ -100,15 +101,15 @@ mod tests {
     #[test]
     fn least_recently_used_idle_ids_are_forgotten_first() {
         let mut cache = IdCache::new(10);
-        let held = cache.get_or_insert("held", || entry("held"));
+        let held = cache.get_or_insert("held", |_| entry("held"));
         for i in 0..9 {
             let id = format!("id{i}");
-            drop(cache.get_or_insert(&id, || entry(&id)));
+            drop(cache.get_or_insert(&id, |_| entry(&id)));
         }
         // Touch id0 so that it is recent.
-        drop(cache.get_or_insert("id0", || entry("id0")));
+        drop(cache.get_or_insert("id0", |_| entry("id0")));
         assert_eq!(cache.len(), 10);
-        drop(cache.get_or_insert("new", || entry("new")));
+        drop(cache.get_or_insert("new", |_| entry("new")));
         // Down to 90% - 1 before inserting: two forgotten, the oldest idle ones.
         assert_eq!(cache.len(), 9);
         assert!(cache.contains("held"), "an id in use is never forgotten");
@@ -118,19 +119,19 @@ mod tests {
         // The held entry is the same object as before.
         assert!(Arc::ptr_eq(
             &held,
-            &cache.get_or_insert("held", || entry("held"))
+            &cache.get_or_insert("held", |_| entry("held"))
         ));
     }
 
     #[test]
     fn ids_in_use_may_exceed_the_capacity() {
         let mut cache = IdCache::new(2);
-        let a = cache.get_or_insert("a", || entry("a"));
-        let b = cache.get_or_insert("b", || entry("b"));
-        let c = cache.get_or_insert("c", || entry("c"));
+        let a = cache.get_or_insert("a", |_| entry("a"));
+        let b = cache.get_or_insert("b", |_| entry("b"));
+        let c = cache.get_or_insert("c", |_| entry("c"));
         assert_eq!(cache.len(), 3);
         drop((a, b, c));
-        drop(cache.get_or_insert("d", || entry("d")));
+        drop(cache.get_or_insert("d", |_| entry("d")));
         assert!(cache.len() <= 2, "{}", cache.len());
         assert!(cache.contains("d"));
     }

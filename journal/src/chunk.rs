@@ -2,7 +2,9 @@
 //! persistence id, and turning one id's atomic writes into record batches ("chunks") that
 //! continue its sequence numbers, with gap markers for writes too large to store.
 
-use std::collections::HashMap;
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
 
 use bytes::Bytes;
 use kafka_persistence_wire::record::Record;
@@ -34,39 +36,62 @@ pub(crate) struct Chunk {
 /// One atomic write's result as planned, with the events to publish if it is stored.
 pub(crate) type Planned = (usize, Result<(), WriteError>, Vec<PersistentRepr>);
 
+/// One id's atomic writes in a call, with their indices into the caller's writes (never
+/// empty: the id is its first write's).
+pub(crate) type IdWrites = Vec<(usize, AtomicWrite)>;
+
+/// The persistence id of one id's [`IdWrites`].
+pub(crate) fn id_of(writes: &[(usize, AtomicWrite)]) -> &str {
+    writes.first().map_or("", |(_, w)| w.persistence_id())
+}
+
 /// A call's writes grouped by id, in first-appearance order, and the results of invalid ones.
 pub(crate) struct Grouped {
     /// Results decided while grouping (invalid writes); the rest are filled in later.
     pub(crate) results: Vec<Option<Result<(), WriteError>>>,
-    /// Per id, its atomic writes with their indices into the caller's writes.
-    pub(crate) ids: Vec<(String, Vec<(usize, AtomicWrite)>)>,
+    /// Per id, its atomic writes (see [`id_of`]).
+    pub(crate) ids: Vec<IdWrites>,
 }
 
-/// Validates `writes` and groups them by persistence id (first-appearance order).
+/// Validates `writes` and groups them by persistence id (first-appearance order). No id is
+/// copied: the table of places holds indices and compares against each group's first write.
 pub(crate) fn group(writes: Vec<AtomicWrite>) -> Grouped {
     let mut results: Vec<Option<Result<(), WriteError>>> = vec![None; writes.len()];
-    let mut ids: Vec<(String, Vec<(usize, AtomicWrite)>)> = Vec::new();
+    let mut ids: Vec<IdWrites> = Vec::new();
     // Id -> its place in `ids`.
-    let mut places: HashMap<String, usize, crate::hash::IdHashBuilder> = HashMap::default();
+    let mut places: HashTable<usize> = HashTable::new();
+    let hasher = crate::hash::IdHashBuilder::default();
     for (i, w) in writes.into_iter().enumerate() {
         if let Err(reason) = w.validate() {
             results[i] = Some(Err(WriteError::Invalid(reason)));
             continue;
         }
         let pid = w.persistence_id();
-        let place = match ids.last() {
-            // Consecutive writes of one id (a call of one id never hashes).
-            Some((last, _)) if last == pid => ids.len() - 1,
-            _ => match places.get(pid) {
-                Some(&k) => k,
-                None => {
-                    places.insert(pid.to_string(), ids.len());
-                    ids.push((pid.to_string(), Vec::new()));
-                    ids.len() - 1
-                }
-            },
-        };
-        ids[place].1.push((i, w));
+        // Consecutive writes of one id (a call of one id never hashes).
+        if ids.last().is_some_and(|last| id_of(last) == pid) {
+            if let Some(last) = ids.last_mut() {
+                last.push((i, w));
+            }
+            continue;
+        }
+        if ids.is_empty() {
+            ids.push(vec![(i, w)]);
+            continue;
+        }
+        if places.is_empty() {
+            // The first id was never entered (a call of one id never hashes).
+            places.insert_unique(hasher.hash_one(id_of(&ids[0])), 0, |&k| {
+                hasher.hash_one(id_of(&ids[k]))
+            });
+        }
+        let hash = hasher.hash_one(pid);
+        match places.find(hash, |&k| id_of(&ids[k]) == pid) {
+            Some(&k) => ids[k].push((i, w)),
+            None => {
+                places.insert_unique(hash, ids.len(), |&k| hasher.hash_one(id_of(&ids[k])));
+                ids.push(vec![(i, w)]);
+            }
+        }
     }
     Grouped { results, ids }
 }
@@ -266,7 +291,7 @@ mod tests {
         let ids: Vec<(&str, Vec<usize>)> = g
             .ids
             .iter()
-            .map(|(p, ws)| (p.as_str(), ws.iter().map(|(i, _)| *i).collect()))
+            .map(|ws| (id_of(ws), ws.iter().map(|(i, _)| *i).collect()))
             .collect();
         assert_eq!(
             ids,

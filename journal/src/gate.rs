@@ -49,23 +49,44 @@ impl Gate {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Takes the next place in line (never waits).
+    /// Takes the next place in line of a gate held on its own (never waits).
     pub(crate) fn ticket(self: &Arc<Self>) -> Ticket {
-        let mut st = self.lock_state();
+        ticket(self)
+    }
+}
+
+/// What holds a [`Gate`] inline (an id's entry: one allocation per id, not one for the entry
+/// and one for its gate); tickets and guards keep the holder alive.
+pub(crate) trait Gated: std::fmt::Debug + Send + Sync + 'static {
+    fn gate(&self) -> &Gate;
+}
+
+impl Gated for Gate {
+    fn gate(&self) -> &Gate {
+        self
+    }
+}
+
+/// Takes the next place in line of `holder`'s gate (never waits).
+pub(crate) fn ticket<T: Gated>(holder: &Arc<T>) -> Ticket {
+    let number = {
+        let mut st = holder.gate().lock_state();
         let number = st.next;
         st.next += 1;
-        Ticket {
-            gate: Some(Arc::clone(self)),
-            number,
-        }
+        number
+    };
+    let holder: Arc<dyn Gated> = Arc::clone(holder) as Arc<dyn Gated>;
+    Ticket {
+        gate: Some(holder),
+        number,
     }
 }
 
 /// A place in a [`Gate`]'s line; dropping it gives the place up.
 #[derive(Debug)]
 pub(crate) struct Ticket {
-    /// `None` once the ticket entered (the guard releases the gate then).
-    gate: Option<Arc<Gate>>,
+    /// The gate's holder; `None` once the ticket entered (the guard releases the gate then).
+    gate: Option<Arc<dyn Gated>>,
     number: u64,
 }
 
@@ -81,7 +102,7 @@ impl Drop for Ticket {
         let Some(gate) = self.gate.take() else {
             return;
         };
-        let mut st = gate.lock_state();
+        let mut st = gate.gate().lock_state();
         st.wakers.remove(&self.number);
         let wake = if st.serving == self.number {
             st.advance()
@@ -111,7 +132,7 @@ impl Future for Enter {
             // Polled again after completing: a programming error, but not worth a panic.
             return Poll::Pending;
         };
-        let mut st = gate.lock_state();
+        let mut st = gate.gate().lock_state();
         if st.serving == number {
             st.wakers.remove(&number);
             drop(st);
@@ -132,7 +153,7 @@ impl Future for Enter {
 /// Inside the gate; dropping it lets the next ticket in.
 #[derive(Debug)]
 pub(crate) struct GateGuard {
-    gate: Option<Arc<Gate>>,
+    gate: Option<Arc<dyn Gated>>,
 }
 
 impl Drop for GateGuard {
@@ -140,7 +161,7 @@ impl Drop for GateGuard {
         let Some(gate) = self.gate.take() else {
             return;
         };
-        let wake = gate.lock_state().advance();
+        let wake = gate.gate().lock_state().advance();
         if let Some(w) = wake {
             w.wake();
         }

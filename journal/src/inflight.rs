@@ -32,10 +32,9 @@ impl Inflight {
         self.counts.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Counts one more write in flight until the returned handle is finished or dropped.
+    /// Counts one more write in flight, of a counter held on its own (see [`begin`]).
     pub(crate) fn begin(self: &Arc<Self>) -> InflightWrite {
-        self.counts().writes += 1;
-        InflightWrite(Some(Arc::clone(self)))
+        begin(self)
     }
 
     /// Waits until no write is in flight. Call with the id's gate entered, so that no write
@@ -79,15 +78,35 @@ impl Inflight {
     }
 }
 
-/// One write counted by [`Inflight::begin`]; finished once, as failed if dropped unfinished.
+/// What holds an [`Inflight`] inline (an id's entry: no allocation of its own); a write in
+/// flight keeps the holder alive.
+pub(crate) trait Tracked: std::fmt::Debug + Send + Sync + 'static {
+    fn inflight(&self) -> &Inflight;
+}
+
+impl Tracked for Inflight {
+    fn inflight(&self) -> &Inflight {
+        self
+    }
+}
+
+/// Counts one more write of `holder` in flight until the returned handle is finished or
+/// dropped.
+pub(crate) fn begin<T: Tracked>(holder: &Arc<T>) -> InflightWrite {
+    holder.inflight().counts().writes += 1;
+    let holder: Arc<dyn Tracked> = Arc::clone(holder) as Arc<dyn Tracked>;
+    InflightWrite(Some(holder))
+}
+
+/// One write counted by [`begin`]; finished once, as failed if dropped unfinished.
 #[derive(Debug)]
-pub(crate) struct InflightWrite(Option<Arc<Inflight>>);
+pub(crate) struct InflightWrite(Option<Arc<dyn Tracked>>);
 
 impl InflightWrite {
     /// The write decided; `ok` false poisons the reservation view. Later calls do nothing.
     pub(crate) fn finish(&mut self, ok: bool) {
         if let Some(i) = self.0.take() {
-            i.finish(ok);
+            i.inflight().finish(ok);
         }
     }
 }

@@ -68,7 +68,7 @@ impl PerId {
 
     pub(crate) fn entry(&self, persistence_id: &str) -> Arc<PidEntry> {
         let mut pids = self.pids.lock().unwrap_or_else(|p| p.into_inner());
-        pids.get_or_insert(persistence_id, || {
+        pids.get_or_insert(persistence_id, |_| {
             PidEntry::new(
                 persistence_id,
                 topic_for(&self.config.topic_prefix, persistence_id),

@@ -41,8 +41,8 @@ impl PerId {
         let ids = grouped
             .ids
             .into_iter()
-            .map(|(p, ws)| {
-                let entry = self.entry(&p);
+            .map(|ws| {
+                let entry = self.entry(chunk::id_of(&ws));
                 let ticket = entry.gate.ticket();
                 (entry, ticket, ws)
             })

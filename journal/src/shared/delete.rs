@@ -17,7 +17,7 @@ pub(crate) async fn delete_to(
     active.inflight.drain().await;
     let p = &shared.partitions[active.partition];
     tail::catch_up(shared, p).await?;
-    let pid = active.persistence_id.as_str();
+    let pid = active.persistence_id.as_ref();
     let Some((highest, deleted_to)) = p.state().heads.get(pid).map(|h| (h.highest, h.deleted_to))
     else {
         return Ok(());

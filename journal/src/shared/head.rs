@@ -180,30 +180,8 @@ impl Head {
 
     /// The head stored in an index record; `None` if the record is inconsistent.
     pub(crate) fn from_record(rec: &HeadRecord) -> Option<Head> {
-        let n = rec.range_starts.len();
-        if rec.range_lens.len() != n
-            || rec.range_highest_before.len() != n
-            || !(rec.range_mid_batch.is_empty() || rec.range_mid_batch.len() == n)
-        {
-            return None;
-        }
-        let mut ranges = Vec::with_capacity(n);
-        let mut last_end = i64::MIN;
-        for i in 0..n {
-            let start = rec.range_starts[i];
-            let len = i64::try_from(rec.range_lens[i]).ok()?;
-            let end = start.checked_add(len)?;
-            if start < last_end || len == 0 || start < 0 {
-                return None;
-            }
-            last_end = end;
-            ranges.push(Range {
-                start,
-                end,
-                highest_before: rec.range_highest_before[i],
-                mid_batch: rec.range_mid_batch.get(i).copied().unwrap_or(false),
-            });
-        }
+        let mut ranges = Vec::with_capacity(rec.range_starts.len());
+        checked_ranges(rec, |r| ranges.push(r))?;
         Some(Head {
             highest: rec.highest,
             deleted_to: rec.deleted_to,
@@ -215,6 +193,35 @@ impl Head {
             dirty: false,
         })
     }
+}
+
+/// Checks a head record's ranges (parallel arrays, ascending, non-empty, within `i64`) and
+/// gives each to `push`; `None` if the record is inconsistent.
+fn checked_ranges(rec: &HeadRecord, mut push: impl FnMut(Range)) -> Option<()> {
+    let n = rec.range_starts.len();
+    if rec.range_lens.len() != n
+        || rec.range_highest_before.len() != n
+        || !(rec.range_mid_batch.is_empty() || rec.range_mid_batch.len() == n)
+    {
+        return None;
+    }
+    let mut last_end = i64::MIN;
+    for i in 0..n {
+        let start = rec.range_starts[i];
+        let len = i64::try_from(rec.range_lens[i]).ok()?;
+        let end = start.checked_add(len)?;
+        if start < last_end || len == 0 || start < 0 {
+            return None;
+        }
+        last_end = end;
+        push(Range {
+            start,
+            end,
+            highest_before: rec.range_highest_before[i],
+            mid_batch: rec.range_mid_batch.get(i).copied().unwrap_or(false),
+        });
+    }
+    Some(())
 }
 
 /// The value of a head record in the index topic.
@@ -294,6 +301,23 @@ pub(crate) fn decode_index(key: Option<&[u8]>, value: Option<&Bytes>) -> Option<
         }
         _ => None,
     }
+}
+
+/// The id and `as_of` of a head record, borrowed from the record (what verifying the index
+/// needs: no id copied, no head built); `None` wherever [`decode_index`] gives no head.
+pub(crate) fn decode_head_as_of<'a>(
+    key: Option<&'a [u8]>,
+    value: Option<&Bytes>,
+) -> Option<(&'a str, i64)> {
+    let key = key?;
+    let value = value?;
+    if *key.first()? != HEAD_KEY {
+        return None;
+    }
+    let id = std::str::from_utf8(&key[1..]).ok()?;
+    let rec = HeadRecord::decode(value.clone()).ok()?;
+    checked_ranges(&rec, |_| {})?;
+    Some((id, rec.as_of))
 }
 
 #[cfg(test)]

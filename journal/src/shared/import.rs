@@ -19,7 +19,7 @@ pub(crate) async fn import(
     active.inflight.drain().await;
     let p = &shared.partitions[active.partition];
     tail::catch_up(shared, p).await?;
-    let pid = active.persistence_id.as_str();
+    let pid = active.persistence_id.as_ref();
     let (mut highest, mut deleted_to) = p
         .state()
         .heads

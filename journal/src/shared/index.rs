@@ -22,7 +22,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use kafka_persistence_wire::{FetchRequest, OffsetSpec, Record};
 
-use super::head::{decode_index, encode, CheckpointRecord, IndexEntry, CHECKPOINT_KEY};
+use super::head::{
+    decode_head_as_of, decode_index, encode, CheckpointRecord, IndexEntry, CHECKPOINT_KEY,
+};
+use super::heads::HeadId;
 use super::{tail, Partition, Shared};
 use crate::error::JournalError;
 
@@ -46,18 +49,21 @@ struct IndexRead {
     end: i64,
 }
 
-/// Reads the index partition from `from` to its high watermark.
-async fn read_index(shared: &Shared, partition: i32, from: i64) -> Result<IndexRead, JournalError> {
+/// Reads the index partition from `from` to the high watermark of the first fetch, giving
+/// each record (offset, key, value) to `visit` in offset order; returns the offset after the
+/// last record read.
+async fn scan_index(
+    shared: &Shared,
+    partition: i32,
+    from: i64,
+    mut visit: impl FnMut(i64, Option<&[u8]>, Option<&Bytes>),
+) -> Result<i64, JournalError> {
     let topic = shared.index_topic.as_str();
     let start = shared
         .client
         .list_offset(topic, partition, OffsetSpec::Earliest)
         .await?;
     let mut pos = from.max(start);
-    let mut out = IndexRead {
-        end: pos,
-        ..IndexRead::default()
-    };
     let mut target: Option<i64> = None;
     loop {
         if target.is_some_and(|t| pos >= t) {
@@ -69,26 +75,83 @@ async fn read_index(shared: &Shared, partition: i32, from: i64) -> Result<IndexR
         let resp = shared.client.fetch(req).await?;
         let hw = *target.get_or_insert(resp.high_watermark);
         let progressed = resp.next_offset > pos;
-        for rec in resp.records {
+        for rec in &resp.records {
             if rec.offset < pos || rec.offset >= hw {
                 continue;
             }
             pos = rec.offset + 1;
-            match decode_index(rec.key.as_deref(), rec.value.as_ref()) {
-                Some(IndexEntry::Head(id, head)) => {
-                    out.heads.insert(id, (rec.offset, head));
-                }
-                Some(IndexEntry::Checkpoint(c)) => out.checkpoint = Some(c),
-                None => {}
-            }
+            visit(rec.offset, rec.key.as_deref(), rec.value.as_ref());
         }
         if !progressed {
             break;
         }
         pos = pos.max(resp.next_offset.min(hw));
     }
-    out.end = pos.max(target.unwrap_or(pos));
+    Ok(pos.max(target.unwrap_or(pos)))
+}
+
+/// Reads the index partition from `from` to its high watermark, keeping each id's last head.
+async fn read_index(shared: &Shared, partition: i32, from: i64) -> Result<IndexRead, JournalError> {
+    let mut out = IndexRead::default();
+    out.end = scan_index(
+        shared,
+        partition,
+        from,
+        |offset, key, value| match decode_index(key, value) {
+            Some(IndexEntry::Head(id, head)) => {
+                out.heads.insert(id, (offset, head));
+            }
+            Some(IndexEntry::Checkpoint(c)) => out.checkpoint = Some(c),
+            None => {}
+        },
+    )
+    .await?;
     Ok(out)
+}
+
+/// Reads partition `p`'s index back from `from` and marks for rewriting every id whose last
+/// head there is older than the head this instance holds (as of at most `frontier`): another
+/// instance wrote an older head after a newer one. Returns the offset after the last record
+/// read and how many ids were marked. Only the heads' ids (borrowed) and `as_of` are decoded;
+/// the last head of each id is found by the id's entry number, so nothing is copied per id.
+async fn verify(
+    shared: &Shared,
+    p: &Partition,
+    from: i64,
+    frontier: i64,
+) -> Result<(i64, usize), JournalError> {
+    // (entry number, as_of) of every head record of an id this instance indexes, in order.
+    let mut seen: Vec<(HeadId, i64)> = Vec::new();
+    let end = scan_index(shared, p.id, from, |_, key, value| {
+        if let Some((id, as_of)) = decode_head_as_of(key, value) {
+            if let Some(i) = p.state().heads.find(id) {
+                seen.push((i, as_of));
+            }
+        }
+    })
+    .await?;
+    let mut st = p.state();
+    let mut done = vec![0u64; st.heads.len().div_ceil(64)];
+    let mut stale = 0usize;
+    for &(i, as_of) in seen.iter().rev() {
+        let (word, bit) = (i as usize / 64, 1u64 << (i % 64));
+        let Some(w) = done.get_mut(word) else {
+            continue;
+        };
+        if *w & bit != 0 {
+            continue; // a later head of this id was checked already
+        }
+        *w |= bit;
+        let newer = st
+            .heads
+            .entry_mut(i)
+            .is_some_and(|(_, ours)| ours.as_of > as_of && ours.as_of <= frontier);
+        if newer {
+            st.mark_dirty_at(i);
+            stale += 1;
+        }
+    }
+    Ok((end, stale))
 }
 
 /// Restores partition `p`'s heads at `connect` (see the module documentation).
@@ -184,22 +247,8 @@ async fn flush(shared: &Shared, p: &Partition) -> Result<(), JournalError> {
             return Ok(());
         }
         // Read back what the index holds now, ours and anybody else's.
-        let read = read_index(shared, p.id, *position).await?;
-        *position = read.end;
-        let mut stale = 0usize;
-        {
-            let mut st = p.state();
-            for (id, (_, head)) in &read.heads {
-                let newer = st
-                    .heads
-                    .get(id.as_str())
-                    .is_some_and(|ours| ours.as_of > head.as_of && ours.as_of <= frontier);
-                if newer {
-                    st.mark_dirty(id);
-                    stale += 1;
-                }
-            }
-        }
+        let (end, stale) = verify(shared, p, *position, frontier).await?;
+        *position = end;
         if stale > 0 {
             tracing::debug!(
                 partition = p.id,

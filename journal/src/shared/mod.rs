@@ -103,13 +103,27 @@ impl Partition {
 /// view (the highest sequence number including this instance's writes in flight).
 #[derive(Debug)]
 pub(crate) struct ActiveId {
-    pub(crate) persistence_id: String,
+    /// Shared with the id cache's key.
+    pub(crate) persistence_id: Arc<str>,
     pub(crate) partition: usize,
-    pub(crate) gate: Arc<Gate>,
+    /// Held inline (the id's one allocation is this entry): see [`crate::gate::Gated`].
+    pub(crate) gate: Gate,
     state: Mutex<ActiveState>,
     /// Its writes in flight; poisoned when one failed or was refused: take the reservation
     /// view from the head again.
-    pub(crate) inflight: Arc<Inflight>,
+    pub(crate) inflight: Inflight,
+}
+
+impl crate::gate::Gated for ActiveId {
+    fn gate(&self) -> &Gate {
+        &self.gate
+    }
+}
+
+impl crate::inflight::Tracked for ActiveId {
+    fn inflight(&self) -> &Inflight {
+        &self.inflight
+    }
 }
 
 #[derive(Debug, Default)]
@@ -154,12 +168,12 @@ impl Shared {
     pub(crate) fn active(&self, persistence_id: &str) -> Arc<ActiveId> {
         let partition = self.partition_index(persistence_id);
         let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
-        ids.get_or_insert(persistence_id, || ActiveId {
-            persistence_id: persistence_id.to_string(),
+        ids.get_or_insert(persistence_id, |key| ActiveId {
+            persistence_id: Arc::clone(key),
             partition,
-            gate: Arc::new(Gate::default()),
+            gate: Gate::default(),
             state: Mutex::new(ActiveState::default()),
-            inflight: Arc::default(),
+            inflight: Inflight::default(),
         })
     }
 
@@ -246,7 +260,7 @@ impl JournalLayout for SharedLayout {
     ) -> BoxFuture<'static, Result<u64, JournalError>> {
         let shared = Arc::clone(&self.0);
         let active = shared.active(persistence_id);
-        let ticket = active.gate.ticket();
+        let ticket = crate::gate::ticket(&active);
         async move {
             let head = read::current_head(&shared, &active, ticket).await?;
             Ok(head.map_or(0, |h| h.highest))
@@ -257,7 +271,7 @@ impl JournalLayout for SharedLayout {
     fn deleted_to(&self, persistence_id: &str) -> BoxFuture<'static, Result<u64, JournalError>> {
         let shared = Arc::clone(&self.0);
         let active = shared.active(persistence_id);
-        let ticket = active.gate.ticket();
+        let ticket = crate::gate::ticket(&active);
         async move {
             let head = read::current_head(&shared, &active, ticket).await?;
             Ok(head.map_or(0, |h| h.deleted_to))
@@ -272,7 +286,7 @@ impl JournalLayout for SharedLayout {
     ) -> BoxFuture<'static, Result<(), JournalError>> {
         let shared = Arc::clone(&self.0);
         let active = shared.active(persistence_id);
-        let ticket = active.gate.ticket();
+        let ticket = crate::gate::ticket(&active);
         async move { delete::delete_to(&shared, &active, ticket, to).await }.boxed()
     }
 
@@ -303,7 +317,7 @@ impl JournalLayout for SharedLayout {
     ) -> BoxFuture<'static, Result<ImportOutcome, JournalError>> {
         let shared = Arc::clone(&self.0);
         let active = shared.active(&export.persistence_id);
-        let ticket = active.gate.ticket();
+        let ticket = crate::gate::ticket(&active);
         async move { import::import(&shared, &active, ticket, export).await }.boxed()
     }
 }

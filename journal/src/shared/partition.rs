@@ -354,13 +354,19 @@ impl PartitionState {
     }
 
     /// Marks `persistence_id`'s head as to be stored again (the index holds an older one).
+    #[cfg(test)]
     pub(crate) fn mark_dirty(&mut self, persistence_id: &str) {
         if let Some(i) = self.heads.find(persistence_id) {
-            if let Some((_, h)) = self.heads.entry_mut(i) {
-                if !h.dirty {
-                    h.dirty = true;
-                    self.dirty.push(i);
-                }
+            self.mark_dirty_at(i);
+        }
+    }
+
+    /// Marks head number `i` as to be stored again.
+    pub(crate) fn mark_dirty_at(&mut self, i: HeadId) {
+        if let Some((_, h)) = self.heads.entry_mut(i) {
+            if !h.dirty {
+                h.dirty = true;
+                self.dirty.push(i);
             }
         }
     }

@@ -51,7 +51,7 @@ pub(crate) async fn current_head(
     active.inflight.drain().await;
     let p = &shared.partitions[active.partition];
     tail::catch_up(shared, p).await?;
-    let head = p.state().heads.get(active.persistence_id.as_str()).cloned();
+    let head = p.state().heads.get(active.persistence_id.as_ref()).cloned();
     Ok(head)
 }
 
@@ -216,14 +216,14 @@ impl Cursor {
         let head = if !self.opened {
             // The first pass takes its place in line behind this instance's earlier calls
             // of the id when the stream is first polled.
-            let ticket = self.active.gate.ticket();
+            let ticket = crate::gate::ticket(&self.active);
             current_head(&self.shared, &self.active, ticket).await?
         } else {
             {
                 tail::catch_up(&self.shared, p).await?;
                 p.state()
                     .heads
-                    .get(self.active.persistence_id.as_str())
+                    .get(self.active.persistence_id.as_ref())
                     .cloned()
             }
         };
@@ -239,7 +239,7 @@ impl Cursor {
         if first > end {
             return Ok(());
         }
-        let pid = self.active.persistence_id.as_str();
+        let pid = self.active.persistence_id.as_ref();
         if head.removed_to > head.deleted_to && first <= head.removed_to {
             return Err(JournalError::EventsLost {
                 persistence_id: pid.to_string(),
@@ -300,7 +300,7 @@ impl Cursor {
             let known = p
                 .state()
                 .heads
-                .get(self.active.persistence_id.as_str())
+                .get(self.active.persistence_id.as_ref())
                 .map_or(0, |h| h.highest);
             if known < self.next {
                 let _ = tokio::time::timeout(LIVE_WAIT, p.changed.notified()).await;

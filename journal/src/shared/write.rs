@@ -46,7 +46,7 @@ impl Plan {
     ) -> bool {
         self.ids
             .iter()
-            .all(|(active, _, _)| seen.insert(active.persistence_id.as_str()))
+            .all(|(active, _, _)| seen.insert(active.persistence_id.as_ref()))
     }
 }
 
@@ -56,9 +56,9 @@ pub(crate) fn plan(shared: &Shared, writes: Vec<AtomicWrite>) -> Plan {
     let ids = grouped
         .ids
         .into_iter()
-        .map(|(p, ws)| {
-            let active = shared.active(&p);
-            let ticket = active.gate.ticket();
+        .map(|ws| {
+            let active = shared.active(chunk::id_of(&ws));
+            let ticket = crate::gate::ticket(&active);
             (active, ticket, ws)
         })
         .collect();
@@ -160,7 +160,7 @@ pub(crate) async fn write_round(
         }
         let active = &e.active;
         let plan = plan_chunks(
-            active.persistence_id.as_str(),
+            active.persistence_id.as_ref(),
             std::mem::take(&mut e.writes),
             highest,
             shared.max_message_bytes,
@@ -191,7 +191,7 @@ pub(crate) async fn write_round(
                 id: k,
                 indices: c.indices,
                 stubs: c.stubs,
-                inflight: active.inflight.begin(),
+                inflight: crate::inflight::begin(active),
             });
         }
     }
@@ -233,7 +233,7 @@ pub(crate) async fn write_round(
             continue;
         }
         let active = &actives[k];
-        let pid = active.persistence_id.as_str();
+        let pid = active.persistence_id.as_ref();
         let expected = shared.partitions[active.partition]
             .state()
             .heads
@@ -328,7 +328,7 @@ async fn reserved(shared: &Shared, active: &ActiveId, refresh: bool) -> Result<u
     let highest = p
         .state()
         .heads
-        .get(active.persistence_id.as_str())
+        .get(active.persistence_id.as_ref())
         .map_or(0, |h| h.highest);
     active.lock().reserved = Some(highest);
     active.inflight.clear_poison();
@@ -344,7 +344,7 @@ async fn decide(
     chunks: &mut [Sent],
     actives: &[Arc<ActiveId>],
 ) -> Vec<Result<bool, JournalError>> {
-    let pid = |c: &Sent| actives[c.id].persistence_id.clone();
+    let pid = |c: &Sent| actives[c.id].persistence_id.to_string();
     let registered = match send.await {
         Ok(meta) => {
             let Some(n) = slot.take() else {
@@ -360,7 +360,7 @@ async fn decide(
             };
             let list = chunks.iter_mut().map(|c| {
                 (
-                    actives[c.id].persistence_id.as_str(),
+                    actives[c.id].persistence_id.as_ref(),
                     std::mem::take(&mut c.stubs),
                 )
             });
